@@ -1,0 +1,1 @@
+"""The archive: the system of record (storage contract in docs/architecture.md)."""

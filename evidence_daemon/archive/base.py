@@ -1,0 +1,99 @@
+"""The interface every archive backend implements, and helpers shared by all of them.
+
+A backend stores bytes under the keys of ``archive.keys`` and proves what it stored. It must
+never overwrite or delete an existing key: originals, manifests, ledger entries and public keys
+are all create-only. ``put_original`` returns only after the stored copy is verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import IntegrityError
+
+READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What the archive says about one stored object."""
+
+    key: str
+    size_bytes: int
+    sha256: str | None = None  # as recorded in the object's metadata, when the backend keeps it
+    etag: str | None = None
+    version_id: str | None = None
+    verified_by: str | None = None  # how put_original proved the bytes: "sha256", "etag", "readback"
+    retain_until: str | None = None  # Object Lock retain-until date (ISO 8601), when set
+
+
+class ArchiveStore(Protocol):
+    """One archive. Implementations: ``FilesystemArchive`` and ``S3Archive``."""
+
+    @property
+    def location(self) -> str:
+        """Where the archive is, for humans (``file:///srv/archive``, ``s3://host/bucket``)."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``StorageError`` unless the archive is reachable and writable."""
+        ...
+
+    def put_original(
+        self,
+        key: str,
+        source: Path,
+        *,
+        sha256: str,
+        size_bytes: int,
+        metadata: Mapping[str, str],
+    ) -> StoredObject:
+        """Store ``source`` under ``key`` and verify the stored bytes hash to ``sha256``.
+
+        If ``key`` already holds an object of that size and SHA-256, return it without
+        writing (re-docking the same file is a no-op). Raises ``IntegrityError`` when the
+        stored bytes do not match, ``ObjectExistsError`` when the key holds something else.
+        """
+        ...
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> None:
+        """Create ``key`` holding ``data``; ``ObjectExistsError`` if it already exists."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object; ``ObjectMissingError`` if absent."""
+        ...
+
+    def iter_chunks(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+        """Stream the object; ``ObjectMissingError`` if absent."""
+        ...
+
+    def stat(self, key: str) -> StoredObject | None:
+        """Size and metadata of ``key``, or None when it does not exist."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Keys under ``prefix``, in lexical order."""
+        ...
+
+
+def hash_stored(store: ArchiveStore, key: str) -> tuple[str, int]:
+    """Re-read an object from the archive: (SHA-256 hex, size in bytes)."""
+    digest = hashlib.sha256()
+    size_bytes = 0
+    for chunk in store.iter_chunks(key):
+        digest.update(chunk)
+        size_bytes += len(chunk)
+    return digest.hexdigest(), size_bytes
+
+
+def require_match(key: str, expected_sha256: str, actual_sha256: str, how: str) -> None:
+    if expected_sha256 != actual_sha256:
+        raise IntegrityError(
+            f"{key}: stored copy does not match the original ({how}: expected "
+            f"{expected_sha256[:12]}, archive has {actual_sha256[:12]})"
+        )

@@ -1,0 +1,203 @@
+"""The filesystem archive: the storage contract laid out under one directory.
+
+The embedded default for a single station and the demo. Every write is crash-safe (temp file in
+the target directory, fsync, rename, fsync the directory) and create-only; originals are made
+read-only (0444). When the spool is on the same filesystem an original is stored by hard link,
+which costs no second copy; the stored file is then re-read and hashed before it counts.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat as stat_module
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from ..errors import ObjectExistsError, ObjectMissingError, StorageError
+from ..failpoints import failpoint
+from . import keys
+from .base import READ_CHUNK_BYTES, StoredObject, require_match
+
+_STAGING = ".staging"
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size_bytes = 0
+    with path.open("rb", buffering=0) as handle:
+        while chunk := handle.read(READ_CHUNK_BYTES):
+            digest.update(chunk)
+            size_bytes += len(chunk)
+    return digest.hexdigest(), size_bytes
+
+
+class FilesystemArchive:
+    """``ArchiveStore`` on a local or mounted directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def location(self) -> str:
+        return self.root.resolve().as_uri()
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / _STAGING).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"archive {self.root} is not writable: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"archive {self.root} is not writable")
+
+    def _path(self, key: str) -> Path:
+        # Keys come from archive.keys, but refuse anything that could leave the root anyway.
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts) or key.startswith(_STAGING):
+            raise StorageError(f"refusing unsafe archive key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _staging_path(self) -> Path:
+        staging = self.root / _STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging / f"{uuid.uuid4().hex}.tmp"
+
+    def _publish(self, temp: Path, target: Path) -> None:
+        """Move a durable temp file to ``target`` without ever replacing an existing file."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(temp, target)  # atomic, and fails instead of overwriting
+        except FileExistsError:
+            temp.unlink()
+            raise ObjectExistsError(f"{target.relative_to(self.root)} already exists") from None
+        temp.unlink()
+        fsync_directory(target.parent)
+        fsync_directory(temp.parent)
+
+    def put_original(
+        self,
+        key: str,
+        source: Path,
+        *,
+        sha256: str,
+        size_bytes: int,
+        metadata: Mapping[str, str],
+    ) -> StoredObject:
+        target = self._path(key)
+        existing = self.stat(key)
+        if existing is not None:
+            return self._verify(key, target, sha256, size_bytes, "readback")
+        temp = self._staging_path()
+        try:
+            try:
+                os.link(source, temp)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                self._copy(source, temp)
+            os.chmod(temp, 0o444)
+            self._publish(temp, target)
+        except ObjectExistsError:
+            pass  # written meanwhile by another worker: verify what is there
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
+        return self._verify(key, target, sha256, size_bytes, "readback")
+
+    def _copy(self, source: Path, temp: Path) -> None:
+        with source.open("rb", buffering=0) as reader, temp.open("xb", buffering=0) as writer:
+            first = True
+            while chunk := reader.read(READ_CHUNK_BYTES):
+                writer.write(chunk)
+                if first:
+                    failpoint("archive.mid_upload")
+                    first = False
+            os.fsync(writer.fileno())
+
+    def _verify(
+        self, key: str, target: Path, sha256: str, size_bytes: int, how: str
+    ) -> StoredObject:
+        try:
+            actual_sha256, actual_size = _hash_file(target)
+        except OSError as exc:
+            raise StorageError(f"cannot read back {key}: {exc.strerror}") from exc
+        if actual_size != size_bytes:
+            require_match(key, f"{size_bytes} bytes", f"{actual_size} bytes", "size")
+        require_match(key, sha256, actual_sha256, "SHA-256 of the stored file")
+        return StoredObject(key=key, size_bytes=actual_size, sha256=actual_sha256, verified_by=how)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> None:
+        target = self._path(key)
+        if target.exists():
+            raise ObjectExistsError(f"{key} already exists in {self.root}")
+        temp = self._staging_path()
+        try:
+            with temp.open("xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temp, 0o444)
+            self._publish(temp, target)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {key} in {self.root}: {exc.strerror}") from exc
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissingError(f"{key} is not in the archive {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc.strerror}") from exc
+
+    def iter_chunks(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = path.open("rb", buffering=0)
+        except FileNotFoundError:
+            raise ObjectMissingError(f"{key} is not in the archive {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc.strerror}") from exc
+        with handle:
+            while chunk := handle.read(chunk_bytes):
+                yield chunk
+
+    def stat(self, key: str) -> StoredObject | None:
+        try:
+            info = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot stat {key}: {exc.strerror}") from exc
+        if not stat_module.S_ISREG(info.st_mode):
+            raise StorageError(f"{key} in {self.root} is not a regular file")
+        return StoredObject(key=key, size_bytes=info.st_size)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        # Walk only the directory the prefix names; keys are '/'-separated paths.
+        directory, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*directory.split("/")) if directory else self.root
+        if not start.is_dir():
+            return
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            relative = Path(dirpath).relative_to(self.root).as_posix()
+            if relative == ".":
+                dirnames[:] = [name for name in dirnames if name != _STAGING]
+                relative = ""
+            for name in filenames:
+                key = f"{relative}/{name}" if relative else name
+                if key.startswith(prefix):
+                    found.append(key)
+        yield from sorted(found)

@@ -1,0 +1,106 @@
+"""Object keys of the storage contract. Pure functions; nothing here touches storage.
+
+::
+
+    recordings/<sha256>/original<.ext>
+    recordings/<sha256>/manifest.json
+    recordings/<sha256>/proxy.mp4
+    ledger/<writer-id>/<seq:012d>.json
+    keys/<writer-id>.pub
+
+Keys are built only from a SHA-256, a sanitised extension and a validated writer id, never from
+a device file name, so no name on a card can steer where anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
+_WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LEDGER_NAME = re.compile(r"^(\d{12})\.json$")
+
+RECORDINGS_PREFIX = "recordings/"
+LEDGER_PREFIX = "ledger/"
+KEYS_PREFIX = "keys/"
+
+
+def check_sha256(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise ValueError(f"not a lower-case hex SHA-256: {sha256!r}")
+    return sha256
+
+
+def check_writer(writer: str) -> str:
+    if not _WRITER.match(writer):
+        raise ValueError(f"not a valid writer id: {writer!r}")
+    return writer
+
+
+def safe_extension(file_name: str) -> str:
+    """The original's extension, lower-cased, or '' when it is missing or odd.
+
+    >>> safe_extension("DSJ_0001.MP4"), safe_extension("a.tar.gz"), safe_extension("../x.m p4")
+    ('mp4', 'gz', '')
+    """
+    _, dot, extension = file_name.rpartition(".")
+    if not dot or not _EXTENSION.match(extension.lower()):
+        return ""
+    return extension.lower()
+
+
+def recording_prefix(sha256: str) -> str:
+    return f"{RECORDINGS_PREFIX}{check_sha256(sha256)}/"
+
+
+def original_key(sha256: str, extension: str) -> str:
+    if extension and not _EXTENSION.match(extension):
+        raise ValueError(f"not a safe extension: {extension!r}")
+    suffix = f".{extension}" if extension else ""
+    return f"{recording_prefix(sha256)}original{suffix}"
+
+
+def manifest_key(sha256: str) -> str:
+    return f"{recording_prefix(sha256)}manifest.json"
+
+
+def proxy_key(sha256: str) -> str:
+    return f"{recording_prefix(sha256)}proxy.mp4"
+
+
+def ledger_prefix(writer: str) -> str:
+    return f"{LEDGER_PREFIX}{check_writer(writer)}/"
+
+
+def ledger_key(writer: str, seq: int) -> str:
+    if seq < 1:
+        raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
+    return f"{ledger_prefix(writer)}{seq:012d}.json"
+
+
+def public_key_key(writer: str) -> str:
+    return f"{KEYS_PREFIX}{check_writer(writer)}.pub"
+
+
+def parse_ledger_key(key: str) -> tuple[str, int] | None:
+    """``ledger/<writer>/<seq>.json`` -> (writer, seq); None for anything else."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "ledger" or not _WRITER.match(parts[1]):
+        return None
+    match = _LEDGER_NAME.match(parts[2])
+    return (parts[1], int(match.group(1))) if match else None
+
+
+def parse_recording_key(key: str) -> tuple[str, str] | None:
+    """``recordings/<sha>/<name>`` -> (sha256, name); None for anything else."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "recordings" or not _SHA256.match(parts[1]) or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def is_original_name(name: str) -> bool:
+    return name == "original" or (
+        name.startswith("original.") and bool(_EXTENSION.match(name[len("original."):]))
+    )

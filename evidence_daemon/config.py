@@ -1,0 +1,301 @@
+"""Configuration: defaults < TOML file < ``EVIDENCE_*`` environment < command-line overrides.
+
+Loaded once at start-up into frozen dataclasses and validated there, so a bad value stops the
+daemon with an error that names the key (``archive.bucket``), never half-way through an ingest.
+
+Environment overrides are ``EVIDENCE_<SECTION>_<KEY>`` (``EVIDENCE_ARCHIVE_PATH=/srv/a``);
+command-line overrides are ``--set section.key=value``. Lists given that way are comma-separated.
+Secrets may be given as ``*_file`` keys pointing at a file (systemd credentials); the file's
+content wins and is never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/evidence-daemon/config.toml")
+ENV_CONFIG = "EVIDENCE_CONFIG"
+ENV_PREFIX = "EVIDENCE_"
+
+DEFAULT_SKIP = (
+    ".DS_Store",
+    "._*",
+    "Thumbs.db",
+    "desktop.ini",
+    ".Spotlight-V100",
+    ".Trashes",
+    ".fseventsd",
+    ".TemporaryItems",
+    "System Volume Information",
+    "$RECYCLE.BIN",
+    "RECYCLER",
+    "FOUND.[0-9][0-9][0-9]",
+)
+
+# Common Chinese body-camera naming: <device>_<officer>_<YYYYMMDDhhmmss>_<seq>.<ext>, and the
+# bare-timestamp variants written by handheld terminals and older recorders. Times are local
+# (station time zone) and mark the start of the recording.
+DEFAULT_FILENAME_PATTERNS = (
+    r"^(?P<device>[A-Za-z0-9-]+)_(?P<officer>[A-Za-z0-9-]+)_(?P<start>\d{14})_(?P<seq>\d+)",
+    r"^(?P<device>[A-Za-z0-9-]+)_(?P<officer>[A-Za-z0-9-]+)_(?P<start>\d{8}_\d{6})_(?P<seq>\d+)",
+    r"^(?:VID|IMG|AUD|REC)?_?(?P<start>\d{8}_?\d{6})(?:_(?P<seq>\d+))?",
+)
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    id: str = "station"
+    state_dir: Path = Path("/var/lib/evidence-daemon")
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    backend: str = "filesystem"
+    # filesystem backend
+    path: Path = Path("/srv/evidence-archive")
+    # s3 backend (MinIO)
+    endpoint: str = ""
+    bucket: str = "evidence"
+    access_key: str = ""
+    secret_key: str = field(default="", repr=False)
+    secret_key_file: str = ""
+    secure: bool = True
+    region: str = "us-east-1"
+    part_size_mib: int = 16
+    retention_days: int = 180
+    require_object_lock: bool = False
+    sse: str = ""
+    verify: str = "etag"
+    upload_workers: int = 2
+    retries: int = 5
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    spool_dir: Path | None = None
+    hash_sm3: bool = False
+    skip: tuple[str, ...] = DEFAULT_SKIP
+    filename_patterns: tuple[str, ...] = DEFAULT_FILENAME_PATTERNS
+    copy_chunk_kib: int = 4096
+    queue_depth: int = 4
+    probe: bool = True
+
+
+@dataclass(frozen=True)
+class ComplianceConfig:
+    deadline_hours: float = 24.0
+    at_risk_margin_hours: float = 4.0
+
+
+@dataclass(frozen=True)
+class Config:
+    station: StationConfig = field(default_factory=StationConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    source: str = "defaults"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.ingest.spool_dir or self.station.state_dir / "spool"
+
+    @property
+    def database_path(self) -> Path:
+        return self.station.state_dir / "state.sqlite3"
+
+    @property
+    def key_path(self) -> Path:
+        return self.station.state_dir / "keys" / "station.ed25519"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "station": StationConfig,
+    "archive": ArchiveConfig,
+    "ingest": IngestConfig,
+    "compliance": ComplianceConfig,
+}
+
+_STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate the configuration.
+
+    ``path`` None means ``$EVIDENCE_CONFIG``, else the default path if it exists, else defaults
+    only. A path that was asked for explicitly must exist.
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    source = "defaults"
+    explicit = path if path is not None else environ.get(ENV_CONFIG) or None
+    config_path = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
+    if explicit or config_path.exists():
+        raw_file = _read_toml(config_path)
+        for section, values in raw_file.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"{config_path}: unknown section [{section}]")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{config_path}: [{section}] must be a table")
+            raw[section].update(values)
+        source = str(config_path)
+
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+        if section in _SECTIONS and key in _field_names(_SECTIONS[section]):
+            raw[section][key] = value
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        if section not in _SECTIONS or key not in _field_names(_SECTIONS[section]):
+            raise ConfigError(f"--set {dotted}: no such configuration key")
+        raw[section][key] = value
+
+    sections = {name: _build(name, cls, raw[name]) for name, cls in _SECTIONS.items()}
+    config = Config(source=source, **sections)
+    _validate(config)
+    return _resolve_secrets(config)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+
+
+def _field_names(cls: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _build(section: str, cls: type[Any], values: dict[str, Any]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{section}.{key}: unknown configuration key")
+        kwargs[key] = _coerce(f"{section}.{key}", known[key].type, value)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, type_name: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or name the key that is wrong."""
+    text = str(type_name)
+    if text.startswith("Path"):
+        if text.endswith("None") and value in ("", None):
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a path, got {value!r}")
+        return Path(value)
+    if text == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if text == "int":
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if text == "float":
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if text.startswith("tuple"):
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _validate(config: Config) -> None:
+    station, archive, ingest = config.station, config.archive, config.ingest
+    if not _STATION_ID.match(station.id):
+        raise ConfigError(
+            f"station.id: {station.id!r} must be 1-64 letters, digits, '.', '_' or '-' "
+            "(it names the station's ledger in the archive)"
+        )
+    try:
+        zoneinfo.ZoneInfo(station.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"station.timezone: unknown time zone {station.timezone!r}") from None
+    if archive.backend not in ("filesystem", "s3"):
+        raise ConfigError(f"archive.backend: must be 'filesystem' or 's3', got {archive.backend!r}")
+    if archive.backend == "s3":
+        if not archive.endpoint:
+            raise ConfigError("archive.endpoint: required when archive.backend = 's3'")
+        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", archive.bucket):
+            raise ConfigError(f"archive.bucket: {archive.bucket!r} is not a valid bucket name")
+    if not 5 <= archive.part_size_mib <= 5120:
+        raise ConfigError("archive.part_size_mib: must be between 5 and 5120 (S3 part limits)")
+    if archive.retention_days < 1:
+        raise ConfigError("archive.retention_days: must be at least 1")
+    if archive.sse not in ("", "s3"):
+        raise ConfigError("archive.sse: must be '' (off) or 's3' (SSE-S3)")
+    if archive.verify not in ("etag", "readback"):
+        raise ConfigError("archive.verify: must be 'etag' or 'readback'")
+    if not 1 <= archive.upload_workers <= 32:
+        raise ConfigError("archive.upload_workers: must be between 1 and 32")
+    if archive.retries < 0:
+        raise ConfigError("archive.retries: must not be negative")
+    if not 64 <= ingest.copy_chunk_kib <= 65536:
+        raise ConfigError("ingest.copy_chunk_kib: must be between 64 and 65536")
+    if ingest.queue_depth < 1:
+        raise ConfigError("ingest.queue_depth: must be at least 1")
+    for index, pattern in enumerate(ingest.filename_patterns):
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"ingest.filename_patterns[{index}]: {exc}") from None
+        if "start" not in compiled.groupindex:
+            raise ConfigError(f"ingest.filename_patterns[{index}]: needs a (?P<start>...) group")
+    if config.compliance.deadline_hours <= 0:
+        raise ConfigError("compliance.deadline_hours: must be positive")
+    if config.compliance.at_risk_margin_hours < 0:
+        raise ConfigError("compliance.at_risk_margin_hours: must not be negative")
+
+
+def _resolve_secrets(config: Config) -> Config:
+    archive = config.archive
+    if archive.secret_key_file:
+        try:
+            secret = Path(archive.secret_key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"archive.secret_key_file: cannot read {archive.secret_key_file}: {exc.strerror}"
+            ) from exc
+        archive = dataclasses.replace(archive, secret_key=secret)
+    return dataclasses.replace(config, archive=archive)

@@ -1,0 +1,70 @@
+"""The one exception tree of evidence-daemon.
+
+::
+
+    EvidenceError                 exit 1   anything the daemon reports on purpose
+    ├── ConfigError               exit 2   bad or missing configuration (names the key)
+    ├── StateError                exit 3   the local SQLite state cannot be used
+    ├── DeviceError               exit 4   a device or source tree cannot be read
+    ├── IngestError               exit 5   one file could not be taken in (carries a reason)
+    ├── StorageError              exit 6   the archive cannot be reached or refused a write
+    │   ├── ObjectExistsError     exit 6   a create-only write found the key taken
+    │   └── ObjectMissingError    exit 6   the key is not in the archive
+    ├── IntegrityError            exit 7   stored bytes, a manifest or the ledger do not verify
+    └── MediaError                exit 8   ffprobe/ffmpeg could not read a file
+
+Third-party errors (OSError, minio's S3Error, ffmpeg.Error, sqlite3.Error) are translated
+once, at the adapter that calls the library: ``raise StorageError(...) from exc``.
+Only ``cli.main()`` turns these into output and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class EvidenceError(Exception):
+    """Root of every error the daemon raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(EvidenceError):
+    exit_code = 2
+
+
+class StateError(EvidenceError):
+    exit_code = 3
+
+
+class DeviceError(EvidenceError):
+    exit_code = 4
+
+
+class IngestError(EvidenceError):
+    exit_code = 5
+
+
+class StorageError(EvidenceError):
+    exit_code = 6
+
+
+class ObjectExistsError(StorageError):
+    """A create-only write found the key already taken."""
+
+
+class IntegrityError(EvidenceError):
+    exit_code = 7
+
+
+class MediaError(EvidenceError):
+    exit_code = 8
+
+
+class ObjectMissingError(StorageError):
+    """The requested key is not in the archive."""
