@@ -1,0 +1,7 @@
+"""``python -m evidence_daemon`` is the ``evidence-daemon`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

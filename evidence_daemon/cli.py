@@ -1,0 +1,295 @@
+"""The ``evidence-daemon`` command line. Its command names, flags and JSON are a contract.
+
+``main()`` is the only place that turns an ``EvidenceError`` into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .archive import keys
+from .compliance.rules import STATES as COMPLIANCE_STATES
+from .config import Config, load_config
+from .custody.verify import Problem, verify_archive
+from .errors import ConfigError, EvidenceError
+from .ingest.pipeline import Origin, Summary
+from .state import transitions as st
+from .state.db import Database
+from .station import IngestLock, build_store, open_station
+
+log = logging.getLogger("evidence_daemon")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evidence-daemon",
+        description="Archive body-camera footage bit-exact, with a signed chain of custody.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration (default: "
+                        "$EVIDENCE_CONFIG or /etc/evidence-daemon/config.toml)")
+    parser.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                        dest="overrides", help="override one configuration key (repeatable)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="archive every file under PATH and wait")
+    ingest.add_argument("path", metavar="PATH", type=Path)
+    ingest.add_argument("--device-id", help="the device the files came from")
+    ingest.add_argument("--officer-id", help="officer to attribute files to when the file "
+                        "name does not say")
+
+    recordings = commands.add_parser("recordings", help="list the local catalog")
+    recordings.add_argument("--json", action="store_true", help="one JSON array")
+
+    verify = commands.add_parser("verify", help="re-hash originals, check manifests and the ledger")
+    verify.add_argument("--all", action="store_true", help="every recording (the default)")
+    verify.add_argument("ids", nargs="*", metavar="ID", help="recording ids (>= 12 hex digits)")
+
+    status = commands.add_parser("status", help="queue and compliance at a glance")
+    status.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config, overrides=_parse_overrides(args.overrides))
+        handler = {"ingest": cmd_ingest, "recordings": cmd_recordings, "verify": cmd_verify,
+                   "status": cmd_status}[args.command]
+        return handler(config, args)
+    except EvidenceError as exc:
+        print(f"evidence-daemon: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("evidence-daemon: interrupted; finished work is kept, the rest resumes next run",
+              file=sys.stderr)
+        return 130
+
+
+def _parse_overrides(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE")
+        overrides[key.strip()] = value
+    return overrides
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+class Progress:
+    """One self-rewriting status line on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.files = 0
+        self.bytes_done = 0
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+        self.current = ""
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if event == "copying":
+            self.files += 1
+            self.current = info["path"]
+        elif event == "bytes":
+            self.bytes_done += info["count"]
+        elif event == "done":
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            return
+        now = time.monotonic()
+        if now - self.last_draw < 0.2 and event == "bytes":
+            return
+        self.last_draw = now
+        rate = self.bytes_done / max(now - self.started, 1e-6) / 1e6
+        line = f"file {self.files}: {self.current[-50:]}  {self.bytes_done / 1e6:,.1f} MB  {rate:,.0f} MB/s"
+        self.stream.write("\r\033[K" + line[: 120])
+        self.stream.flush()
+
+
+def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    station = open_station(config)
+    try:
+        with IngestLock(config.station.state_dir):
+            summary = station.ingestor(progress=Progress(sys.stderr)).ingest(
+                Origin(args.path, device_id=args.device_id, officer_id=args.officer_id)
+            )
+        recordings = station.recordings()
+    finally:
+        station.close()
+    _print_summary(args.path, summary, recordings, time.monotonic() - started, sys.stdout)
+    if summary.archive_error:
+        print(
+            f"evidence-daemon: error: {summary.pending} file(s) are safe in the spool but not yet "
+            f"archived: {summary.archive_error}\nRun the same command again once the archive is "
+            "reachable; nothing will be copied twice.",
+            file=sys.stderr,
+        )
+        return 6
+    if summary.pending:
+        print(f"evidence-daemon: error: {summary.pending} file(s) could not be archived yet; "
+              "see the problems above and run again", file=sys.stderr)
+        return 5
+    return 0
+
+
+_LABELS = {
+    st.ARCHIVED: "archived (new recordings)",
+    st.DUPLICATE: "duplicates of archived content",
+    "already archived": "already archived earlier",
+    st.SKIPPED: "skipped (links, special files)",
+    st.FAILED: "could not be read",
+    "retry later": "stored copy did not verify",
+}
+
+
+def _print_summary(
+    root: Path, summary: Summary, recordings: list[dict[str, Any]], seconds: float, out: TextIO
+) -> None:
+    out.write(f"Ingest of {root}\n")
+    for key, label in _LABELS.items():
+        if summary.counts.get(key):
+            out.write(f"  {summary.counts[key]:6d}  {label}\n")
+    if not summary.counts:
+        out.write("  no files found\n")
+    rate = summary.bytes_copied / max(seconds, 1e-6) / 1e6
+    out.write(f"  copied {summary.bytes_copied / 1e6:,.1f} MB in {seconds:.1f} s ({rate:,.1f} MB/s)\n")
+    if summary.problems:
+        out.write("Problems (each is recorded in the custody ledger):\n")
+        for path, reason in summary.problems:
+            out.write(f"  {path}: {reason}\n")
+    states = Counter(recording["compliance"] for recording in recordings)
+    out.write("Compliance (all recordings of this station): "
+              + ", ".join(f"{states[name]} {name.replace('_', ' ')}" for name in COMPLIANCE_STATES)
+              + "\n")
+
+
+# -- recordings ---------------------------------------------------------------------------
+
+def cmd_recordings(config: Config, args: argparse.Namespace) -> int:
+    station = open_station(config, connect_archive=False)
+    try:
+        recordings = station.recordings()
+    finally:
+        station.close()
+    if args.json:
+        json.dump(recordings, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not recordings:
+        print("no recordings yet")
+        return 0
+    print(f"{'ID':12}  {'SIZE':>10}  {'DEVICE':10}  {'OFFICER':8}  {'RECORDED END (local)':25}  "
+          f"{'COMPLIANCE':10}  FLAGS / FIRST SOURCE")
+    for recording in recordings:
+        source = recording["sources"][0]["path"] if recording["sources"] else ""
+        end = recording["recorded_end"] or "-"
+        flags = ",".join(recording["flags"])
+        print(f"{recording['id'][:12]}  {recording['size_bytes']:>10,}  "
+              f"{(recording['device_id'] or '-')[:10]:10}  {(recording['officer_id'] or '-')[:8]:8}  "
+              f"{end[:25]:25}  {recording['compliance']:10}  {flags + ' ' if flags else ''}{source}")
+    return 0
+
+
+# -- verify -------------------------------------------------------------------------------
+
+def cmd_verify(config: Config, args: argparse.Namespace) -> int:
+    if args.all and args.ids:
+        raise ConfigError("verify: give --all or recording ids, not both")
+    store = build_store(config)
+    store.check()
+    report = verify_archive(store, None if args.all or not args.ids else args.ids)
+    if config.database_path.exists():
+        report.problems.extend(_station_head_problems(config, report.entries))
+    for writer, fingerprint in sorted(report.writers.items()):
+        print(f"ledger writer {writer}: key {fingerprint}")
+    for problem in report.problems:
+        print(f"FAIL {problem}")
+    verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"verified {report.recordings_checked} recording(s) and {report.entries_checked} ledger "
+          f"entries from {len(report.writers)} writer(s) in {store.location}: {verdict}")
+    return 0 if report.ok else 7
+
+
+def _station_head_problems(config: Config, entries: list[dict[str, Any]]) -> list[Problem]:
+    """Entries at the end of a chain can be deleted without breaking it; this station's own
+    index remembers how long its chain was, so that deletion is caught here."""
+    database = Database(config.database_path)
+    try:
+        row = database.query_one("SELECT MAX(seq) FROM ledger WHERE writer = ?", (config.station.id,))
+    finally:
+        database.close()
+    local_head = int(row[0]) if row and row[0] is not None else 0
+    archive_head = max((entry["seq"] for entry in entries if entry["writer"] == config.station.id),
+                       default=0)
+    if archive_head < local_head:
+        return [Problem(keys.ledger_prefix(config.station.id),
+                        f"the archive holds {archive_head} entries but this station wrote "
+                        f"{local_head}: entries were removed")]
+    return []
+
+
+# -- status -------------------------------------------------------------------------------
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    station = open_station(config, connect_archive=False)
+    try:
+        queue = {row["state"]: int(row["n"]) for row in station.database.query(
+            "SELECT state, COUNT(*) AS n FROM sources GROUP BY state")}
+        oldest = station.database.query_one(
+            "SELECT MIN(discovered_at) FROM sources WHERE state IN (?, ?, ?)",
+            tuple(sorted(st.PENDING_STATES)))
+        recordings = station.recordings()
+    finally:
+        station.close()
+    compliance = Counter(recording["compliance"] for recording in recordings)
+    oldest_pending = oldest[0] if oldest else None
+    report = {
+        "station": config.station.id,
+        "archive": config.archive.backend,
+        "queue": {state: queue.get(state, 0) for state in st.STATES},
+        "oldest_pending": oldest_pending,
+        "recordings": len(recordings),
+        "compliance": {state: compliance.get(state, 0) for state in COMPLIANCE_STATES},
+        "overdue": compliance.get("overdue", 0),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"station {config.station.id}  archive {config.archive.backend}  "
+          f"recordings {len(recordings)}")
+    print("queue    " + "  ".join(f"{state} {count}" for state, count in report["queue"].items()))
+    if oldest_pending:
+        age_s = (station.clock() - datetime.fromisoformat(oldest_pending)).total_seconds()
+        print(f"oldest pending since {oldest_pending} ({age_s / 3600:.1f} h)")
+    else:
+        print("oldest pending: none")
+    print("compliance " + "  ".join(f"{state} {count}" for state, count in report["compliance"].items()))
+    print(f"overdue {report['overdue']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

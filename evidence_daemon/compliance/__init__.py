@@ -1,0 +1,1 @@
+"""The 24-hour rule: deadlines and compliance states (pure functions)."""

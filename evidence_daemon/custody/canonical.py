@@ -1,0 +1,62 @@
+"""The canonical form of ledger entries. Pure functions.
+
+An entry is ``{seq, prev, time, writer, event, recording, actor, details}``. Its canonical bytes
+are JSON with sorted keys, UTF-8, no insignificant spaces; ``prev`` is the SHA-256 of the
+previous entry's canonical bytes (64 zeros for the first), and the stored object adds ``sig``:
+Ed25519 over the canonical bytes, base64. Anyone holding the archive and the public keys can
+recompute all of it; nothing here may depend on local state.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+ENTRY_FIELDS = ("seq", "prev", "time", "writer", "event", "recording", "actor", "details")
+GENESIS_PREV = "0" * 64
+
+
+def canonical_bytes(entry: dict[str, Any]) -> bytes:
+    """The signed bytes: only the entry fields, whatever else the dict carries."""
+    missing = [name for name in ENTRY_FIELDS if name not in entry]
+    if missing:
+        raise ValueError(f"ledger entry lacks {', '.join(missing)}")
+    body = {name: entry[name] for name in ENTRY_FIELDS}
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(entry)).hexdigest()
+
+
+def stored_bytes(entry: dict[str, Any], signature: bytes) -> bytes:
+    """What goes into ``ledger/<writer>/<seq>.json``: the entry plus its signature."""
+    body = {name: entry[name] for name in ENTRY_FIELDS}
+    body["sig"] = base64.b64encode(signature).decode("ascii")
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_stored(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """(entry, signature) from stored bytes; ValueError when they are not a ledger entry."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("sig"), str):
+        raise ValueError("not a signed ledger entry")
+    try:
+        signature = base64.b64decode(body.pop("sig"), validate=True)
+    except ValueError:
+        raise ValueError("signature is not base64") from None
+    extra = set(body) - set(ENTRY_FIELDS)
+    if extra:
+        raise ValueError(f"unexpected fields {sorted(extra)}")
+    canonical_bytes(body)  # raises on missing fields
+    return body, signature
+
+
+def dedupe_key(event: str, recording: str | None, details: dict[str, Any]) -> str:
+    """Identity of a once-only event, so a retry after a crash never appends it twice."""
+    return f"{event}|{recording or ''}|{details.get('source_key', '')}"

@@ -1,0 +1,196 @@
+"""Appending to this writer's custody ledger in the archive.
+
+Each event is one create-only object ``ledger/<writer>/<seq:012d>.json``, hash-chained to the
+one before and signed with the writer's Ed25519 key. The archive is the record; the local
+``ledger`` table is only an index of what this writer has stored, used to find the chain head
+and to make once-only events idempotent. After a crash the index may lag the archive by the
+entry that was being written; ``sync()`` (run before the first append) reads it back, so a
+retried step never appends its event twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..archive import keys
+from ..archive.base import ArchiveStore
+from ..errors import IntegrityError, ObjectExistsError, StorageError
+from ..failpoints import failpoint
+from ..state.db import Database
+from . import canonical
+from .signing import load_public_pem, public_pem, signature_valid
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+class LedgerWriter:
+    """Appends signed events for one writer id (a station or an API node)."""
+
+    def __init__(
+        self,
+        store: ArchiveStore,
+        database: Database,
+        writer: str,
+        private_key: Ed25519PrivateKey,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.database = database
+        self.writer = keys.check_writer(writer)
+        self.private_key = private_key
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._synced = False
+
+    def publish_key(self) -> None:
+        """Put ``keys/<writer>.pub`` in the archive, or check that the one there is ours."""
+        key = keys.public_key_key(self.writer)
+        ours = public_pem(self.private_key)
+        try:
+            self.store.put_bytes(key, ours, content_type="application/x-pem-file")
+            log.info("published public key %s", key)
+            return
+        except ObjectExistsError:
+            pass
+        theirs = self.store.get_bytes(key)
+        if theirs != ours:
+            raise IntegrityError(
+                f"the archive already holds a different public key for writer {self.writer!r} "
+                f"({key}). Another station uses this id, or this station's key was lost: restore "
+                "the key file from backup or configure a new station.id"
+            )
+
+    def sync(self) -> int:
+        """Index entries present in the archive but not locally; returns how many were added."""
+        with self._lock:
+            return self._sync_locked()
+
+    def _sync_locked(self) -> int:
+        head_seq, _ = self._head()
+        public = load_public_pem(
+            self.store.get_bytes(keys.public_key_key(self.writer)),
+            what=keys.public_key_key(self.writer),
+        )
+        added = 0
+        prefix = keys.ledger_prefix(self.writer)
+        for key in self.store.list_keys(prefix):
+            parsed = keys.parse_ledger_key(key)
+            if parsed is None or parsed[1] <= head_seq:
+                continue
+            entry, signature = canonical.parse_stored(self.store.get_bytes(key))
+            _, prev_hash = self._head()
+            if entry["seq"] != parsed[1] or entry["prev"] != prev_hash:
+                raise IntegrityError(f"{key}: does not continue this station's chain")
+            if not signature_valid(public, signature, canonical.canonical_bytes(entry)):
+                raise IntegrityError(f"{key}: signature does not verify with our key")
+            self._index(entry)
+            added += 1
+        self._synced = True
+        if added:
+            log.info("ledger: indexed %d entries found in the archive", added)
+        return added
+
+    def _head(self) -> tuple[int, str]:
+        row = self.database.query_one(
+            "SELECT seq, entry_hash FROM ledger WHERE writer = ? ORDER BY seq DESC LIMIT 1",
+            (self.writer,),
+        )
+        return (int(row["seq"]), str(row["entry_hash"])) if row else (0, canonical.GENESIS_PREV)
+
+    def _index(self, entry: dict[str, Any]) -> None:
+        details = entry["details"]
+        self.database.execute(
+            "INSERT INTO ledger (writer, seq, entry_hash, time, event, recording, actor, details,"
+            " dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry["writer"],
+                entry["seq"],
+                canonical.entry_hash(entry),
+                entry["time"],
+                entry["event"],
+                entry["recording"],
+                entry["actor"],
+                json.dumps(details, sort_keys=True, ensure_ascii=False),
+                canonical.dedupe_key(entry["event"], entry["recording"], details)
+                if details.get("once")
+                else None,
+            ),
+        )
+
+    def find(self, event: str, recording: str | None, details: dict[str, Any]) -> dict[str, Any] | None:
+        """The indexed once-only event matching these, if it was already appended."""
+        row = self.database.query_one(
+            "SELECT seq, time, details FROM ledger WHERE writer = ? AND dedupe_key = ?",
+            (self.writer, canonical.dedupe_key(event, recording, details)),
+        )
+        if row is None:
+            return None
+        return {"seq": row["seq"], "time": row["time"], "details": json.loads(row["details"])}
+
+    def append(
+        self,
+        event: str,
+        *,
+        recording: str | None,
+        actor: str,
+        details: dict[str, Any],
+        once: bool = False,
+    ) -> dict[str, Any]:
+        """Store a signed event; with ``once`` an identical earlier event is returned instead.
+
+        ``once`` events are identified by (event, recording, details["source_key"]).
+        """
+        with self._lock:
+            if not self._synced:
+                self._sync_locked()
+            if once:
+                details = {**details, "once": True}
+                existing = self.find(event, recording, details)
+                if existing is not None:
+                    return existing
+            for _ in range(3):
+                seq, prev = self._head()
+                entry = {
+                    "seq": seq + 1,
+                    "prev": prev,
+                    "time": format_time(self.clock()),
+                    "writer": self.writer,
+                    "event": event,
+                    "recording": recording,
+                    "actor": actor,
+                    "details": details,
+                }
+                signature = self.private_key.sign(canonical.canonical_bytes(entry))
+                try:
+                    self.store.put_bytes(
+                        keys.ledger_key(self.writer, seq + 1),
+                        canonical.stored_bytes(entry, signature),
+                    )
+                except ObjectExistsError:
+                    # Another process of this station appended meanwhile: catch up, retry.
+                    self._sync_locked()
+                    if once and (existing := self.find(event, recording, details)) is not None:
+                        return existing
+                    continue
+                failpoint("ledger.after_write")
+                self._index(entry)
+                return entry
+            raise StorageError(f"ledger {self.writer}: could not append {event} after 3 tries")

@@ -1,0 +1,462 @@
+"""The ingest pipeline: a source tree in, verified recordings and custody events out.
+
+One thread walks the tree and copies each file into the spool (hashing as it reads); a small
+pool of upload workers takes spooled files to the archive, so the copy of file n+1 overlaps the
+upload of file n. A bounded queue between them keeps the spool from running far ahead.
+
+Order of durable steps for one recording, each committed locally only after it is durable::
+
+    spool copy fsync'd -> queue row 'spooled'
+    original stored and verified -> manifest stored (create-only) -> ledger 'acquired',
+    'archived' (once-only) -> queue row 'archived', recording archived_at -> spool copy released
+
+A crash anywhere is recovered by running again: finished steps are found in the archive or the
+ledger index and not repeated. This module never deletes or changes anything on the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import zoneinfo
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..archive import keys
+from ..archive.base import ArchiveStore
+from ..compliance.rules import archive_deadline
+from ..config import Config
+from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
+from ..errors import EvidenceError, IngestError, MediaError, ObjectExistsError, StorageError
+from ..failpoints import failpoint
+from ..media.probe import probe_file
+from ..state import transitions as st
+from ..state.db import Database
+from .naming import parse_file_name
+from .scanner import FILE, Found, scan_tree
+from .spool import Spool
+from .timing import derive_times, parse_iso_time
+
+log = logging.getLogger(__name__)
+
+Prober = Callable[[Path], dict[str, Any]]
+
+
+@dataclass
+class Summary:
+    """What one ingest run did, for the CLI and the daemon's status."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    bytes_copied: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    archive_error: str | None = None
+    pending: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.archive_error is None and self.pending == 0
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who the files belong to: the docked device, and defaults for officer attribution."""
+
+    root: Path
+    device_id: str | None = None
+    officer_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.device_id or str(self.root)
+
+
+def source_key(origin: str, found: Found) -> str:
+    raw = b"\0".join(
+        [origin.encode("utf-8", "surrogateescape"), found.rel_path,
+         str(found.size_bytes).encode(), str(found.mtime_ns).encode()]
+    )
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _iso(moment: datetime | None, zone: zoneinfo.ZoneInfo) -> str | None:
+    """ISO 8601 in the station's time zone: what the officer's clock showed, with its offset."""
+    return moment.astimezone(zone).isoformat() if moment is not None else None
+
+
+class Ingestor:
+    """Copies, archives and records. One per station process; safe to call repeatedly."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: ArchiveStore,
+        database: Database,
+        ledger: LedgerWriter,
+        *,
+        clock: Clock = utc_now,
+        prober: Prober = probe_file,
+        progress: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.db = database
+        self.ledger = ledger
+        self.clock = clock
+        self.prober = prober
+        self.progress = progress or (lambda event, info: None)
+        self.actor = f"station:{config.station.id}"
+        self.timezone = zoneinfo.ZoneInfo(config.station.timezone)
+        self.spool = Spool(
+            config.spool_dir,
+            chunk_bytes=config.ingest.copy_chunk_kib * 1024,
+            hash_sm3=config.ingest.hash_sm3,
+        )
+        self._recording_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- the run --------------------------------------------------------------------------
+
+    def ingest(self, origin: Origin) -> Summary:
+        """Ingest every file under ``origin.root``, and finish work left by earlier runs."""
+        root = Path(origin.root)
+        if not root.is_dir():
+            raise IngestError(f"{root} is not a directory")
+        self.spool.prepare()
+        summary = Summary()
+        work: queue.Queue[int | None] = queue.Queue(maxsize=self.config.ingest.queue_depth)
+        archive_down = threading.Event()
+        workers = [
+            threading.Thread(
+                target=self._upload_worker, args=(work, summary, archive_down), daemon=True,
+                name=f"upload-{index}",
+            )
+            for index in range(self.config.archive.upload_workers)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for row in self.db.query(
+                "SELECT id FROM sources WHERE state = ? OR (state IN (?, ?) AND reported = 0)"
+                " ORDER BY id", (st.SPOOLED, st.FAILED, st.SKIPPED),
+            ):
+                work.put(int(row["id"]))
+            for found in scan_tree(os.fsencode(root), self.config.ingest.skip):
+                source_id = self._take(origin, found, summary)
+                if source_id is not None:
+                    work.put(source_id)
+        finally:
+            for _ in workers:
+                work.put(None)
+            for worker in workers:
+                worker.join()
+        summary.pending = int(
+            self.db.query_one("SELECT COUNT(*) FROM sources WHERE state = ?", (st.SPOOLED,))[0]
+        )
+        self.progress("done", {"summary": summary})
+        return summary
+
+    # -- copy stage (one thread) ---------------------------------------------------------
+
+    def _take(self, origin: Origin, found: Found, summary: Summary) -> int | None:
+        """Register one entry and copy it into the spool; returns a source id to upload."""
+        key = source_key(origin.name, found)
+        row = self.db.query_one("SELECT id, state FROM sources WHERE source_key = ?", (key,))
+        if row is not None and row["state"] in st.FINAL_STATES:
+            summary.counts["already archived" if row["state"] != st.SKIPPED else "skipped"] += 1
+            return None
+        if row is not None and row["state"] == st.SPOOLED:
+            return None  # queued from the resume list already
+        now = format_time(self.clock())
+        if row is None:
+            with self.db.transaction() as conn:
+                cursor = conn.execute(
+                    "INSERT INTO sources (source_key, origin, root, rel_path, rel_path_b64,"
+                    " device_id, officer_id, size_bytes, mtime_ns, state, discovered_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, origin.name, str(origin.root), found.display_path, found.rel_path_b64,
+                     origin.device_id, origin.officer_id, found.size_bytes, found.mtime_ns,
+                     st.DISCOVERED, now, now),
+                )
+                source_id = int(cursor.lastrowid or 0)
+        else:
+            source_id = int(row["id"])
+        if found.kind != FILE:
+            target = st.SKIPPED if found.kind != "unreadable" else st.FAILED
+            self._set_state(source_id, target, found.reason, count_attempt=target == st.FAILED)
+            summary.counts[target] += 1
+            summary.problems.append((found.display_path, found.reason or target))
+            return source_id
+        self.progress("copying", {"path": found.display_path, "size_bytes": found.size_bytes})
+        try:
+            spooled = self.spool.copy_in(
+                os.path.join(os.fsencode(origin.root), found.rel_path),
+                source_id,
+                expected_size=found.size_bytes,
+                expected_mtime_ns=found.mtime_ns,
+                on_bytes=lambda count: self.progress("bytes", {"count": count}),
+            )
+        except IngestError as exc:
+            self._set_state(source_id, st.FAILED, exc.message, count_attempt=True)
+            summary.counts[st.FAILED] += 1
+            summary.problems.append((found.display_path, exc.message))
+            log.warning("%s: %s", found.display_path, exc.message)
+            return source_id
+        summary.bytes_copied += spooled.size_bytes
+        self._catalog_pending(origin, found, spooled.sha256, spooled.sm3, spooled.size_bytes, spooled.path)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE sources SET state = ?, reason = NULL, sha256 = ?, sm3 = ?, spool_path = ?,"
+                " acquired_at = ?, updated_at = ? WHERE id = ?",
+                (st.SPOOLED, spooled.sha256, spooled.sm3, str(spooled.path),
+                 format_time(self.clock()), format_time(self.clock()), source_id),
+            )
+        return source_id
+
+    def _catalog_pending(
+        self, origin: Origin, found: Found, sha256: str, sm3: str | None, size_bytes: int, spool_path: Path
+    ) -> None:
+        """Enter a recording in the local catalog as pending, with its times and media facts."""
+        if self.db.query_one("SELECT 1 FROM recordings WHERE sha256 = ?", (sha256,)) is not None:
+            return
+        flags: dict[str, str] = {}
+        media: dict[str, Any] | None = None
+        if size_bytes == 0:
+            flags["empty"] = "the file has no bytes (0-byte file on the device)"
+        elif self.config.ingest.probe:
+            try:
+                media = self.prober(spool_path)
+            except MediaError as exc:
+                flags["unplayable"] = exc.message
+        file_name = os.path.basename(found.display_path)
+        name_facts = parse_file_name(file_name, self.config.ingest.filename_patterns, self.timezone)
+        times = derive_times(
+            name_start=name_facts.recorded_start if name_facts else None,
+            creation_time=parse_iso_time(media.get("creation_time")) if media else None,
+            duration_s=media.get("duration_s") if media else None,
+            mtime=datetime.fromtimestamp(found.mtime_ns / 1e9, tz=timezone.utc),
+        )
+        deadline = archive_deadline(times.recorded_end, self.config.compliance.deadline_hours)
+        device_id = (name_facts.device_id if name_facts else None) or origin.device_id
+        officer_id = (name_facts.officer_id if name_facts else None) or origin.officer_id
+        extension = keys.safe_extension(file_name)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO recordings (sha256, sm3, size_bytes, extension, object_key,"
+                " device_id, officer_id, recorded_start, recorded_end, time_source,"
+                " archive_deadline, flags, flag_reasons, media, first_seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sha256, sm3, size_bytes, extension, keys.original_key(sha256, extension),
+                 device_id, officer_id, _iso(times.recorded_start, self.timezone),
+                 _iso(times.recorded_end, self.timezone), times.time_source,
+                 _iso(deadline, self.timezone), json.dumps(sorted(flags)),
+                 json.dumps(flags, ensure_ascii=False),
+                 json.dumps(media, ensure_ascii=False) if media is not None else None,
+                 format_time(self.clock())),
+            )
+
+    def _set_state(self, source_id: int, state: str, reason: str | None, *, count_attempt: bool = False) -> None:
+        with self.db.transaction() as conn:
+            current = conn.execute("SELECT state FROM sources WHERE id = ?", (source_id,)).fetchone()
+            if current["state"] != state and not st.can_move(current["state"], state):
+                raise IngestError(f"source {source_id}: cannot move from {current['state']} to {state}")
+            conn.execute(
+                "UPDATE sources SET state = ?, reason = ?, reported = CASE WHEN ? THEN 0 ELSE reported END,"
+                " attempts = attempts + ?, updated_at = ? WHERE id = ?",
+                (state, reason, state in (st.FAILED, st.SKIPPED), 1 if count_attempt else 0,
+                 format_time(self.clock()), source_id),
+            )
+
+    # -- upload stage (worker threads) ------------------------------------------------------
+
+    def _upload_worker(self, work: queue.Queue[int | None], summary: Summary, archive_down: threading.Event) -> None:
+        while (source_id := work.get()) is not None:
+            if archive_down.is_set():
+                continue  # stays spooled; the next run (or the daemon's retry) takes it
+            try:
+                outcome = self.process(source_id)
+            except StorageError as exc:
+                archive_down.set()
+                summary.archive_error = exc.message
+                log.error("archive unreachable, files stay safe in the spool: %s", exc.message)
+                self.db.execute(
+                    "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
+                    (f"not yet archived: {exc.message}", source_id),
+                )
+                continue
+            except EvidenceError as exc:
+                # An integrity failure: the file stays spooled, with the reason, for the next try.
+                summary.counts["retry later"] += 1
+                summary.problems.append((f"source {source_id}", exc.message))
+                log.error("source %s: %s", source_id, exc.message)
+                self.db.execute(
+                    "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
+                    (exc.message, source_id),
+                )
+                continue
+            if outcome:
+                summary.counts[outcome] += 1
+
+    def _lock_for(self, sha256: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._recording_locks.setdefault(sha256, threading.Lock())
+
+    def process(self, source_id: int) -> str | None:
+        """Carry one queued source as far as it can go; returns what happened to it."""
+        source = self.db.query_one("SELECT * FROM sources WHERE id = ?", (source_id,))
+        if source is None:
+            return None
+        if source["state"] in (st.FAILED, st.SKIPPED):
+            if not source["reported"]:
+                self._report_unarchivable(source)
+            return None
+        if source["state"] != st.SPOOLED:
+            return None
+        sha256 = source["sha256"]
+        with self._lock_for(sha256):
+            recording = self.db.query_one("SELECT * FROM recordings WHERE sha256 = ?", (sha256,))
+            assert recording is not None, "a spooled source always has its recording row"
+            if recording["archived_at"] is not None:
+                self._record_duplicate(source, recording)
+                return st.DUPLICATE
+            self._archive(source, recording)
+            return st.ARCHIVED
+
+    def _source_details(self, source: Any) -> dict[str, Any]:
+        details = {
+            "source_key": source["source_key"],
+            "path": source["rel_path"],
+            "root": source["root"],
+            "device_id": source["device_id"],
+            "officer_id": source["officer_id"],
+            "size_bytes": source["size_bytes"],
+            "mtime": format_time(datetime.fromtimestamp(source["mtime_ns"] / 1e9, tz=timezone.utc))
+            if source["mtime_ns"] is not None else None,
+            "acquired_at": source["acquired_at"],
+        }
+        if source["rel_path_b64"]:
+            details["path_b64"] = source["rel_path_b64"]
+        return details
+
+    def _archive(self, source: Any, recording: Any) -> None:
+        sha256 = recording["sha256"]
+        spool_path = Path(source["spool_path"])
+        object_key = recording["object_key"]
+        if not spool_path.exists() and self.store.stat(object_key) is None:
+            self._set_state(source["id"], st.FAILED, "spool copy was lost; read again at next dock",
+                            count_attempt=True)
+            raise IngestError(f"{source['rel_path']}: spool copy {spool_path} is missing")
+        self.progress("uploading", {"path": source["rel_path"], "size_bytes": recording["size_bytes"]})
+        metadata = {"sha256": sha256, "station": self.config.station.id}
+        if recording["sm3"]:
+            metadata["sm3"] = recording["sm3"]
+        stored = self.store.put_original(
+            object_key, spool_path, sha256=sha256, size_bytes=recording["size_bytes"], metadata=metadata,
+        )
+        failpoint("archive.after_upload")
+        manifest_bytes = self._write_manifest(source, recording, stored.verified_by, stored.version_id,
+                                              stored.retain_until)
+        manifest = json.loads(manifest_bytes)
+        failpoint("archive.after_manifest")
+        self.ledger.append(
+            "acquired", recording=sha256, actor=self.actor, once=True,
+            details={**self._source_details(source), "sha256": sha256, "sm3": recording["sm3"]},
+        )
+        self.ledger.append(
+            "archived", recording=sha256, actor=self.actor, once=True,
+            details={
+                "original_key": object_key,
+                "manifest_key": keys.manifest_key(sha256),
+                "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                "size_bytes": recording["size_bytes"],
+                "verified_by": stored.verified_by,
+                "verified_at": manifest["verified_at"],
+                "archive": self.store.location,
+            },
+        )
+        failpoint("ingest.before_commit")
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE recordings SET archived_at = ?, manifest_sha256 = ?, verified_by = ?"
+                " WHERE sha256 = ?",
+                (manifest["verified_at"], hashlib.sha256(manifest_bytes).hexdigest(),
+                 stored.verified_by, sha256),
+            )
+            conn.execute(
+                "UPDATE sources SET state = ?, reason = NULL, updated_at = ? WHERE id = ?",
+                (st.ARCHIVED, format_time(self.clock()), source["id"]),
+            )
+        self._release_spool(sha256)
+        log.info("archived %s (%s) as %s", source["rel_path"], sha256[:12], object_key)
+
+    def _write_manifest(
+        self, source: Any, recording: Any, verified_by: str | None, version_id: str | None,
+        retain_until: str | None,
+    ) -> bytes:
+        """Store the manifest once; if an earlier attempt stored it, use that one unchanged."""
+        key = keys.manifest_key(recording["sha256"])
+        if self.store.stat(key) is not None:
+            return self.store.get_bytes(key)
+        flags = json.loads(recording["flags"])
+        manifest = {
+            "manifest_version": 1,
+            "recording": recording["sha256"],
+            "sha256": recording["sha256"],
+            "sm3": recording["sm3"],
+            "size_bytes": recording["size_bytes"],
+            "original_key": recording["object_key"],
+            "extension": recording["extension"],
+            "station": self.config.station.id,
+            "device_id": recording["device_id"],
+            "officer_id": recording["officer_id"],
+            "recorded_start": recording["recorded_start"],
+            "recorded_end": recording["recorded_end"],
+            "time_source": recording["time_source"],
+            "timezone": self.config.station.timezone,
+            "archive_deadline": recording["archive_deadline"],
+            "source": self._source_details(source),
+            "media": json.loads(recording["media"]) if recording["media"] else None,
+            "flags": flags,
+            "flag_reasons": json.loads(recording["flag_reasons"]),
+            "first_seen_at": recording["first_seen_at"],
+            "verified_at": format_time(self.clock()),
+            "storage": {"verified_by": verified_by, "version_id": version_id, "retain_until": retain_until},
+            "software": {"name": "evidence-daemon", "version": __version__},
+        }
+        data = json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2).encode() + b"\n"
+        try:
+            self.store.put_bytes(key, data)
+        except ObjectExistsError:
+            return self.store.get_bytes(key)
+        return data
+
+    def _record_duplicate(self, source: Any, recording: Any) -> None:
+        self.ledger.append(
+            "duplicate-source", recording=recording["sha256"], actor=self.actor, once=True,
+            details={**self._source_details(source), "sha256": recording["sha256"]},
+        )
+        failpoint("ingest.before_commit")
+        self._set_state(source["id"], st.DUPLICATE, None)
+        self._release_spool(recording["sha256"])
+
+    def _release_spool(self, sha256: str) -> None:
+        waiting = self.db.query_one(
+            "SELECT COUNT(*) FROM sources WHERE sha256 = ? AND state = ?", (sha256, st.SPOOLED)
+        )
+        if waiting is not None and int(waiting[0]) == 0:
+            self.spool.release(sha256)
+
+    def _report_unarchivable(self, source: Any) -> None:
+        self.ledger.append(
+            "quarantined", recording=None, actor=self.actor, once=True,
+            details={**self._source_details(source), "reason": source["reason"], "state": source["state"]},
+        )
+        self.db.execute("UPDATE sources SET reported = 1 WHERE id = ?", (source["id"],))

@@ -1,0 +1,128 @@
+"""The spool: a durable local copy of every file read from a device, named by its SHA-256.
+
+Each source is read exactly once: the bytes are hashed (SHA-256, and SM3 when asked) while they
+are written to ``incoming/<source-id>.part``; the copy is fsync'd and renamed to
+``objects/<sha256>``, and the directory fsync'd. Only then may the work queue say ``spooled``.
+A ``.part`` file is never evidence — its source is still on the device — so partial copies left
+by a crash are removed at start. ``objects/`` files are removed only once the archive holds a
+verified copy (``release``).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+
+from ..archive.filesystem import fsync_directory
+from ..errors import IngestError
+from ..failpoints import failpoint
+
+
+@dataclass(frozen=True)
+class Spooled:
+    sha256: str
+    sm3: str | None
+    size_bytes: int
+    path: Path
+
+
+class Spool:
+    def __init__(self, root: Path, *, chunk_bytes: int = 4 * 1024 * 1024, hash_sm3: bool = False) -> None:
+        self.root = root
+        self.chunk_bytes = chunk_bytes
+        self.hash_sm3 = hash_sm3
+        self.incoming = root / "incoming"
+        self.objects = root / "objects"
+
+    def prepare(self) -> int:
+        """Create the spool and drop partial copies from an interrupted run; returns how many."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.objects.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for partial in self.incoming.glob("*.part"):
+            partial.unlink()
+            removed += 1
+        return removed
+
+    def path_for(self, sha256: str) -> Path:
+        return self.objects / sha256
+
+    def copy_in(
+        self,
+        source: bytes,
+        source_id: int,
+        *,
+        expected_size: int,
+        expected_mtime_ns: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Spooled:
+        """Copy ``source`` into the spool, hashing as it reads. Raises IngestError with a reason."""
+        try:
+            # O_NOFOLLOW: a name swapped for a symlink after the scan is refused, not followed.
+            # O_NONBLOCK: a name swapped for a FIFO cannot hang the station.
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise IngestError("became a symbolic link after it was found; not followed") from exc
+            raise IngestError(f"cannot open: {exc.strerror}") from exc
+        part = self.incoming / f"{source_id}.part"
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise IngestError("is no longer a regular file")
+            sha256 = hashlib.sha256()
+            sm3 = hashes.Hash(hashes.SM3()) if self.hash_sm3 else None
+            size_bytes = 0
+            with part.open("wb", buffering=0) as writer:
+                while True:
+                    try:
+                        chunk = os.read(fd, self.chunk_bytes)
+                    except OSError as exc:
+                        raise IngestError(
+                            f"read failed after {size_bytes} bytes: {exc.strerror}"
+                        ) from exc
+                    if not chunk:
+                        break
+                    sha256.update(chunk)
+                    if sm3 is not None:
+                        sm3.update(chunk)
+                    writer.write(chunk)
+                    size_bytes += len(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+                    failpoint("ingest.mid_copy")
+                os.fsync(writer.fileno())
+            after = os.fstat(fd)
+            if (
+                size_bytes != after.st_size
+                or after.st_mtime_ns != before.st_mtime_ns
+                or size_bytes != expected_size
+                or after.st_mtime_ns != expected_mtime_ns
+            ):
+                raise IngestError(
+                    f"changed while being read (expected {expected_size} bytes, read {size_bytes}); "
+                    "it will be read again next time"
+                )
+            digest = sha256.hexdigest()
+            target = self.path_for(digest)
+            os.chmod(part, 0o444)
+            os.replace(part, target)  # same content by definition: replacing loses nothing
+            fsync_directory(self.objects)
+            failpoint("ingest.after_spool")
+            return Spooled(digest, sm3.finalize().hex() if sm3 else None, size_bytes, target)
+        except OSError as exc:
+            raise IngestError(f"cannot write the spool copy in {self.root}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+            part.unlink(missing_ok=True)
+
+    def release(self, sha256: str) -> None:
+        """Drop the spool copy of a recording whose archived copy is verified."""
+        self.path_for(sha256).unlink(missing_ok=True)

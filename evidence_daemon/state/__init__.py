@@ -1,0 +1,1 @@
+"""Local state: the SQLite work queue and catalog (rebuildable from the archive)."""

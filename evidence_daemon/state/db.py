@@ -1,0 +1,170 @@
+"""The station's local state: SQLite in WAL mode under ``state_dir``.
+
+Holds the work queue (one row per source file, explicit states), the local catalog of
+recordings and an index of the ledger entries this station has written. None of it is the
+system of record — the archive is — so every row is committed only after the side effect it
+describes is durable (spool file fsync'd, object verified, ledger entry stored).
+
+Schema changes are numbered migrations applied in order; ``PRAGMA user_version`` says which
+ran. A database newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import StateError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: work queue, catalog, ledger index
+    """
+    CREATE TABLE recordings (
+        sha256            TEXT PRIMARY KEY,
+        sm3               TEXT,
+        size_bytes        INTEGER NOT NULL,
+        extension         TEXT NOT NULL,
+        object_key        TEXT NOT NULL,
+        device_id         TEXT,
+        officer_id        TEXT,
+        recorded_start    TEXT,
+        recorded_end      TEXT,
+        time_source       TEXT,
+        archive_deadline  TEXT,
+        archived_at       TEXT,
+        flags             TEXT NOT NULL DEFAULT '[]',
+        flag_reasons      TEXT NOT NULL DEFAULT '{}',
+        media             TEXT,
+        manifest_sha256   TEXT,
+        verified_by       TEXT,
+        first_seen_at     TEXT NOT NULL
+    );
+    CREATE INDEX recordings_pending ON recordings (archive_deadline) WHERE archived_at IS NULL;
+
+    CREATE TABLE sources (
+        id             INTEGER PRIMARY KEY,
+        source_key     TEXT NOT NULL UNIQUE,
+        origin         TEXT NOT NULL,
+        root           TEXT NOT NULL,
+        rel_path       TEXT NOT NULL,
+        rel_path_b64   TEXT,
+        device_id      TEXT,
+        officer_id     TEXT,
+        size_bytes     INTEGER,
+        mtime_ns       INTEGER,
+        state          TEXT NOT NULL,
+        reason         TEXT,
+        reported       INTEGER NOT NULL DEFAULT 0,
+        sha256         TEXT REFERENCES recordings (sha256),
+        sm3            TEXT,
+        spool_path     TEXT,
+        acquired_at    TEXT,
+        discovered_at  TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        attempts       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sources_state ON sources (state);
+    CREATE INDEX sources_sha256 ON sources (sha256);
+
+    CREATE TABLE ledger (
+        writer      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        entry_hash  TEXT NOT NULL,
+        time        TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        recording   TEXT,
+        actor       TEXT NOT NULL,
+        details     TEXT NOT NULL,
+        dedupe_key  TEXT,
+        PRIMARY KEY (writer, seq)
+    );
+    CREATE UNIQUE INDEX ledger_dedupe ON ledger (writer, dedupe_key) WHERE dedupe_key IS NOT NULL;
+    CREATE INDEX ledger_recording ON ledger (recording);
+    """,
+)
+
+
+class Database:
+    """One SQLite connection shared by the threads of one process, serialised by a lock.
+
+    Writes are small and rare next to the copying and uploading they describe, so one
+    connection is simpler than a pool and keeps every transaction strictly ordered.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open state database {path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise StateError(
+                    f"state database {self.path} has schema {version}, newer than this "
+                    f"evidence-daemon ({len(MIGRATIONS)}); upgrade the software"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.query_one("PRAGMA user_version")[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, so concurrent processes queue instead of deadlocking."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StateError(f"state database {self.path}: {exc}") from exc
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StateError(f"state database {self.path}: commit failed: {exc}") from exc
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """One statement in its own transaction; returns the number of rows it changed."""
+        with self.transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"state database {self.path}: {exc}") from exc
+
+    def query_one(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,145 @@
+"""Wiring: a configured station — archive, state, signing key, ledger and ingest pipeline.
+
+The only place that chooses concrete adapters from the configuration; everything else gets
+its collaborators through its constructor.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from .archive.base import ArchiveStore
+from .archive.filesystem import FilesystemArchive
+from .compliance.rules import compliance_state
+from .config import Config
+from .custody.ledger import Clock, LedgerWriter, utc_now
+from .custody.signing import load_or_create_private_key
+from .errors import ConfigError, IngestError
+from .ingest.pipeline import Ingestor
+from .state.db import Database
+
+
+def build_store(config: Config) -> ArchiveStore:
+    if config.archive.backend == "filesystem":
+        return FilesystemArchive(config.archive.path)
+    from .archive.s3 import S3Archive  # the minio SDK is only loaded when asked for
+
+    return S3Archive.from_config(config.archive)
+
+
+@dataclass
+class Station:
+    config: Config
+    store: ArchiveStore
+    database: Database
+    ledger: LedgerWriter
+    clock: Clock
+
+    def ingestor(self, progress: Callable[[str, dict[str, Any]], None] | None = None) -> Ingestor:
+        return Ingestor(self.config, self.store, self.database, self.ledger, clock=self.clock,
+                        progress=progress)
+
+    def recordings(self) -> list[dict[str, Any]]:
+        """The local catalog in the CLI's JSON contract (see README)."""
+        now = self.clock()
+        sources: dict[str, list[dict[str, Any]]] = {}
+        for row in self.database.query(
+            "SELECT sha256, rel_path, rel_path_b64, root, device_id, officer_id, state, acquired_at"
+            " FROM sources WHERE sha256 IS NOT NULL ORDER BY id"
+        ):
+            entry = {"path": row["rel_path"], "root": row["root"], "device_id": row["device_id"],
+                     "officer_id": row["officer_id"], "state": row["state"],
+                     "acquired_at": row["acquired_at"]}
+            if row["rel_path_b64"]:
+                entry["path_b64"] = row["rel_path_b64"]
+            sources.setdefault(row["sha256"], []).append(entry)
+        result = []
+        for row in self.database.query("SELECT * FROM recordings ORDER BY first_seen_at, sha256"):
+            deadline = _parse(row["archive_deadline"])
+            result.append({
+                "id": row["sha256"],
+                "sha256": row["sha256"],
+                "sm3": row["sm3"],
+                "size_bytes": row["size_bytes"],
+                "sources": sources.get(row["sha256"], []),
+                "device_id": row["device_id"],
+                "officer_id": row["officer_id"],
+                "recorded_start": row["recorded_start"],
+                "recorded_end": row["recorded_end"],
+                "time_source": row["time_source"],
+                "archived_at": row["archived_at"],
+                "archive_deadline": row["archive_deadline"],
+                "compliance": compliance_state(
+                    deadline=deadline, archived_at=_parse(row["archived_at"]), now=now,
+                    at_risk_margin_hours=self.config.compliance.at_risk_margin_hours,
+                ),
+                "flags": json.loads(row["flags"]),
+                "flag_reasons": json.loads(row["flag_reasons"]),
+                "media": json.loads(row["media"]) if row["media"] else None,
+                "object_key": row["object_key"],
+                "verified_by": row["verified_by"],
+            })
+        return result
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: bool = True) -> Station:
+    """Open state, key and archive. With ``connect_archive`` the archive is checked and the
+    station's public key published (first run) or matched against the archive's copy."""
+    state_dir = config.station.state_dir
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise ConfigError(f"station.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
+    store = build_store(config)
+    database = Database(config.database_path)
+    key = load_or_create_private_key(config.key_path)
+    ledger = LedgerWriter(store, database, config.station.id, key, clock=clock)
+    if connect_archive:
+        store.check()
+        ledger.publish_key()
+    return Station(config, store, database, ledger, clock)
+
+
+class IngestLock:
+    """One ingest at a time per station: a second one would fight over the spool."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "ingest.lock"
+        self._handle: TextIO | None = None
+
+    def __enter__(self) -> IngestLock:
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise IngestError(
+                f"another ingest is running for this station ({holder}); wait for it to finish"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

@@ -1,0 +1,17 @@
+"""Fixtures shared by every test module."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_evidence_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests never see the developer's EVIDENCE_* settings (config layering would pick them up)."""
+    for name in list(os.environ):
+        if name.startswith("EVIDENCE_"):
+            monkeypatch.delenv(name)
+    yield
