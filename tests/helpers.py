@@ -20,6 +20,7 @@ def write_config(directory: Path, *, station_id: str = "test-station", archive: 
              'timezone = "Asia/Shanghai"', "", "[archive]"]
     for key, value in archive.items():
         lines.append(f"{key} = {json.dumps(value)}")
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "config.toml"
     path.write_text("\n".join(lines) + "\n" + extra + "\n", encoding="utf-8")
     return path

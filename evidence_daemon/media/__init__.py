@@ -1,0 +1,1 @@
+"""Reading audio/video files with ffprobe/ffmpeg; never modifies an original."""
