@@ -21,7 +21,7 @@ from .archive import keys
 from .compliance.rules import STATES as COMPLIANCE_STATES
 from .config import Config, load_config
 from .custody.verify import Problem, verify_archive
-from .errors import ConfigError, EvidenceError
+from .errors import ConfigError, EvidenceError, StorageError
 from .ingest.pipeline import Origin, Summary
 from .state import transitions as st
 from .state.db import Database
@@ -130,11 +130,19 @@ class Progress:
 
 def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     started = time.monotonic()
-    station = open_station(config)
+    station = open_station(config, connect_archive=False)
     try:
         with IngestLock(config.station.state_dir):
+            archive_error = None
+            try:
+                station.connect()
+            except StorageError as exc:
+                # Still copy everything into the spool, so the device can be released.
+                archive_error = exc.message
+                log.error("archive unreachable; copying to the spool only: %s", exc.message)
             summary = station.ingestor(progress=Progress(sys.stderr)).ingest(
-                Origin(args.path, device_id=args.device_id, officer_id=args.officer_id)
+                Origin(args.path, device_id=args.device_id, officer_id=args.officer_id),
+                archive_error=archive_error,
             )
         recordings = station.recordings()
     finally:
@@ -258,35 +266,36 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     try:
         queue = {row["state"]: int(row["n"]) for row in station.database.query(
             "SELECT state, COUNT(*) AS n FROM sources GROUP BY state")}
-        oldest = station.database.query_one(
+        oldest_pending = station.database.scalar(
             "SELECT MIN(discovered_at) FROM sources WHERE state IN (?, ?, ?)",
             tuple(sorted(st.PENDING_STATES)))
         recordings = station.recordings()
     finally:
         station.close()
     compliance = Counter(recording["compliance"] for recording in recordings)
-    oldest_pending = oldest[0] if oldest else None
+    queue_counts = {state: queue.get(state, 0) for state in st.STATES}
+    compliance_counts = {state: compliance.get(state, 0) for state in COMPLIANCE_STATES}
     report = {
         "station": config.station.id,
         "archive": config.archive.backend,
-        "queue": {state: queue.get(state, 0) for state in st.STATES},
+        "queue": queue_counts,
         "oldest_pending": oldest_pending,
         "recordings": len(recordings),
-        "compliance": {state: compliance.get(state, 0) for state in COMPLIANCE_STATES},
-        "overdue": compliance.get("overdue", 0),
+        "compliance": compliance_counts,
+        "overdue": compliance_counts["overdue"],
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"station {config.station.id}  archive {config.archive.backend}  "
           f"recordings {len(recordings)}")
-    print("queue    " + "  ".join(f"{state} {count}" for state, count in report["queue"].items()))
+    print("queue    " + "  ".join(f"{state} {count}" for state, count in queue_counts.items()))
     if oldest_pending:
         age_s = (station.clock() - datetime.fromisoformat(oldest_pending)).total_seconds()
         print(f"oldest pending since {oldest_pending} ({age_s / 3600:.1f} h)")
     else:
         print("oldest pending: none")
-    print("compliance " + "  ".join(f"{state} {count}" for state, count in report["compliance"].items()))
+    print("compliance " + "  ".join(f"{state} {count}" for state, count in compliance_counts.items()))
     print(f"overdue {report['overdue']}")
     return 0
 

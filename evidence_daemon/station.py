@@ -88,6 +88,11 @@ class Station:
             })
         return result
 
+    def connect(self) -> None:
+        """Check the archive and publish (or match) this station's public key."""
+        self.store.check()
+        self.ledger.publish_key()
+
     def close(self) -> None:
         self.database.close()
 
@@ -108,10 +113,10 @@ def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: boo
     database = Database(config.database_path)
     key = load_or_create_private_key(config.key_path)
     ledger = LedgerWriter(store, database, config.station.id, key, clock=clock)
+    station = Station(config, store, database, ledger, clock)
     if connect_archive:
-        store.check()
-        ledger.publish_key()
-    return Station(config, store, database, ledger, clock)
+        station.connect()
+    return station
 
 
 class IngestLock:

@@ -125,15 +125,21 @@ class Ingestor:
 
     # -- the run --------------------------------------------------------------------------
 
-    def ingest(self, origin: Origin) -> Summary:
-        """Ingest every file under ``origin.root``, and finish work left by earlier runs."""
+    def ingest(self, origin: Origin, *, archive_error: str | None = None) -> Summary:
+        """Ingest every file under ``origin.root``, and finish work left by earlier runs.
+
+        With ``archive_error`` (the archive is known to be unreachable) files are still copied
+        into the spool — a docked device can be released — and left there for the next run.
+        """
         root = Path(origin.root)
         if not root.is_dir():
             raise IngestError(f"{root} is not a directory")
         self.spool.prepare()
-        summary = Summary()
+        summary = Summary(archive_error=archive_error)
         work: queue.Queue[int | None] = queue.Queue(maxsize=self.config.ingest.queue_depth)
         archive_down = threading.Event()
+        if archive_error is not None:
+            archive_down.set()
         workers = [
             threading.Thread(
                 target=self._upload_worker, args=(work, summary, archive_down), daemon=True,
@@ -159,7 +165,7 @@ class Ingestor:
             for worker in workers:
                 worker.join()
         summary.pending = int(
-            self.db.query_one("SELECT COUNT(*) FROM sources WHERE state = ?", (st.SPOOLED,))[0]
+            self.db.scalar("SELECT COUNT(*) FROM sources WHERE state = ?", (st.SPOOLED,))
         )
         self.progress("done", {"summary": summary})
         return summary
@@ -448,10 +454,10 @@ class Ingestor:
         self._release_spool(recording["sha256"])
 
     def _release_spool(self, sha256: str) -> None:
-        waiting = self.db.query_one(
+        waiting = self.db.scalar(
             "SELECT COUNT(*) FROM sources WHERE sha256 = ? AND state = ?", (sha256, st.SPOOLED)
         )
-        if waiting is not None and int(waiting[0]) == 0:
+        if int(waiting) == 0:
             self.spool.release(sha256)
 
     def _report_unarchivable(self, source: Any) -> None:

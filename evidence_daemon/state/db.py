@@ -127,7 +127,7 @@ class Database:
 
     @property
     def schema_version(self) -> int:
-        return int(self.query_one("PRAGMA user_version")[0])
+        return int(self.scalar("PRAGMA user_version"))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -164,6 +164,11 @@ class Database:
     ) -> sqlite3.Row | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        row = self.query_one(sql, params)
+        return row[0] if row is not None else None
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,95 @@
+"""Configuration layering and validation: every bad value is named by its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evidence_daemon.config import DEFAULT_SKIP, load_config
+from evidence_daemon.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_any_file(tmp_path: Path) -> None:
+    config = load_config(None, environ={})
+    assert config.archive.backend == "filesystem"
+    assert config.archive.retention_days == 180
+    assert config.ingest.skip == DEFAULT_SKIP
+    assert config.spool_dir == config.station.state_dir / "spool"
+
+
+def test_layers_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, '[station]\nid = "from-file"\n[archive]\npath = "/srv/file"\nupload_workers = 3\n')
+    config = load_config(
+        path,
+        environ={"EVIDENCE_STATION_ID": "from-env", "EVIDENCE_ARCHIVE_UPLOAD_WORKERS": "4"},
+        overrides={"station.id": "from-flag"},
+    )
+    assert config.station.id == "from-flag"
+    assert config.archive.upload_workers == 4
+    assert config.archive.path == Path("/srv/file")
+    assert config.source == str(path)
+
+
+def test_evidence_config_variable_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[station]\nid = "via-variable"\n')
+    assert load_config(None, environ={"EVIDENCE_CONFIG": str(path)}).station.id == "via-variable"
+
+
+def test_secret_key_file_is_read_and_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t-value\n")
+    path = write(tmp_path, f'[archive]\nbackend = "s3"\nendpoint = "minio:9000"\nsecret_key_file = "{secret}"\n')
+    config = load_config(path, environ={})
+    assert config.archive.secret_key == "s3cr3t-value"
+    assert "s3cr3t" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "message"),
+    [
+        ('[station]\nid = "bad id!"\n', {}, "station.id"),
+        ('[station]\ntimezone = "Mars/Olympus"\n', {}, "station.timezone"),
+        ('[archive]\nbackend = "tape"\n', {}, "archive.backend"),
+        ('[archive]\nbackend = "s3"\n', {}, "archive.endpoint"),
+        ('[archive]\nbackend = "s3"\nendpoint = "m:9000"\nbucket = "Bad_Bucket"\n', {}, "archive.bucket"),
+        ('[archive]\nretention_days = 0\n', {}, "archive.retention_days"),
+        ('[archive]\nupload_workers = "many"\n', {}, "archive.upload_workers"),
+        ('[archive]\nsecure = "perhaps"\n', {}, "archive.secure"),
+        ('[archive]\npart_size_mib = 1\n', {}, "archive.part_size_mib"),
+        ('[archive]\nsecret_key_file = "/nonexistent/secret"\n', {}, "archive.secret_key_file"),
+        ('[ingest]\nfilename_patterns = ["(unclosed"]\n', {}, "ingest.filename_patterns[0]"),
+        ('[ingest]\nfilename_patterns = ["^(?P<device>x)"]\n', {}, "needs a (?P<start>...) group"),
+        ('[ingest]\nskip = "not-a-list"\nhash_sm3 = 3\n', {}, "ingest.hash_sm3"),
+        ('[ingest]\ncolour = "blue"\n', {}, "ingest.colour: unknown configuration key"),
+        ('[spool]\ndir = "/x"\n', {}, "unknown section [spool]"),
+        ("[station\n", {}, "is not valid TOML"),
+        ("", {"EVIDENCE_ARCHIVE_RETRIES": "-1"}, "archive.retries"),
+        ("", {"EVIDENCE_COMPLIANCE_DEADLINE_HOURS": "soon"}, "compliance.deadline_hours"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as caught:
+        load_config(write(tmp_path, text), environ=environ)
+    assert message in caught.value.message
+
+
+def test_a_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_unknown_override_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="--set archive.colour"):
+        load_config(None, environ={}, overrides={"archive.colour": "x"})
+
+
+def test_list_from_environment_is_comma_separated() -> None:
+    config = load_config(None, environ={"EVIDENCE_INGEST_SKIP": "*.tmp, .Trash*"})
+    assert config.ingest.skip == ("*.tmp", ".Trash*")
