@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["tests.s3_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _no_evidence_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

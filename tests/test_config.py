@@ -93,3 +93,15 @@ def test_unknown_override_is_an_error() -> None:
 def test_list_from_environment_is_comma_separated() -> None:
     config = load_config(None, environ={"EVIDENCE_INGEST_SKIP": "*.tmp, .Trash*"})
     assert config.ingest.skip == ("*.tmp", ".Trash*")
+
+
+def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
+    from evidence_daemon.config import Config
+
+    example = Path(__file__).resolve().parent.parent / "config" / "evidence-daemon.toml"
+    config = load_config(example, environ={})
+    defaults = Config()
+    assert config.station == defaults.station
+    assert config.archive == defaults.archive
+    assert config.ingest == defaults.ingest
+    assert config.compliance == defaults.compliance

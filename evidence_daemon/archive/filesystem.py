@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ..errors import ObjectExistsError, ObjectMissingError, StorageError
+from ..errors import IntegrityError, ObjectExistsError, ObjectMissingError, StorageError
 from ..failpoints import failpoint
 from . import keys
 from .base import READ_CHUNK_BYTES, StoredObject, require_match
@@ -97,7 +97,13 @@ class FilesystemArchive:
         target = self._path(key)
         existing = self.stat(key)
         if existing is not None:
-            return self._verify(key, target, sha256, size_bytes, "readback")
+            try:
+                return self._verify(key, target, sha256, size_bytes, "readback")
+            except IntegrityError as exc:
+                raise ObjectExistsError(
+                    f"{key} already holds different content; it is never overwritten "
+                    f"({exc.message})"
+                ) from exc
         temp = self._staging_path()
         try:
             try:

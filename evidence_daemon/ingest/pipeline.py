@@ -36,7 +36,14 @@ from ..archive.base import ArchiveStore
 from ..compliance.rules import archive_deadline
 from ..config import Config
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
-from ..errors import EvidenceError, IngestError, MediaError, ObjectExistsError, StorageError
+from ..errors import (
+    EvidenceError,
+    IngestError,
+    IntegrityError,
+    MediaError,
+    ObjectExistsError,
+    StorageError,
+)
 from ..failpoints import failpoint
 from ..media.probe import probe_file
 from ..state import transitions as st
@@ -289,6 +296,16 @@ class Ingestor:
                 continue  # stays spooled; the next run (or the daemon's retry) takes it
             try:
                 outcome = self.process(source_id)
+            except (IntegrityError, ObjectExistsError) as exc:
+                # This file's stored copy is wrong (or was altered): the archive itself is up.
+                summary.counts["retry later"] += 1
+                summary.problems.append((f"source {source_id}", exc.message))
+                log.error("source %s: %s", source_id, exc.message)
+                self.db.execute(
+                    "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
+                    (exc.message, source_id),
+                )
+                continue
             except StorageError as exc:
                 archive_down.set()
                 summary.archive_error = exc.message
@@ -299,14 +316,10 @@ class Ingestor:
                 )
                 continue
             except EvidenceError as exc:
-                # An integrity failure: the file stays spooled, with the reason, for the next try.
+                # Anything else about this one file (its spool copy lost, ...): record, go on.
                 summary.counts["retry later"] += 1
                 summary.problems.append((f"source {source_id}", exc.message))
                 log.error("source %s: %s", source_id, exc.message)
-                self.db.execute(
-                    "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
-                    (exc.message, source_id),
-                )
                 continue
             if outcome:
                 summary.counts[outcome] += 1
