@@ -72,11 +72,11 @@ class ArchiveConfig:
     secret_key_file: str = ""
     secure: bool = True
     region: str = "us-east-1"
-    part_size_mib: int = 16
+    part_size_mib: int = 8
     retention_days: int = 180
     require_object_lock: bool = False
     sse: str = ""
-    verify: str = "etag"
+    verify: str = "stream"
     upload_workers: int = 2
     retries: int = 5
 
@@ -265,8 +265,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("archive.retention_days: must be at least 1")
     if archive.sse not in ("", "s3"):
         raise ConfigError("archive.sse: must be '' (off) or 's3' (SSE-S3)")
-    if archive.verify not in ("etag", "readback"):
-        raise ConfigError("archive.verify: must be 'etag' or 'readback'")
+    if archive.verify not in ("stream", "readback"):
+        raise ConfigError("archive.verify: must be 'stream' or 'readback'")
     if not 1 <= archive.upload_workers <= 32:
         raise ConfigError("archive.upload_workers: must be between 1 and 32")
     if archive.retries < 0:

@@ -27,7 +27,7 @@ class StoredObject:
     sha256: str | None = None  # as recorded in the object's metadata, when the backend keeps it
     etag: str | None = None
     version_id: str | None = None
-    verified_by: str | None = None  # how put_original proved the bytes: "sha256", "etag", "readback"
+    verified_by: str | None = None  # how put_original proved the bytes: "sha256+etag", "readback"
     retain_until: str | None = None  # Object Lock retain-until date (ISO 8601), when set
 
 

@@ -35,10 +35,12 @@ def fsync_directory(directory: Path) -> None:
 def _hash_file(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size_bytes = 0
+    buffer = bytearray(READ_CHUNK_BYTES)  # reused: no allocation (and page faults) per chunk
+    view = memoryview(buffer)
     with path.open("rb", buffering=0) as handle:
-        while chunk := handle.read(READ_CHUNK_BYTES):
-            digest.update(chunk)
-            size_bytes += len(chunk)
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+            size_bytes += count
     return digest.hexdigest(), size_bytes
 
 

@@ -303,11 +303,11 @@ class S3Archive:
         client: Minio,
         bucket: str,
         *,
-        part_size_bytes: int = 16 * MIB,
+        part_size_bytes: int = 8 * MIB,
         retention_days: int = 180,
         require_object_lock: bool = False,
         sse: str = "",
-        verify: str = "etag",
+        verify: str = "stream",
         retries: int = 5,
         endpoint: str | None = None,
         backoff_s: float = 0.5,
@@ -318,7 +318,7 @@ class S3Archive:
             raise ValueError(f"part size must be 5 MiB to 5 GiB, got {part_size_bytes} bytes")
         if sse not in ("", "s3"):
             raise ValueError(f"sse must be '' or 's3', got {sse!r}")
-        if verify not in ("etag", "readback"):
+        if verify not in ("stream", "readback"):
             raise ValueError(f"verify must be 'etag' or 'readback', got {verify!r}")
         if retention_days < 1:
             raise ValueError("retention_days must be at least 1")
@@ -577,10 +577,10 @@ class S3Archive:
         if stored.size != size_bytes:
             require_match(key, f"{size_bytes} bytes", f"{stored.size} bytes", "size")
         etag = (result.etag or "").strip('"').lower()
-        if self.verify == "etag" and not self.sse and etag == digests.etag():
+        if self.verify == "stream" and not self.sse and etag == digests.etag():
             verified_by = "sha256+etag"
         else:
-            if self.verify == "etag" and not self.sse:
+            if self.verify == "stream" and not self.sse:
                 logger.warning(
                     "archive %s: %s: ETag %s is not the expected %s; reading it back",
                     self.location, key, etag, digests.etag(),
@@ -617,7 +617,7 @@ class S3Archive:
             require_match(key, f"{size_bytes} bytes", f"{existing.size} bytes", "size")
         etag = (existing.etag or "").strip('"').lower()
         verified_by = "readback"
-        if self.verify == "etag" and not self.sse and stored_sha256 is not None:
+        if self.verify == "stream" and not self.sse and stored_sha256 is not None:
             try:
                 local = _local_digests(source, size_bytes, self.part_size_bytes)
             except OSError as exc:

@@ -224,7 +224,6 @@ class Ingestor:
             log.warning("%s: %s", found.display_path, exc.message)
             return source_id
         summary.bytes_copied += spooled.size_bytes
-        self._catalog_pending(origin, found, spooled.sha256, spooled.sm3, spooled.size_bytes, spooled.path)
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE sources SET state = ?, reason = NULL, sha256 = ?, sm3 = ?, spool_path = ?,"
@@ -234,10 +233,12 @@ class Ingestor:
             )
         return source_id
 
-    def _catalog_pending(
-        self, origin: Origin, found: Found, sha256: str, sm3: str | None, size_bytes: int, spool_path: Path
-    ) -> None:
-        """Enter a recording in the local catalog as pending, with its times and media facts."""
+    def _catalog_pending(self, source: Any) -> None:
+        """Enter a spooled recording in the local catalog as pending, with its times and media
+        facts. Runs on an upload worker (ffprobe takes ~0.15 s a file, off the copy's path)
+        and before any archive access, so a pending recording shows its deadline even while
+        the archive is away."""
+        sha256, size_bytes = source["sha256"], source["size_bytes"]
         if self.db.query_one("SELECT 1 FROM recordings WHERE sha256 = ?", (sha256,)) is not None:
             return
         flags: dict[str, str] = {}
@@ -246,20 +247,20 @@ class Ingestor:
             flags["empty"] = "the file has no bytes (0-byte file on the device)"
         elif self.config.ingest.probe:
             try:
-                media = self.prober(spool_path)
+                media = self.prober(Path(source["spool_path"]))
             except MediaError as exc:
                 flags["unplayable"] = exc.message
-        file_name = os.path.basename(found.display_path)
+        file_name = source["rel_path"].rpartition("/")[2]
         name_facts = parse_file_name(file_name, self.config.ingest.filename_patterns, self.timezone)
         times = derive_times(
             name_start=name_facts.recorded_start if name_facts else None,
             creation_time=parse_iso_time(media.get("creation_time")) if media else None,
             duration_s=media.get("duration_s") if media else None,
-            mtime=datetime.fromtimestamp(found.mtime_ns / 1e9, tz=timezone.utc),
+            mtime=datetime.fromtimestamp(source["mtime_ns"] / 1e9, tz=timezone.utc),
         )
         deadline = archive_deadline(times.recorded_end, self.config.compliance.deadline_hours)
-        device_id = (name_facts.device_id if name_facts else None) or origin.device_id
-        officer_id = (name_facts.officer_id if name_facts else None) or origin.officer_id
+        device_id = (name_facts.device_id if name_facts else None) or source["device_id"]
+        officer_id = (name_facts.officer_id if name_facts else None) or source["officer_id"]
         extension = keys.safe_extension(file_name)
         with self.db.transaction() as conn:
             conn.execute(
@@ -267,7 +268,7 @@ class Ingestor:
                 " device_id, officer_id, recorded_start, recorded_end, time_source,"
                 " archive_deadline, flags, flag_reasons, media, first_seen_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sha256, sm3, size_bytes, extension, keys.original_key(sha256, extension),
+                (sha256, source["sm3"], size_bytes, extension, keys.original_key(sha256, extension),
                  device_id, officer_id, _iso(times.recorded_start, self.timezone),
                  _iso(times.recorded_end, self.timezone), times.time_source,
                  _iso(deadline, self.timezone), json.dumps(sorted(flags)),
@@ -292,9 +293,10 @@ class Ingestor:
 
     def _upload_worker(self, work: queue.Queue[int | None], summary: Summary, archive_down: threading.Event) -> None:
         while (source_id := work.get()) is not None:
-            if archive_down.is_set():
-                continue  # stays spooled; the next run (or the daemon's retry) takes it
             try:
+                self.catalog(source_id)
+                if archive_down.is_set():
+                    continue  # stays spooled; the next run (or the daemon's retry) takes it
                 outcome = self.process(source_id)
             except (IntegrityError, ObjectExistsError) as exc:
                 # This file's stored copy is wrong (or was altered): the archive itself is up.
@@ -328,6 +330,13 @@ class Ingestor:
         with self._locks_guard:
             return self._recording_locks.setdefault(sha256, threading.Lock())
 
+    def catalog(self, source_id: int) -> None:
+        """Make sure a spooled source's recording is in the local catalog (idempotent)."""
+        source = self.db.query_one("SELECT * FROM sources WHERE id = ?", (source_id,))
+        if source is not None and source["state"] == st.SPOOLED:
+            with self._lock_for(source["sha256"]):
+                self._catalog_pending(source)
+
     def process(self, source_id: int) -> str | None:
         """Carry one queued source as far as it can go; returns what happened to it."""
         source = self.db.query_one("SELECT * FROM sources WHERE id = ?", (source_id,))
@@ -341,8 +350,9 @@ class Ingestor:
             return None
         sha256 = source["sha256"]
         with self._lock_for(sha256):
+            self._catalog_pending(source)
             recording = self.db.query_one("SELECT * FROM recordings WHERE sha256 = ?", (sha256,))
-            assert recording is not None, "a spooled source always has its recording row"
+            assert recording is not None, "_catalog_pending made it"
             if recording["archived_at"] is not None:
                 self._record_duplicate(source, recording)
                 return st.DUPLICATE

@@ -59,7 +59,7 @@ MIGRATIONS: tuple[str, ...] = (
         state          TEXT NOT NULL,
         reason         TEXT,
         reported       INTEGER NOT NULL DEFAULT 0,
-        sha256         TEXT REFERENCES recordings (sha256),
+        sha256         TEXT,  -- its recording, once spooled (the row may follow a moment later)
         sm3            TEXT,
         spool_path     TEXT,
         acquired_at    TEXT,
