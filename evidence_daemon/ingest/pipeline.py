@@ -50,12 +50,14 @@ from ..state import transitions as st
 from ..state.db import Database
 from .naming import parse_file_name
 from .scanner import FILE, Found, scan_tree
-from .spool import Spool
+from .spool import Copied, Spool
 from .timing import derive_times, parse_iso_time
 
 log = logging.getLogger(__name__)
 
 Prober = Callable[[Path], dict[str, Any]]
+# (source id, its fresh copy still to be made durable — or None when it is already spooled)
+WorkItem = tuple[int, Copied | None]
 
 
 @dataclass
@@ -143,7 +145,7 @@ class Ingestor:
             raise IngestError(f"{root} is not a directory")
         self.spool.prepare()
         summary = Summary(archive_error=archive_error)
-        work: queue.Queue[int | None] = queue.Queue(maxsize=self.config.ingest.queue_depth)
+        work: queue.Queue[WorkItem | None] = queue.Queue(maxsize=self.config.ingest.queue_depth)
         archive_down = threading.Event()
         if archive_error is not None:
             archive_down.set()
@@ -161,11 +163,11 @@ class Ingestor:
                 "SELECT id FROM sources WHERE state = ? OR (state IN (?, ?) AND reported = 0)"
                 " ORDER BY id", (st.SPOOLED, st.FAILED, st.SKIPPED),
             ):
-                work.put(int(row["id"]))
+                work.put((int(row["id"]), None))
             for found in scan_tree(os.fsencode(root), self.config.ingest.skip):
-                source_id = self._take(origin, found, summary)
-                if source_id is not None:
-                    work.put(source_id)
+                item = self._take(origin, found, summary)
+                if item is not None:
+                    work.put(item)
         finally:
             for _ in workers:
                 work.put(None)
@@ -179,8 +181,8 @@ class Ingestor:
 
     # -- copy stage (one thread) ---------------------------------------------------------
 
-    def _take(self, origin: Origin, found: Found, summary: Summary) -> int | None:
-        """Register one entry and copy it into the spool; returns a source id to upload."""
+    def _take(self, origin: Origin, found: Found, summary: Summary) -> WorkItem | None:
+        """Register one entry and copy it into the spool; returns the work for a worker."""
         key = source_key(origin.name, found)
         row = self.db.query_one("SELECT id, state FROM sources WHERE source_key = ?", (key,))
         if row is not None and row["state"] in st.FINAL_STATES:
@@ -207,10 +209,10 @@ class Ingestor:
             self._set_state(source_id, target, found.reason, count_attempt=target == st.FAILED)
             summary.counts[target] += 1
             summary.problems.append((found.display_path, found.reason or target))
-            return source_id
+            return source_id, None
         self.progress("copying", {"path": found.display_path, "size_bytes": found.size_bytes})
         try:
-            spooled = self.spool.copy_in(
+            copied = self.spool.copy_in(
                 os.path.join(os.fsencode(origin.root), found.rel_path),
                 source_id,
                 expected_size=found.size_bytes,
@@ -222,16 +224,28 @@ class Ingestor:
             summary.counts[st.FAILED] += 1
             summary.problems.append((found.display_path, exc.message))
             log.warning("%s: %s", found.display_path, exc.message)
-            return source_id
-        summary.bytes_copied += spooled.size_bytes
+            return source_id, None
+        summary.bytes_copied += copied.size_bytes
+        return source_id, copied
+
+    def _make_durable(self, source_id: int, copied: Copied, summary: Summary) -> None:
+        """fsync a fresh copy and mark its source spooled. On a worker, so the disk's
+        write-back of file n overlaps the copy of file n+1."""
+        try:
+            spool_path = self.spool.make_durable(copied)
+        except IngestError as exc:
+            self._set_state(source_id, st.FAILED, exc.message, count_attempt=True)
+            summary.counts[st.FAILED] += 1
+            summary.problems.append((f"source {source_id}", exc.message))
+            log.error("source %s: %s", source_id, exc.message)
+            return
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE sources SET state = ?, reason = NULL, sha256 = ?, sm3 = ?, spool_path = ?,"
                 " acquired_at = ?, updated_at = ? WHERE id = ?",
-                (st.SPOOLED, spooled.sha256, spooled.sm3, str(spooled.path),
+                (st.SPOOLED, copied.sha256, copied.sm3, str(spool_path),
                  format_time(self.clock()), format_time(self.clock()), source_id),
             )
-        return source_id
 
     def _catalog_pending(self, source: Any) -> None:
         """Enter a spooled recording in the local catalog as pending, with its times and media
@@ -291,9 +305,14 @@ class Ingestor:
 
     # -- upload stage (worker threads) ------------------------------------------------------
 
-    def _upload_worker(self, work: queue.Queue[int | None], summary: Summary, archive_down: threading.Event) -> None:
-        while (source_id := work.get()) is not None:
+    def _upload_worker(
+        self, work: queue.Queue[WorkItem | None], summary: Summary, archive_down: threading.Event
+    ) -> None:
+        while (item := work.get()) is not None:
+            source_id, copied = item
             try:
+                if copied is not None:
+                    self._make_durable(source_id, copied, summary)
                 self.catalog(source_id)
                 if archive_down.is_set():
                     continue  # stays spooled; the next run (or the daemon's retry) takes it

@@ -27,11 +27,13 @@ from ..failpoints import failpoint
 
 
 @dataclass(frozen=True)
-class Spooled:
+class Copied:
+    """A source's bytes written to ``incoming/`` and hashed, not yet durable."""
+
     sha256: str
     sm3: str | None
     size_bytes: int
-    path: Path
+    part: Path
 
 
 class Spool:
@@ -63,8 +65,9 @@ class Spool:
         expected_size: int,
         expected_mtime_ns: int,
         on_bytes: Callable[[int], None] | None = None,
-    ) -> Spooled:
-        """Copy ``source`` into the spool, hashing as it reads. Raises IngestError with a reason."""
+    ) -> Copied:
+        """Copy ``source`` into ``incoming/``, hashing as it reads. Raises IngestError with a
+        reason. The copy is not durable until ``make_durable``."""
         try:
             # O_NOFOLLOW: a name swapped for a symlink after the scan is refused, not followed.
             # O_NONBLOCK: a name swapped for a FIFO cannot hang the station.
@@ -117,7 +120,6 @@ class Spool:
                     if on_bytes is not None:
                         on_bytes(count)
                     failpoint("ingest.mid_copy")
-                os.fsync(writer.fileno())
             after = os.fstat(fd)
             if (
                 size_bytes != after.st_size
@@ -129,18 +131,37 @@ class Spool:
                     f"changed while being read (expected {expected_size} bytes, read {size_bytes}); "
                     "it will be read again next time"
                 )
-            digest = sha256.hexdigest()
-            target = self.path_for(digest)
-            os.chmod(part, 0o444)
-            os.replace(part, target)  # same content by definition: replacing loses nothing
-            fsync_directory(self.objects)
-            failpoint("ingest.after_spool")
-            return Spooled(digest, sm3.finalize().hex() if sm3 else None, size_bytes, target)
+            return Copied(sha256.hexdigest(), sm3.finalize().hex() if sm3 else None, size_bytes, part)
         except OSError as exc:
+            part.unlink(missing_ok=True)
             raise IngestError(f"cannot write the spool copy in {self.root}: {exc.strerror}") from exc
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
         finally:
             os.close(fd)
-            part.unlink(missing_ok=True)
+
+    def make_durable(self, copied: Copied) -> Path:
+        """fsync the copy and move it to ``objects/<sha256>``; returns that path.
+
+        Separate from ``copy_in`` so the pipeline can flush file n (the disk's write-back is
+        the slow part of a copy) while it reads file n+1.
+        """
+        target = self.path_for(copied.sha256)
+        try:
+            fd = os.open(copied.part, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # flushes the inode's data, whichever descriptor wrote it
+            finally:
+                os.close(fd)
+            os.chmod(copied.part, 0o444)
+            os.replace(copied.part, target)  # same content by definition: replacing loses nothing
+            fsync_directory(self.objects)
+        except OSError as exc:
+            copied.part.unlink(missing_ok=True)
+            raise IngestError(f"cannot make the spool copy durable in {self.root}: {exc.strerror}") from exc
+        failpoint("ingest.after_spool")
+        return target
 
     def release(self, sha256: str) -> None:
         """Drop the spool copy of a recording whose archived copy is verified."""
