@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,35 @@ def test_ingest_of_a_missing_path_is_a_clear_error(tmp_path: Path, capsys: pytes
     code, _, err = run_cli(capsys, "--config", str(config), "ingest", str(tmp_path / "nowhere"))
     assert code == 5
     assert "nowhere is not a directory" in err
+
+
+def test_time_and_attribution_fall_back_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """File name first; then the time the camera wrote into the file; then the file's mtime.
+    Officer and device from the name win over the ones given on the command line."""
+    root = tmp_path / "card"
+    named = make_video(root / "DSJ009_20002_20261125100000_0001.MP4")
+    embedded = make_video(root / "clip.mp4", creation_time="2026-11-25T02:00:00Z", seconds=1)
+    plain = root / "notes.txt"
+    plain.write_text("no time inside\n")
+    os.utime(plain, (1_764_000_000, 1_764_000_000))
+    config = write_config(tmp_path)
+    code, _, err = run_cli(capsys, "--config", str(config), "ingest", str(root),
+                           "--device-id", "DOCK-1", "--officer-id", "30003")
+    assert code == 0, err
+    recordings = by_id(recordings_json(capsys, config))
+
+    from_name = recordings[sha256_of(named)]
+    assert from_name["time_source"] == "filename"
+    assert from_name["recorded_start"] == "2026-11-25T10:00:00+08:00"
+    assert (from_name["device_id"], from_name["officer_id"]) == ("DSJ009", "20002")
+    assert from_name["sources"][0]["device_id"] == "DOCK-1"  # the device it was docked from
+
+    from_metadata = recordings[sha256_of(embedded)]
+    assert from_metadata["time_source"] == "metadata"
+    assert from_metadata["recorded_start"] == "2026-11-25T10:00:00+08:00"
+    assert from_metadata["recorded_end"] == "2026-11-25T10:00:01+08:00"
+    assert (from_metadata["device_id"], from_metadata["officer_id"]) == ("DOCK-1", "30003")
+
+    from_mtime = recordings[sha256_of(plain)]
+    assert from_mtime["time_source"] == "mtime"
+    assert datetime.fromisoformat(from_mtime["recorded_end"]).timestamp() == 1_764_000_000

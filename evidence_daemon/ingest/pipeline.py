@@ -1,12 +1,14 @@
 """The ingest pipeline: a source tree in, verified recordings and custody events out.
 
-One thread walks the tree and copies each file into the spool (hashing as it reads); a small
-pool of upload workers takes spooled files to the archive, so the copy of file n+1 overlaps the
-upload of file n. A bounded queue between them keeps the spool from running far ahead.
+One thread walks the tree and copies each file into the spool, hashing as it reads; it does
+nothing else, because it holds the device. A small pool of upload workers takes each copy
+from there: makes it durable, probes it, archives it — so the flush, probe and upload of file
+n overlap the copy of file n+1. A bounded queue between them keeps copying from running far
+ahead of the workers.
 
 Order of durable steps for one recording, each committed locally only after it is durable::
 
-    spool copy fsync'd -> queue row 'spooled'
+    spool copy fsync'd and renamed -> queue row 'spooled' -> catalog row (pending, deadline)
     original stored and verified -> manifest stored (create-only) -> ledger 'acquired',
     'archived' (once-only) -> queue row 'archived', recording archived_at -> spool copy released
 

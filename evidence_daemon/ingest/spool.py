@@ -1,11 +1,11 @@
 """The spool: a durable local copy of every file read from a device, named by its SHA-256.
 
 Each source is read exactly once: the bytes are hashed (SHA-256, and SM3 when asked) while they
-are written to ``incoming/<source-id>.part``; the copy is fsync'd and renamed to
-``objects/<sha256>``, and the directory fsync'd. Only then may the work queue say ``spooled``.
-A ``.part`` file is never evidence — its source is still on the device — so partial copies left
-by a crash are removed at start. ``objects/`` files are removed only once the archive holds a
-verified copy (``release``).
+are written to ``incoming/<source-id>.part`` (``copy_in``); ``make_durable`` then fsyncs the
+copy, renames it to ``objects/<sha256>`` and fsyncs the directory. Only then may the work queue
+say ``spooled``. A ``.part`` file is never evidence — its source is still on the device — so
+partial copies left by a crash are removed at start. ``objects/`` files are removed only once
+the archive holds a verified copy (``release``).
 """
 
 from __future__ import annotations
