@@ -262,3 +262,45 @@ def test_time_and_attribution_fall_back_in_order(tmp_path: Path, capsys: pytest.
     from_mtime = recordings[sha256_of(plain)]
     assert from_mtime["time_source"] == "mtime"
     assert datetime.fromisoformat(from_mtime["recorded_end"]).timestamp() == 1_764_000_000
+
+
+def test_concurrent_ingests_of_two_devices_share_one_pipeline(tmp_path: Path) -> None:
+    """The daemon serves several docked devices at once with one Ingestor: every file is taken
+    exactly once, identical content across the devices becomes one recording."""
+    import threading
+
+    from evidence_daemon.config import load_config
+    from evidence_daemon.ingest.pipeline import Origin
+    from evidence_daemon.station import open_station
+
+    shared = b"the same clip on two cameras " * 50_000
+    trees = []
+    for device in ("CAM-A", "CAM-B"):
+        root = tmp_path / device
+        root.mkdir()
+        (root / "shared.mp4").write_bytes(shared)
+        for index in range(5):
+            (root / f"{device}-{index}.mp4").write_bytes(f"{device} clip {index}".encode() * 10_000)
+        trees.append((device, root))
+    config = load_config(write_config(tmp_path, extra="[ingest]\nprobe = false"), environ={})
+    station = open_station(config)
+    ingestor = station.ingestor()
+    summaries = {}
+
+    def run(device: str, root: Path) -> None:
+        summaries[device] = ingestor.ingest(Origin(root, device_id=device))
+
+    threads = [threading.Thread(target=run, args=tree) for tree in trees]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recordings = station.recordings()
+    station.close()
+    assert all(summary.ok for summary in summaries.values())
+    assert len(recordings) == 11
+    shared_recording = next(r for r in recordings if len(r["sources"]) == 2)
+    assert sorted(s["state"] for s in shared_recording["sources"]) == ["archived", "duplicate"]
+    assert all(r["archived_at"] for r in recordings)
+    ledger = [json.loads(p.read_bytes()) for p in (tmp_path / "archive" / "ledger").rglob("*.json")]
+    assert sum(1 for e in ledger if e["event"] == "archived") == 11

@@ -133,6 +133,7 @@ class Ingestor:
         )
         self._recording_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._spool_prepared = False
 
     # -- the run --------------------------------------------------------------------------
 
@@ -145,7 +146,11 @@ class Ingestor:
         root = Path(origin.root)
         if not root.is_dir():
             raise IngestError(f"{root} is not a directory")
-        self.spool.prepare()
+        with self._locks_guard:
+            if not self._spool_prepared:
+                # Once per process: a concurrent ingest's .part files are not leftovers.
+                self.spool.prepare()
+                self._spool_prepared = True
         summary = Summary(archive_error=archive_error)
         work: queue.Queue[WorkItem | None] = queue.Queue(maxsize=self.config.ingest.queue_depth)
         archive_down = threading.Event()
@@ -160,26 +165,37 @@ class Ingestor:
         ]
         for worker in workers:
             worker.start()
+        taken: list[int] = []  # sources this run queued: its summary speaks for these only
         try:
             for row in self.db.query(
                 "SELECT id FROM sources WHERE state = ? OR (state IN (?, ?) AND reported = 0)"
                 " ORDER BY id", (st.SPOOLED, st.FAILED, st.SKIPPED),
             ):
+                taken.append(int(row["id"]))
                 work.put((int(row["id"]), None))
             for found in scan_tree(os.fsencode(root), self.config.ingest.skip):
                 item = self._take(origin, found, summary)
                 if item is not None:
+                    taken.append(item[0])
                     work.put(item)
         finally:
             for _ in workers:
                 work.put(None)
             for worker in workers:
                 worker.join()
-        summary.pending = int(
-            self.db.scalar("SELECT COUNT(*) FROM sources WHERE state = ?", (st.SPOOLED,))
-        )
+        summary.pending = self._count_spooled(taken)
         self.progress("done", {"summary": summary})
         return summary
+
+    def _count_spooled(self, source_ids: list[int]) -> int:
+        count = 0
+        for start in range(0, len(source_ids), 500):
+            batch = source_ids[start:start + 500]
+            count += int(self.db.scalar(
+                f"SELECT COUNT(*) FROM sources WHERE state = ? AND id IN ({','.join('?' * len(batch))})",
+                (st.SPOOLED, *batch),
+            ))
+        return count
 
     # -- copy stage (one thread) ---------------------------------------------------------
 
@@ -371,6 +387,11 @@ class Ingestor:
             return None
         sha256 = source["sha256"]
         with self._lock_for(sha256):
+            # Concurrent ingests (several docked devices) may both hold this source: whoever
+            # gets the lock second must see what the first did.
+            source = self.db.query_one("SELECT * FROM sources WHERE id = ?", (source_id,))
+            if source is None or source["state"] != st.SPOOLED:
+                return None
             self._catalog_pending(source)
             recording = self.db.query_one("SELECT * FROM recordings WHERE sha256 = ?", (sha256,))
             assert recording is not None, "_catalog_pending made it"
