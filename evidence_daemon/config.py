@@ -98,12 +98,59 @@ class ComplianceConfig:
     at_risk_margin_hours: float = 4.0
 
 
+DEFAULT_MOUNT_COMMANDS = (
+    ("vfat", "fusefat -o ro,nosuid,nodev,noexec {device} {mountpoint}"),
+    ("exfat", "mount.exfat-fuse -o ro,nosuid,nodev,noexec {device} {mountpoint}"),
+    ("ext4", "mount -t ext4 -o ro,nosuid,nodev,noexec {device} {mountpoint}"),
+    ("mtp", "jmtpfs -o ro,nosuid,nodev,noexec -device={busnum},{devnum} {mountpoint}"),
+)
+
+
+@dataclass(frozen=True)
+class DockRule:
+    """Which docked devices are recorders or terminals. All given criteria must match."""
+
+    role: str = "recorder"  # "recorder" or "terminal"
+    model: str = ""
+    vendor_id: str = ""  # USB idVendor, 4 hex digits
+    product_id: str = ""  # USB idProduct, 4 hex digits
+    serial_pattern: str = ""  # regular expression, full match on the USB serial
+    label_pattern: str = ""  # regular expression, full match on the filesystem label
+    wipe: bool = False  # delete files from the device once their archived copies verify
+    pre_mount: str = ""  # command run before mounting (vendor unlock tools); {device} given
+
+
+@dataclass(frozen=True)
+class DockConfig:
+    runtime_dir: Path = Path("/run/evidence-daemon")
+    max_concurrent_devices: int = 2
+    ignore_unknown: bool = True
+    settle_s: float = 2.0
+    # filesystem type -> command that mounts {device} read-only at {mountpoint}
+    mount_commands: tuple[tuple[str, str], ...] = DEFAULT_MOUNT_COMMANDS
+    unmount_command: str = "umount {mountpoint}"
+    rules: tuple[DockRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """An inbox folder (fixed recorders, terminals syncing over Wi-Fi) ingested like a device."""
+
+    path: Path = Path("/srv/evidence-inbox")
+    device_id: str = ""
+    officer_id: str = ""
+    stable_s: float = 10.0  # a file is taken once unchanged and closed for this long
+    after: str = "keep"  # after its archived copy verifies: "keep", "move" (to done/), "remove"
+
+
 @dataclass(frozen=True)
 class Config:
     station: StationConfig = field(default_factory=StationConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    dock: DockConfig = field(default_factory=DockConfig)
+    watch: tuple[WatchConfig, ...] = ()
     source: str = "defaults"
 
     @property
@@ -124,6 +171,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "archive": ArchiveConfig,
     "ingest": IngestConfig,
     "compliance": ComplianceConfig,
+    "dock": DockConfig,
 }
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -142,11 +190,20 @@ def load_config(
     """
     environ = os.environ if environ is None else environ
     raw: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    watches: tuple[WatchConfig, ...] = ()
     source = "defaults"
     explicit = path if path is not None else environ.get(ENV_CONFIG) or None
     config_path = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
     if explicit or config_path.exists():
         raw_file = _read_toml(config_path)
+        watch_tables = raw_file.pop("watch", [])
+        if not isinstance(watch_tables, list):
+            raise ConfigError(f"{config_path}: watch folders are [[watch]] tables")
+        watches = tuple(
+            _build(f"watch[{index}]", WatchConfig, table) if isinstance(table, dict)
+            else _raise(f"{config_path}: [[watch]] {index} must be a table")
+            for index, table in enumerate(watch_tables)
+        )
         for section, values in raw_file.items():
             if section not in _SECTIONS:
                 raise ConfigError(f"{config_path}: unknown section [{section}]")
@@ -168,7 +225,7 @@ def load_config(
         raw[section][key] = value
 
     sections = {name: _build(name, cls, raw[name]) for name, cls in _SECTIONS.items()}
-    config = Config(source=source, **sections)
+    config = Config(source=source, watch=watches, **sections)
     _validate(config)
     return _resolve_secrets(config)
 
@@ -199,9 +256,21 @@ def _build(section: str, cls: type[Any], values: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _raise(message: str) -> Any:
+    raise ConfigError(message)
+
+
 def _coerce(key: str, type_name: Any, value: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or name the key that is wrong."""
     text = str(type_name)
+    if text == "tuple[DockRule, ...]":
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise ConfigError(f"{key}: expected [[{key}]] tables")
+        return tuple(_build(f"{key}[{index}]", DockRule, item) for index, item in enumerate(value))
+    if text == "tuple[tuple[str, str], ...]":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{key}: expected a table of strings, e.g. {{ vfat = \"...\" }}")
+        return tuple(sorted(value.items()))
     if text.startswith("Path"):
         if text.endswith("None") and value in ("", None):
             return None
@@ -282,6 +351,36 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"ingest.filename_patterns[{index}]: {exc}") from None
         if "start" not in compiled.groupindex:
             raise ConfigError(f"ingest.filename_patterns[{index}]: needs a (?P<start>...) group")
+    dock = config.dock
+    if dock.max_concurrent_devices < 1:
+        raise ConfigError("dock.max_concurrent_devices: must be at least 1")
+    if dock.settle_s < 0:
+        raise ConfigError("dock.settle_s: must not be negative")
+    for fstype, command in dock.mount_commands:
+        if "{device}" not in command and "{busnum}" not in command or "{mountpoint}" not in command:
+            raise ConfigError(f"dock.mount_commands.{fstype}: needs {{device}} and {{mountpoint}}")
+    if "{mountpoint}" not in dock.unmount_command:
+        raise ConfigError("dock.unmount_command: needs {mountpoint}")
+    for index, rule in enumerate(dock.rules):
+        where = f"dock.rules[{index}]"
+        if rule.role not in ("recorder", "terminal"):
+            raise ConfigError(f"{where}.role: must be 'recorder' or 'terminal', got {rule.role!r}")
+        for name in ("vendor_id", "product_id"):
+            if getattr(rule, name) and not re.fullmatch(r"[0-9a-fA-F]{4}", getattr(rule, name)):
+                raise ConfigError(f"{where}.{name}: expected 4 hex digits")
+        for name in ("serial_pattern", "label_pattern"):
+            try:
+                re.compile(getattr(rule, name))
+            except re.error as exc:
+                raise ConfigError(f"{where}.{name}: {exc}") from None
+        if not (rule.vendor_id or rule.product_id or rule.serial_pattern or rule.label_pattern):
+            raise ConfigError(f"{where}: give at least one of vendor_id, product_id, "
+                              "serial_pattern, label_pattern (a rule matching everything is unsafe)")
+    for index, watch in enumerate(config.watch):
+        if watch.after not in ("keep", "move", "remove"):
+            raise ConfigError(f"watch[{index}].after: must be 'keep', 'move' or 'remove'")
+        if watch.stable_s < 0:
+            raise ConfigError(f"watch[{index}].stable_s: must not be negative")
     if config.compliance.deadline_hours <= 0:
         raise ConfigError("compliance.deadline_hours: must be positive")
     if config.compliance.at_risk_margin_hours < 0:

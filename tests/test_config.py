@@ -105,3 +105,58 @@ def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
     assert config.archive == defaults.archive
     assert config.ingest == defaults.ingest
     assert config.compliance == defaults.compliance
+    assert config.dock == defaults.dock
+    assert config.watch == defaults.watch
+
+
+def test_dock_rules_and_watch_folders(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[dock]
+max_concurrent_devices = 3
+mount_commands = { vfat = "fusefat -o ro {device} {mountpoint}" }
+
+[[dock.rules]]
+role = "terminal"
+model = "ZFY-T1"
+vendor_id = "2207"
+product_id = "0011"
+wipe = true
+
+[[dock.rules]]
+label_pattern = "BODYCAM.*"
+
+[[watch]]
+path = "/srv/inbox/room-1"
+device_id = "ROOM-1"
+after = "move"
+""")
+    config = load_config(path, environ={})
+    assert config.dock.max_concurrent_devices == 3
+    assert dict(config.dock.mount_commands) == {"vfat": "fusefat -o ro {device} {mountpoint}"}
+    first, second = config.dock.rules
+    assert (first.role, first.model, first.vendor_id, first.wipe) == ("terminal", "ZFY-T1", "2207", True)
+    assert (second.role, second.label_pattern, second.wipe) == ("recorder", "BODYCAM.*", False)
+    [watch] = config.watch
+    assert (watch.path, watch.device_id, watch.after, watch.stable_s) == (Path("/srv/inbox/room-1"), "ROOM-1", "move", 10.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[dock.rules]]\nrole = "camera"\nlabel_pattern = "X"\n', "dock.rules[0].role"),
+        ('[[dock.rules]]\nvendor_id = "xyz"\n', "dock.rules[0].vendor_id"),
+        ('[[dock.rules]]\nlabel_pattern = "("\n', "dock.rules[0].label_pattern"),
+        ('[[dock.rules]]\nmodel = "any"\n', "a rule matching everything is unsafe"),
+        ('[[dock.rules]]\nlabel_pattern = "X"\ncolour = "red"\n', "dock.rules[0].colour: unknown"),
+        ('[dock]\nmount_commands = { vfat = "mount {device}" }\n', "dock.mount_commands.vfat"),
+        ('[dock]\nunmount_command = "umount"\n', "dock.unmount_command"),
+        ('[dock]\nmax_concurrent_devices = 0\n', "dock.max_concurrent_devices"),
+        ('[[watch]]\npath = "/x"\nafter = "delete"\n', "watch[0].after"),
+        ('[[watch]]\npath = "/x"\nstable_s = "soon"\n', "watch[0].stable_s"),
+        ('watch = "x"\n', "watch folders are [[watch]] tables"),
+    ],
+)
+def test_bad_dock_and_watch_values_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert message in caught.value.message
