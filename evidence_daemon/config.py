@@ -98,12 +98,12 @@ class ComplianceConfig:
     at_risk_margin_hours: float = 4.0
 
 
-DEFAULT_MOUNT_COMMANDS = (
-    ("vfat", "fusefat -o ro,nosuid,nodev,noexec {device} {mountpoint}"),
-    ("exfat", "mount.exfat-fuse -o ro,nosuid,nodev,noexec {device} {mountpoint}"),
-    ("ext4", "mount -t ext4 -o ro,nosuid,nodev,noexec {device} {mountpoint}"),
-    ("mtp", "jmtpfs -o ro,nosuid,nodev,noexec -device={busnum},{devnum} {mountpoint}"),
-)
+DEFAULT_MOUNT_COMMANDS = tuple(sorted({
+    "vfat": "fusefat -o ro,nosuid,nodev,noexec {device} {mountpoint}",
+    "exfat": "mount.exfat-fuse -o ro,nosuid,nodev,noexec {device} {mountpoint}",
+    "ext4": "mount -t ext4 -o ro,nosuid,nodev,noexec {device} {mountpoint}",
+    "mtp": "jmtpfs -o ro,nosuid,nodev,noexec -device={busnum},{devnum} {mountpoint}",
+}.items()))
 
 
 @dataclass(frozen=True)
