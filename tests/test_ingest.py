@@ -304,3 +304,22 @@ def test_concurrent_ingests_of_two_devices_share_one_pipeline(tmp_path: Path) ->
     assert all(r["archived_at"] for r in recordings)
     ledger = [json.loads(p.read_bytes()) for p in (tmp_path / "archive" / "ledger").rglob("*.json")]
     assert sum(1 for e in ledger if e["event"] == "archived") == 11
+
+
+def test_ingest_of_chosen_paths_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Watch folders hand over the files that are ready; the rest of the folder is not read."""
+    from evidence_daemon.config import load_config
+    from evidence_daemon.ingest.pipeline import Origin
+    from evidence_daemon.station import open_station
+
+    inbox = tmp_path / "inbox"
+    (inbox / "room-1").mkdir(parents=True)
+    (inbox / "room-1" / "ready.mp4").write_bytes(b"closed and stable")
+    (inbox / "still-writing.mp4").write_bytes(b"half a recor")
+    station = open_station(load_config(write_config(tmp_path, extra="[ingest]\nprobe = false"), environ={}))
+    summary = station.ingestor().ingest(
+        Origin(inbox, device_id="ROOM-1"), paths=[b"room-1/ready.mp4", b"../escape.mp4", b"gone.mp4"])
+    recordings = station.recordings()
+    station.close()
+    assert summary.ok and summary.counts["archived"] == 1
+    assert [s["path"] for r in recordings for s in r["sources"]] == ["room-1/ready.mp4"]

@@ -26,7 +26,7 @@ import queue
 import threading
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,7 +51,7 @@ from ..media.probe import probe_file
 from ..state import transitions as st
 from ..state.db import Database
 from .naming import parse_file_name
-from .scanner import FILE, Found, scan_tree
+from .scanner import FILE, Found, scan_paths, scan_tree
 from .spool import Copied, Spool
 from .timing import derive_times, parse_iso_time
 
@@ -137,11 +137,18 @@ class Ingestor:
 
     # -- the run --------------------------------------------------------------------------
 
-    def ingest(self, origin: Origin, *, archive_error: str | None = None) -> Summary:
+    def ingest(
+        self,
+        origin: Origin,
+        *,
+        archive_error: str | None = None,
+        paths: Sequence[bytes] | None = None,
+    ) -> Summary:
         """Ingest every file under ``origin.root``, and finish work left by earlier runs.
 
         With ``archive_error`` (the archive is known to be unreachable) files are still copied
         into the spool — a docked device can be released — and left there for the next run.
+        With ``paths`` (relative to the root, as bytes) only those files are taken.
         """
         root = Path(origin.root)
         if not root.is_dir():
@@ -173,7 +180,11 @@ class Ingestor:
             ):
                 taken.append(int(row["id"]))
                 work.put((int(row["id"]), None))
-            for found in scan_tree(os.fsencode(root), self.config.ingest.skip):
+            found_entries = (
+                scan_tree(os.fsencode(root), self.config.ingest.skip) if paths is None
+                else scan_paths(os.fsencode(root), paths, self.config.ingest.skip)
+            )
+            for found in found_entries:
                 item = self._take(origin, found, summary)
                 if item is not None:
                     taken.append(item[0])

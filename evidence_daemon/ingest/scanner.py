@@ -89,3 +89,30 @@ def scan_tree(root: bytes, skip: Sequence[str]) -> Iterator[Found]:
             else:
                 yield Found(relative, SPECIAL, reason="not a regular file (device, FIFO or socket); not opened")
         stack.extend(reversed(subdirectories))
+
+
+def scan_paths(root: bytes, paths: Sequence[bytes], skip: Sequence[str]) -> Iterator[Found]:
+    """Like ``scan_tree``, for the given paths under ``root`` only (a watch folder's ready files).
+
+    A path that leaves the root, or is gone, is skipped: its folder's next event brings it back.
+    """
+    for relative in sorted(set(paths)):
+        parts = relative.split(b"/")
+        if relative.startswith(b"/") or any(part in (b"", b".", b"..") for part in parts):
+            continue
+        if any(is_junk(display_path(part), skip) for part in parts):
+            continue
+        path = os.path.join(root, relative)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            yield Found(relative, UNREADABLE, reason=f"cannot stat: {exc.strerror}")
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            yield Found(relative, SYMLINK, reason="symbolic link; links are never followed")
+        elif stat.S_ISREG(info.st_mode):
+            yield Found(relative, FILE, size_bytes=info.st_size, mtime_ns=info.st_mtime_ns)
+        elif not stat.S_ISDIR(info.st_mode):
+            yield Found(relative, SPECIAL, reason="not a regular file (device, FIFO or socket); not opened")
