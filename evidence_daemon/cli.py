@@ -6,15 +6,19 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from . import __version__
 from .archive import keys
@@ -25,7 +29,7 @@ from .errors import ConfigError, EvidenceError, StorageError
 from .ingest.pipeline import Origin, Summary
 from .state import transitions as st
 from .state.db import Database
-from .station import IngestLock, build_store, open_station
+from .station import IngestLock, Station, build_store, open_station
 
 log = logging.getLogger("evidence_daemon")
 
@@ -58,6 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="queue and compliance at a glance")
     status.add_argument("--json", action="store_true")
+
+    run = commands.add_parser("run", help="the dock-station daemon: docked devices and inbox "
+                              "folders, unattended, until SIGTERM")
+    run.add_argument("--no-udev", action="store_true",
+                     help="serve only the [[watch]] inbox folders (no device docking)")
+
+    devices = commands.add_parser("devices", help="registered devices and officer assignments")
+    device_actions = devices.add_subparsers(dest="devices_action", required=True, metavar="ACTION")
+    devices_list = device_actions.add_parser("list", help="devices, docks, assignment history")
+    devices_list.add_argument("--json", action="store_true", help="one JSON array")
+    assign = device_actions.add_parser(
+        "assign", help="assign DEVICE to OFFICER from a time on (closes the current assignment)")
+    assign.add_argument("device", metavar="DEVICE")
+    assign.add_argument("officer", metavar="OFFICER")
+    assign.add_argument("--from", dest="valid_from", metavar="T", help="ISO 8601 time; without "
+                        "an offset it is local time in station.timezone (default: now)")
+    assign.add_argument("--to", dest="valid_to", metavar="T", help="end, exclusive (default: "
+                        "open-ended, until the next assignment)")
+    assign.add_argument("--note", default="", help="why, e.g. a shift plan or a ticket number")
     return parser
 
 
@@ -71,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides=_parse_overrides(args.overrides))
         handler = {"ingest": cmd_ingest, "recordings": cmd_recordings, "verify": cmd_verify,
-                   "status": cmd_status}[args.command]
+                   "status": cmd_status, "devices": cmd_devices, "run": cmd_run}[args.command]
         return handler(config, args)
     except EvidenceError as exc:
         print(f"evidence-daemon: error: {exc.message}", file=sys.stderr)
@@ -272,6 +295,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         recordings = station.recordings()
     finally:
         station.close()
+    from .daemon import read_status
+
+    daemon_status = read_status(config.dock.runtime_dir)
     compliance = Counter(recording["compliance"] for recording in recordings)
     queue_counts = {state: queue.get(state, 0) for state in st.STATES}
     compliance_counts = {state: compliance.get(state, 0) for state in COMPLIANCE_STATES}
@@ -283,10 +309,17 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         "recordings": len(recordings),
         "compliance": compliance_counts,
         "overdue": compliance_counts["overdue"],
+        "daemon": daemon_status,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    if daemon_status is None:
+        print("daemon not running")
+    else:
+        print(f"daemon running (pid {daemon_status['pid']})")
+        for job in daemon_status.get("jobs", []):
+            print("  " + _describe_job(job))
     print(f"station {config.station.id}  archive {config.archive.backend}  "
           f"recordings {len(recordings)}")
     print("queue    " + "  ".join(f"{state} {count}" for state, count in queue_counts.items()))
@@ -298,6 +331,141 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     print("compliance " + "  ".join(f"{state} {count}" for state, count in compliance_counts.items()))
     print(f"overdue {report['overdue']}")
     return 0
+
+
+def _describe_job(job: dict[str, Any]) -> str:
+    """One docked device (or inbox batch) with its progress, for humans."""
+    line = f"{job['kind']} {job['name']}: {job['state']}"
+    if job["state"] == "ingesting":
+        percent = 100 * job["bytes_done"] / job["bytes_total"] if job["bytes_total"] else 100.0
+        line += (f"  {job['files_done']}/{job['files_total']} files  "
+                 f"{job['bytes_done'] / 1e6:,.1f}/{job['bytes_total'] / 1e6:,.1f} MB ({percent:.0f} %)  "
+                 f"{job['rate_bytes_per_s'] / 1e6:,.1f} MB/s")
+        if job["current_file"]:
+            line += f"  now {job['current_file']}"
+    elif job["result"]:
+        line += "  " + ", ".join(f"{count} {name}" for name, count in sorted(job["result"].items()))
+    if job["removed"]:
+        line += "  (removed before the end: the rest is taken at the next dock)"
+    if job["error"]:
+        line += f"  error: {job['error']}"
+    return line
+
+
+# -- run --------------------------------------------------------------------------------
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    # Imported here: only the daemon needs udev, watchdog and systemd notification.
+    from .daemon import Source, run_daemon
+    from .dock.manager import DockManager
+    from .sources.mounter import Mounter
+    from .sources.udev import UdevSource
+    from .sources.watch import WatchFolders, finish
+
+    def build_manager(station: Station, stop: threading.Event) -> DockManager:
+        return DockManager(config, station.ingestor(), station.devices(), Mounter(config.dock),
+                           station.database, station.ledger, finish_inbox_file=finish, stop=stop)
+
+    def build_sources(manager: DockManager) -> list[Source]:
+        sources: list[Source] = []
+        if config.watch:
+            sources.append(WatchFolders(config.watch, on_ready=manager.inbox_ready))
+        if not args.no_udev:
+            sources.append(UdevSource(manager.device_added, manager.device_removed,
+                                      fs_types=[fstype for fstype, _ in config.dock.mount_commands]))
+        return sources
+
+    station = open_station(config, connect_archive=False)
+    try:
+        return run_daemon(config, station, build_sources=build_sources, build_manager=build_manager)
+    finally:
+        station.close()
+
+
+# -- devices ------------------------------------------------------------------------------
+
+def cmd_devices(config: Config, args: argparse.Namespace) -> int:
+    zone = ZoneInfo(config.station.timezone)
+    station = open_station(config, connect_archive=False)
+    try:
+        registry = station.devices()
+        if args.devices_action == "list":
+            _print_devices(registry.list(), registry.pending_events(), args.json, sys.stdout)
+            return 0
+        valid_from = (_parse_time(args.valid_from, "--from", zone) if args.valid_from is not None
+                      else station.clock())
+        valid_to = _parse_time(args.valid_to, "--to", zone) if args.valid_to is not None else None
+        archive_error = None
+        try:
+            station.connect()
+        except StorageError as exc:
+            # The assignment still takes effect; its ledger event waits in the outbox.
+            archive_error = exc.message
+        outcome = registry.assign(args.device, args.officer, valid_from, valid_to, args.note,
+                                  requested_by=_operator())
+        waiting = registry.pending_events()
+    finally:
+        station.close()
+    if outcome.registered:
+        print(f"device {outcome.assignment.device_id} was not registered: registered it now "
+              "(it has not docked here yet)")
+    for closed in outcome.closed:
+        print(f"closed: {closed.describe()}")
+    print(f"assigned device {outcome.assignment.device_id} to {outcome.assignment.describe()}")
+    if waiting:
+        print(f"evidence-daemon: error: the assignment is saved and in effect, but {waiting} device "
+              f"event(s) are not yet in the custody ledger: {archive_error or 'see the log'}\n"
+              "They are appended at the next dock or devices assign once the archive is reachable.",
+              file=sys.stderr)
+        return 6
+    return 0
+
+
+def _parse_time(text: str, option: str, zone: ZoneInfo) -> datetime:
+    """ISO 8601; a time without an offset is wall-clock time in the station's zone."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: not an ISO 8601 time (for example "
+                          "2026-11-25T08:30, or 2026-11-25T08:30+08:00)") from None
+    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+
+
+def _operator() -> str | None:
+    """Who typed the command, for the ledger (the login behind sudo, when there is one)."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (OSError, KeyError):
+        return None
+
+
+def _print_devices(devices: list[dict[str, Any]], waiting: int, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        json.dump(devices, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return
+    if not devices:
+        out.write("no devices registered yet\n")
+    else:
+        out.write(f"{'DEVICE':20}  {'MODEL':12}  {'ROLE':8}  {'DOCKS':>5}  "
+                  f"{'LAST DOCKED (local)':19}  OFFICER NOW\n")
+    for device in devices:
+        out.write(f"{device['device_id'][:20]:20}  {(device['model'] or '-')[:12]:12}  "
+                  f"{(device['role'] or '-')[:8]:8}  {device['docks']:>5}  "
+                  f"{_minutes(device['last_docked_at']) or 'never':19}  "
+                  f"{device['current_officer'] or '-'}"
+                  f"{'' if device['in_service'] else '  (out of service)'}\n")
+        for assignment in device["assignments"]:
+            note = f"  {assignment['note']}" if assignment["note"] else ""
+            out.write(f"    officer {assignment['officer_id']}  from {_minutes(assignment['valid_from'])}"
+                      f"  to {_minutes(assignment['valid_to']) or 'open-ended'}{note}\n")
+    if waiting:
+        out.write(f"{waiting} device event(s) wait for the archive before entering the ledger\n")
+
+
+def _minutes(text: str | None) -> str | None:
+    """A stored time as the station's wall clock shows it, to the minute (None stays None)."""
+    return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M") if text else None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from .compliance.rules import compliance_state
 from .config import Config
 from .custody.ledger import Clock, LedgerWriter, utc_now
 from .custody.signing import load_or_create_private_key
+from .devices.registry import DeviceRegistry
 from .errors import ConfigError, IngestError
 from .ingest.pipeline import Ingestor
 from .state.db import Database
@@ -44,7 +46,13 @@ class Station:
 
     def ingestor(self, progress: Callable[[str, dict[str, Any]], None] | None = None) -> Ingestor:
         return Ingestor(self.config, self.store, self.database, self.ledger, clock=self.clock,
-                        progress=progress)
+                        progress=progress, officer_lookup=self.devices().officer_at)
+
+    def devices(self) -> DeviceRegistry:
+        """The registry of docked devices and their officer assignments."""
+        return DeviceRegistry(self.database, self.ledger, clock=self.clock,
+                              actor=f"station:{self.config.station.id}",
+                              zone=zoneinfo.ZoneInfo(self.config.station.timezone))
 
     def recordings(self) -> list[dict[str, Any]]:
         """The local catalog in the CLI's JSON contract (see README)."""

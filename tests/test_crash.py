@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +97,13 @@ def _filesystem_config(directory: Path, archive_root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def other_filesystem(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def other_filesystem() -> Iterator[Path]:
     """An archive directory on another filesystem than the spool, so originals are copied
     (the hard-link shortcut would skip the mid-upload point)."""
     shm = Path("/dev/shm")
     if not shm.is_dir():
         pytest.skip("needs /dev/shm (tmpfs) to put the archive on another filesystem")
-    base = tmp_path_factory.mktemp("x")
-    target = shm / f"evidence-test-{base.name}"
+    target = shm / f"evidence-test-{uuid.uuid4().hex[:12]}"  # unique across concurrent runs
     target.mkdir()
     yield target
     shutil.rmtree(target)

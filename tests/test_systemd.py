@@ -1,4 +1,4 @@
-"""The shipped systemd unit is valid for systemd itself (systemd-analyze verify)."""
+"""The shipped systemd units are valid for systemd itself (systemd-analyze verify)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,26 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "evidence-daemon-ingest@.service"
+UNITS = sorted((Path(__file__).resolve().parent.parent / "systemd").glob("*.service"))
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
-def test_ingest_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", UNITS, ids=[unit.name for unit in UNITS])
+def test_unit_verifies(unit: Path, tmp_path: Path) -> None:
     # systemd checks that ExecStart exists: point it at this checkout's entry point
     executable = Path(sys.executable).parent / "evidence-daemon"
-    text = UNIT.read_text().replace("/usr/local/bin/evidence-daemon", str(executable))
-    instance = tmp_path / "evidence-daemon-ingest@media-dock1.service"
+    text = unit.read_text().replace("/usr/local/bin/evidence-daemon", str(executable))
+    instance = tmp_path / unit.name.replace("@.service", "@media-dock1.service")
     instance.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True,
                             text=True, check=False, timeout=60)
     ours = [line for line in (result.stdout + result.stderr).splitlines() if instance.name in line]
     assert result.returncode == 0 and ours == [], result.stdout + result.stderr
-    assert "ProtectSystem=strict" in text and "NoNewPrivileges=yes" in text
+    for hardening in ("ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
+                      "CapabilityBoundingSet="):
+        assert hardening in text, hardening
+
+
+def test_the_daemon_unit_talks_to_systemd() -> None:
+    text = (Path(__file__).resolve().parent.parent / "systemd" / "evidence-daemon.service").read_text()
+    assert "Type=notify" in text and "WatchdogSec=" in text and " run" in text

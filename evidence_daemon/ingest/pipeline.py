@@ -38,6 +38,7 @@ from ..archive.base import ArchiveStore
 from ..compliance.rules import archive_deadline
 from ..config import Config
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
+from ..devices.attribution import attribute
 from ..errors import (
     EvidenceError,
     IngestError,
@@ -58,6 +59,8 @@ from .timing import derive_times, parse_iso_time
 log = logging.getLogger(__name__)
 
 Prober = Callable[[Path], dict[str, Any]]
+# (device id, recorded time) -> the officer assigned that device then, if any
+OfficerLookup = Callable[[str, datetime], str | None]
 # (source id, its fresh copy still to be made durable — or None when it is already spooled)
 WorkItem = tuple[int, Copied | None]
 
@@ -116,6 +119,7 @@ class Ingestor:
         clock: Clock = utc_now,
         prober: Prober = probe_file,
         progress: Callable[[str, dict[str, Any]], None] | None = None,
+        officer_lookup: OfficerLookup | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -124,6 +128,7 @@ class Ingestor:
         self.clock = clock
         self.prober = prober
         self.progress = progress or (lambda event, info: None)
+        self.officer_lookup = officer_lookup
         self.actor = f"station:{config.station.id}"
         self.timezone = zoneinfo.ZoneInfo(config.station.timezone)
         self.spool = Spool(
@@ -143,13 +148,21 @@ class Ingestor:
         *,
         archive_error: str | None = None,
         paths: Sequence[bytes] | None = None,
+        progress: Callable[[str, dict[str, Any]], None] | None = None,
+        stop: threading.Event | None = None,
+        skip: Sequence[str] = (),
     ) -> Summary:
         """Ingest every file under ``origin.root``, and finish work left by earlier runs.
 
         With ``archive_error`` (the archive is known to be unreachable) files are still copied
         into the spool — a docked device can be released — and left there for the next run.
         With ``paths`` (relative to the root, as bytes) only those files are taken.
+        ``progress`` overrides the constructor's callback for this run (one per docked
+        device); when ``stop`` is set no further file is started — what was copied is still
+        made durable and archived, the rest waits for the next dock. ``skip`` adds names to
+        the configured skip list for this run.
         """
+        progress = progress or self.progress
         root = Path(origin.root)
         if not root.is_dir():
             raise IngestError(f"{root} is not a directory")
@@ -180,12 +193,16 @@ class Ingestor:
             ):
                 taken.append(int(row["id"]))
                 work.put((int(row["id"]), None))
+            skip_names = (*self.config.ingest.skip, *skip)
             found_entries = (
-                scan_tree(os.fsencode(root), self.config.ingest.skip) if paths is None
-                else scan_paths(os.fsencode(root), paths, self.config.ingest.skip)
+                scan_tree(os.fsencode(root), skip_names) if paths is None
+                else scan_paths(os.fsencode(root), paths, skip_names)
             )
             for found in found_entries:
-                item = self._take(origin, found, summary)
+                if stop is not None and stop.is_set():
+                    summary.counts["not started (stopping)"] += 1
+                    continue
+                item = self._take(origin, found, summary, progress)
                 if item is not None:
                     taken.append(item[0])
                     work.put(item)
@@ -195,8 +212,13 @@ class Ingestor:
             for worker in workers:
                 worker.join()
         summary.pending = self._count_spooled(taken)
-        self.progress("done", {"summary": summary})
+        progress("done", {"summary": summary})
         return summary
+
+    def resume(self, *, archive_error: str | None = None) -> Summary:
+        """Finish what earlier runs left spooled or unreported, reading no device."""
+        self.spool.root.mkdir(parents=True, exist_ok=True)
+        return self.ingest(Origin(self.spool.root), paths=[], archive_error=archive_error)
 
     def _count_spooled(self, source_ids: list[int]) -> int:
         count = 0
@@ -210,7 +232,10 @@ class Ingestor:
 
     # -- copy stage (one thread) ---------------------------------------------------------
 
-    def _take(self, origin: Origin, found: Found, summary: Summary) -> WorkItem | None:
+    def _take(
+        self, origin: Origin, found: Found, summary: Summary,
+        progress: Callable[[str, dict[str, Any]], None],
+    ) -> WorkItem | None:
         """Register one entry and copy it into the spool; returns the work for a worker."""
         key = source_key(origin.name, found)
         row = self.db.query_one("SELECT id, state FROM sources WHERE source_key = ?", (key,))
@@ -239,14 +264,14 @@ class Ingestor:
             summary.counts[target] += 1
             summary.problems.append((found.display_path, found.reason or target))
             return source_id, None
-        self.progress("copying", {"path": found.display_path, "size_bytes": found.size_bytes})
+        progress("copying", {"path": found.display_path, "size_bytes": found.size_bytes})
         try:
             copied = self.spool.copy_in(
                 os.path.join(os.fsencode(origin.root), found.rel_path),
                 source_id,
                 expected_size=found.size_bytes,
                 expected_mtime_ns=found.mtime_ns,
-                on_bytes=lambda count: self.progress("bytes", {"count": count}),
+                on_bytes=lambda count: progress("bytes", {"count": count}),
             )
         except IngestError as exc:
             self._set_state(source_id, st.FAILED, exc.message, count_attempt=True)
@@ -303,7 +328,20 @@ class Ingestor:
         )
         deadline = archive_deadline(times.recorded_end, self.config.compliance.deadline_hours)
         device_id = (name_facts.device_id if name_facts else None) or source["device_id"]
-        officer_id = (name_facts.officer_id if name_facts else None) or source["officer_id"]
+        # The assignment is that of the physical device docked (the source's), at the time the
+        # recording started: a device handed over mid-recording stays with who started it.
+        recorded_at = times.recorded_start or times.recorded_end
+        assigned_officer = (
+            self.officer_lookup(source["device_id"], recorded_at)
+            if self.officer_lookup is not None and source["device_id"] and recorded_at is not None
+            else None
+        )
+        officer_id, officer_flags = attribute(
+            name_officer=name_facts.officer_id if name_facts else None,
+            assigned_officer=assigned_officer,
+            default_officer=source["officer_id"],
+        )
+        flags.update(officer_flags)
         extension = keys.safe_extension(file_name)
         with self.db.transaction() as conn:
             conn.execute(

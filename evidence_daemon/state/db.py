@@ -1,7 +1,8 @@
 """The station's local state: SQLite in WAL mode under ``state_dir``.
 
 Holds the work queue (one row per source file, explicit states), the local catalog of
-recordings and an index of the ledger entries this station has written. None of it is the
+recordings, an index of the ledger entries this station has written, the registry of docked
+devices with their officer assignments, and device events still waiting for the archive. None of it is the
 system of record — the archive is — so every row is committed only after the side effect it
 describes is durable (spool file fsync'd, object verified, ledger entry stored).
 
@@ -84,6 +85,43 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX ledger_dedupe ON ledger (writer, dedupe_key) WHERE dedupe_key IS NOT NULL;
     CREATE INDEX ledger_recording ON ledger (recording);
+    """,
+    # 2: device registry, officer assignments, ledger events waiting for the archive
+    """
+    CREATE TABLE devices (
+        device_id        TEXT PRIMARY KEY,
+        model            TEXT,
+        role             TEXT,
+        serial           TEXT,
+        fs_uuid          TEXT,
+        fs_label         TEXT,
+        registered_at    TEXT NOT NULL,
+        first_docked_at  TEXT,  -- NULL: registered by an assignment, not docked yet
+        last_docked_at   TEXT,
+        docks            INTEGER NOT NULL DEFAULT 0,
+        in_service       INTEGER NOT NULL DEFAULT 1
+    );
+
+    CREATE TABLE assignments (
+        id          INTEGER PRIMARY KEY,
+        device_id   TEXT NOT NULL REFERENCES devices (device_id),
+        officer_id  TEXT NOT NULL,
+        valid_from  TEXT NOT NULL,
+        valid_to    TEXT,  -- NULL: open-ended
+        created_at  TEXT NOT NULL,
+        note        TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX assignments_device ON assignments (device_id, valid_from);
+    CREATE UNIQUE INDEX assignments_open ON assignments (device_id) WHERE valid_to IS NULL;
+
+    CREATE TABLE ledger_outbox (
+        id          INTEGER PRIMARY KEY,
+        event       TEXT NOT NULL,
+        recording   TEXT,
+        actor       TEXT NOT NULL,
+        details     TEXT NOT NULL,  -- JSON, with a unique source_key: appended once-only
+        created_at  TEXT NOT NULL
+    );
     """,
 )
 

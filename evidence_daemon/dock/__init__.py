@@ -1,0 +1,1 @@
+"""Serving docked devices and inbox folders: mount, ingest, (opt-in) wipe, unmount."""

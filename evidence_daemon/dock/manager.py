@@ -1,0 +1,305 @@
+"""The dock manager: what happens, unattended, when a device is docked or an inbox file is ready.
+
+Subscribes to the sources' events (``device_added``, ``device_removed``, ``inbox_ready``) and
+runs one job per docked device on a bounded pool (``dock.max_concurrent_devices``)::
+
+    settle -> mount read-only -> register the dock -> ingest -> [opt-in wipe] -> unmount
+
+A device pulled mid-copy leaves its unread files as they were: the partial file is never
+archived (its copy fails its size/mtime check or a read error) and the rest is taken at the
+next dock. Every collaborator comes in through the constructor.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import Config, WatchConfig
+from ..custody.ledger import LedgerWriter
+from ..devices.registry import DeviceIdentity
+from ..errors import EvidenceError
+from ..ingest.pipeline import Ingestor, Origin, Summary
+from ..ingest.scanner import display_path
+from ..sources.rules import DeviceInfo, DockMatch, device_identity, match_device
+from ..sources.watch import origin as inbox_origin
+from ..state.db import Database
+from .wipe import wipe_device
+
+log = logging.getLogger(__name__)
+
+
+class MounterLike(Protocol):
+    def mount(self, info: DeviceInfo, identity: str, match: DockMatch) -> Path: ...
+
+    def unmount(self, mountpoint: Path) -> None: ...
+
+    def remount_writable(self, mountpoint: Path, info: DeviceInfo) -> None: ...
+
+
+class RegistryLike(Protocol):
+    def docked(self, identity: DeviceIdentity) -> None: ...
+
+
+@dataclass
+class DockJob:
+    """One docked device (or inbox batch) and its progress, as ``status`` shows it."""
+
+    name: str
+    kind: str  # "device" or "inbox"
+    model: str = ""
+    devnode: str = ""
+    state: str = "waiting"  # waiting, settling, mounting, ingesting, wiping, done, incomplete, failed
+    mountpoint: str = ""
+    files_total: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    bytes_done: int = 0
+    current_file: str = ""
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    removed: bool = False
+    error: str = ""
+    result: dict[str, int] = field(default_factory=dict)
+
+    def on_progress(self, event: str, info: dict[str, Any]) -> None:
+        if event == "copying":
+            if self.current_file:
+                self.files_done += 1
+            self.current_file = info["path"]
+        elif event == "bytes":
+            self.bytes_done += info["count"]
+        elif event == "done" and self.current_file:
+            self.files_done += 1
+            self.current_file = ""
+
+    def snapshot(self) -> dict[str, Any]:
+        elapsed_s = max((self.finished_at or time.time()) - self.started_at, 1e-6)
+        return {
+            "name": self.name, "kind": self.kind, "model": self.model, "devnode": self.devnode,
+            "state": self.state, "mountpoint": self.mountpoint,
+            "files_done": self.files_done, "files_total": self.files_total,
+            "bytes_done": self.bytes_done, "bytes_total": self.bytes_total,
+            "current_file": self.current_file, "rate_bytes_per_s": int(self.bytes_done / elapsed_s),
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "removed": self.removed, "error": self.error, "result": self.result,
+        }
+
+
+def count_tree(root: Path) -> tuple[int, int]:
+    """(files, bytes) under ``root`` without following links: the progress bar's 100 %."""
+    files = total = 0
+    for directory, _, names in os.walk(root):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue
+            files += 1
+            total += info.st_size
+    return files, total
+
+
+class DockManager:
+    def __init__(
+        self,
+        config: Config,
+        ingestor: Ingestor,
+        registry: RegistryLike,
+        mounter: MounterLike,
+        database: Database,
+        ledger: LedgerWriter,
+        *,
+        finish_inbox_file: Callable[[WatchConfig, bytes, Database], str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.ingestor = ingestor
+        self.registry = registry
+        self.mounter = mounter
+        self.database = database
+        self.ledger = ledger
+        self.finish_inbox_file = finish_inbox_file
+        self.stop = stop or threading.Event()
+        self.actor = f"station:{config.station.id}"
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.dock.max_concurrent_devices, thread_name_prefix="dock"
+        )
+        self._lock = threading.Lock()
+        self._active: dict[str, DockJob] = {}  # devnode -> job, while it runs
+        self._jobs: list[DockJob] = []  # recent jobs, newest last, for status
+        self._futures: list[Future[None]] = []
+
+    # -- events from the sources ------------------------------------------------------------
+
+    def device_added(self, info: DeviceInfo) -> None:
+        match = match_device(info, self.config.dock.rules)
+        if match is None:
+            if self.config.dock.ignore_unknown:
+                log.info("ignoring %s (%s, label %r): no dock rule matches", info.devnode,
+                         info.fs_type, info.fs_label)
+                return
+            match = DockMatch(role="recorder", model="unknown", rule=None)
+        identity = device_identity(info, match)
+        if identity is None:
+            log.warning("ignoring %s: no USB serial and no filesystem UUID to identify it",
+                        info.devnode)
+            return
+        job = DockJob(name=identity, kind="device", model=match.model, devnode=info.devnode or "")
+        with self._lock:
+            if info.devnode in self._active:
+                return  # already being served (udev repeats itself)
+            self._active[info.devnode or identity] = job
+            self._remember(job)
+        log.info("docked: %s (%s %s) on %s", identity, match.role, match.model, info.devnode)
+        self._submit(self._serve_device, info, match, job)
+
+    def device_removed(self, info: DeviceInfo) -> None:
+        with self._lock:
+            job = self._active.get(info.devnode or "")
+        if job is not None and job.state not in ("done", "incomplete", "failed"):
+            job.removed = True
+            log.warning("%s was removed while %s; what was not yet read stays on the device "
+                        "until its next dock", job.name, job.state)
+
+    def inbox_ready(self, watch: WatchConfig, paths: list[bytes]) -> None:
+        name = watch.device_id or str(watch.path)
+        job = DockJob(name=name, kind="inbox", model="inbox", files_total=len(paths))
+        with self._lock:
+            self._remember(job)
+        self._submit(self._serve_inbox, watch, paths, job)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def _submit(self, function: Callable[..., None], *args: Any) -> None:
+        future = self._pool.submit(function, *args)
+        with self._lock:
+            self._futures = [f for f in self._futures if not f.done()] + [future]
+
+    def _remember(self, job: DockJob) -> None:
+        self._jobs = [j for j in self._jobs if j.finished_at is None or time.time() - j.finished_at < 3600]
+        self._jobs.append(job)
+
+    def _serve_device(self, info: DeviceInfo, match: DockMatch, job: DockJob) -> None:
+        mountpoint: Path | None = None
+        try:
+            job.state = "settling"
+            if self.stop.wait(self.config.dock.settle_s) or job.removed:
+                job.state = "incomplete"
+                return
+            job.state = "mounting"
+            mountpoint = self.mounter.mount(info, job.name, match)
+            job.mountpoint = str(mountpoint)
+            self.registry.docked(DeviceIdentity(
+                device_id=job.name, model=match.model, role=match.role, serial=info.serial,
+                fs_uuid=info.fs_uuid, fs_label=info.fs_label,
+            ))
+            job.files_total, job.bytes_total = count_tree(mountpoint)
+            job.state = "ingesting"
+            summary = self.ingestor.ingest(
+                Origin(mountpoint, device_id=job.name), progress=job.on_progress, stop=self.stop,
+                skip=fuse_artifacts(mountpoint, info),
+            )
+            job.result = dict(summary.counts)
+            complete = summary.ok and not job.removed and not self.stop.is_set() and not _unread(summary)
+            if complete and match.rule is not None and match.rule.wipe:
+                job.state = "wiping"
+                self.mounter.remount_writable(mountpoint, info)
+                report = wipe_device(mountpoint, job.name, self.database, self.ledger, actor=self.actor)
+                job.result["wiped"] = len(report.deleted)
+                job.result["kept on device"] = len(report.kept)
+            job.state = "done" if complete else "incomplete"
+            log.info("%s: %s %s", job.name, job.state, _describe(summary))
+        except EvidenceError as exc:
+            job.state, job.error = "failed", exc.message
+            log.error("%s: %s", job.name, exc.message)
+        except Exception:  # a bug must not kill the dock: log it with the device's name
+            job.state, job.error = "failed", "internal error (see the log)"
+            log.exception("%s: unexpected error", job.name)
+        finally:
+            if mountpoint is not None:
+                try:
+                    self.mounter.unmount(mountpoint)
+                except EvidenceError as exc:
+                    log.error("%s: %s", job.name, exc.message)
+            job.finished_at = time.time()
+            job.current_file = ""
+            with self._lock:
+                self._active.pop(job.devnode or job.name, None)
+
+    def _serve_inbox(self, watch: WatchConfig, paths: list[bytes], job: DockJob) -> None:
+        try:
+            job.state = "ingesting"
+            summary = self.ingestor.ingest(
+                inbox_origin(watch), paths=paths, progress=job.on_progress, stop=self.stop,
+            )
+            job.result = dict(summary.counts)
+            if self.finish_inbox_file is not None and watch.after != "keep":
+                for relative in paths:
+                    outcome = self.finish_inbox_file(watch, relative, self.database)
+                    action = outcome.split(":")[0]
+                    job.result[action] = job.result.get(action, 0) + 1
+                    if action in ("moved", "removed"):
+                        # the archived copy was verified before; the inbox copy's fate is custody too
+                        self.ledger.append(
+                            f"inbox-{action}", recording=None, actor=self.actor,
+                            details={"folder": str(watch.path), "path": display_path(relative),
+                                     "device_id": watch.device_id or None},
+                        )
+            job.state = "done" if summary.ok else "incomplete"
+        except EvidenceError as exc:
+            job.state, job.error = "failed", exc.message
+            log.error("inbox %s: %s", watch.path, exc.message)
+        except Exception:
+            job.state, job.error = "failed", "internal error (see the log)"
+            log.exception("inbox %s: unexpected error", watch.path)
+        finally:
+            job.finished_at = time.time()
+
+    # -- status and shutdown ------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [job.snapshot() for job in self._jobs]
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return any(not future.done() for future in self._futures)
+
+    def shutdown(self) -> None:
+        """Stop starting files; wait for in-flight ones to be made durable and archived."""
+        self.stop.set()
+        self._pool.shutdown(wait=True)
+
+
+def fuse_artifacts(mountpoint: Path, info: DeviceInfo) -> tuple[str, ...]:
+    """Names a FUSE driver invents: fusefat shows the volume label as a 0-byte file at the
+    root. It is not on the card as a file, so it is not evidence; leave it out."""
+    if not info.fs_label:
+        return ()
+    try:
+        entries = os.listdir(mountpoint)
+    except OSError:
+        return ()
+    return tuple(
+        glob.escape(name) for name in entries
+        if name.strip().upper() == info.fs_label.strip().upper()
+        and os.path.isfile(mountpoint / name) and os.path.getsize(mountpoint / name) == 0
+    )
+
+
+def _unread(summary: Summary) -> bool:
+    return bool(summary.counts.get("failed") or summary.counts.get("not started (stopping)"))
+
+
+def _describe(summary: Summary) -> str:
+    return ", ".join(f"{count} {name}" for name, count in sorted(summary.counts.items())) or "nothing new"
