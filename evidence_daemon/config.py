@@ -144,12 +144,50 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    """Viewing copies (proxies) and posters, made after the original is archived."""
+
+    proxy: bool = True
+    proxy_max_width: int = 1280
+    proxy_max_height: int = 720
+    proxy_video_kbps: int = 1500
+    proxy_audio_kbps: int = 96
+    proxy_workers: int = 1
+    proxy_nice: int = 10
+    proxy_retries: int = 3
+    ffmpeg: str = "ffmpeg"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics served by ``run``; an empty listen address turns them off."""
+
+    listen: str = "127.0.0.1:9464"
+
+
+@dataclass(frozen=True)
+class UpkeepConfig:
+    """Scheduled jobs inside ``run``."""
+
+    compliance_scan_s: float = 60.0
+    retry_base_s: float = 30.0
+    retry_max_s: float = 3600.0
+    fixity_period_days: float = 30.0
+    fixity_interval_s: float = 600.0
+    spool_cleanup_s: float = 3600.0
+    undocked_limit_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig = field(default_factory=StationConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     dock: DockConfig = field(default_factory=DockConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    upkeep: UpkeepConfig = field(default_factory=UpkeepConfig)
     watch: tuple[WatchConfig, ...] = ()
     source: str = "defaults"
 
@@ -172,6 +210,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "ingest": IngestConfig,
     "compliance": ComplianceConfig,
     "dock": DockConfig,
+    "media": MediaConfig,
+    "metrics": MetricsConfig,
+    "upkeep": UpkeepConfig,
 }
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

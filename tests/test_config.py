@@ -106,6 +106,9 @@ def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
     assert config.ingest == defaults.ingest
     assert config.compliance == defaults.compliance
     assert config.dock == defaults.dock
+    assert config.media == defaults.media
+    assert config.metrics == defaults.metrics
+    assert config.upkeep == defaults.upkeep
     assert config.watch == defaults.watch
 
 
