@@ -123,6 +123,10 @@ MIGRATIONS: tuple[str, ...] = (
         created_at  TEXT NOT NULL
     );
     """,
+    # 3: media proxies (reserved for the proxy queue)
+    "SELECT 1",
+    # 4: compliance upkeep (reserved for fixity and scheduler state)
+    "SELECT 1",
 )
 
 
