@@ -25,7 +25,7 @@ from ..errors import IntegrityError, ObjectExistsError, StorageError
 from ..failpoints import failpoint
 from ..state.db import Database
 from . import canonical
-from .signing import load_public_pem, public_pem, signature_valid
+from .signing import public_pem, signature_valid
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,10 @@ class LedgerWriter:
         self._synced = False
 
     def publish_key(self) -> None:
-        """Put ``keys/<writer>.pub`` in the archive, or check that the one there is ours."""
+        """Put ``keys/<writer>.pub`` in the archive, or check that the one there is ours.
+
+        Also done before the first append, so a writer that started while the archive was
+        away publishes its key once the archive is back."""
         key = keys.public_key_key(self.writer)
         ours = public_pem(self.private_key)
         try:
@@ -85,10 +88,8 @@ class LedgerWriter:
 
     def _sync_locked(self) -> int:
         head_seq, _ = self._head()
-        public = load_public_pem(
-            self.store.get_bytes(keys.public_key_key(self.writer)),
-            what=keys.public_key_key(self.writer),
-        )
+        self.publish_key()
+        public = self.private_key.public_key()
         added = 0
         prefix = keys.ledger_prefix(self.writer)
         for key in self.store.list_keys(prefix):
