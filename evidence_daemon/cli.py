@@ -369,7 +369,8 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     def build_sources(manager: DockManager) -> list[Source]:
         sources: list[Source] = []
         if config.watch:
-            sources.append(WatchFolders(config.watch, on_ready=manager.inbox_ready))
+            sources.append(WatchFolders(config.watch, on_ready=manager.inbox_ready,
+                                        skip=config.ingest.skip))
         if not args.no_udev:
             sources.append(UdevSource(manager.device_added, manager.device_removed,
                                       fs_types=[fstype for fstype, _ in config.dock.mount_commands]))

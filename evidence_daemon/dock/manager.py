@@ -70,6 +70,11 @@ class DockJob:
     error: str = ""
     result: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """What makes two events the same device: its node, else (MTP) its identity."""
+        return self.devnode or self.name
+
     def on_progress(self, event: str, info: dict[str, Any]) -> None:
         if event == "copying":
             if self.current_file:
@@ -155,16 +160,16 @@ class DockManager:
             return
         job = DockJob(name=identity, kind="device", model=match.model, devnode=info.devnode or "")
         with self._lock:
-            if info.devnode in self._active:
+            if job.key in self._active:
                 return  # already being served (udev repeats itself)
-            self._active[info.devnode or identity] = job
+            self._active[job.key] = job
             self._remember(job)
         log.info("docked: %s (%s %s) on %s", identity, match.role, match.model, info.devnode)
         self._submit(self._serve_device, info, match, job)
 
     def device_removed(self, info: DeviceInfo) -> None:
         with self._lock:
-            job = self._active.get(info.devnode or "")
+            job = next((j for j in self._active.values() if j.devnode == (info.devnode or "")), None)
         if job is not None and job.state not in ("done", "incomplete", "failed"):
             job.removed = True
             log.warning("%s was removed while %s; what was not yet read stays on the device "
@@ -233,7 +238,7 @@ class DockManager:
             job.finished_at = time.time()
             job.current_file = ""
             with self._lock:
-                self._active.pop(job.devnode or job.name, None)
+                self._active.pop(job.key, None)
 
     def _serve_inbox(self, watch: WatchConfig, paths: list[bytes], job: DockJob) -> None:
         try:

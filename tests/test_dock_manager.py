@@ -1,0 +1,137 @@
+"""The dock manager's policy with simple fakes for the mounter and registry (the real ones are
+tested as root in test_dock.py): which devices are served, wipe rules, removal mid-job."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from evidence_daemon.config import DockRule, load_config
+from evidence_daemon.devices.registry import DeviceIdentity
+from evidence_daemon.dock.manager import DockManager, fuse_artifacts
+from evidence_daemon.dock.wipe import wipe_decision
+from evidence_daemon.sources.rules import DeviceInfo, DockMatch
+from evidence_daemon.station import open_station
+
+from .helpers import write_config
+
+
+class FakeMounter:
+    """'Mounts' by handing out a prepared directory; records what happened."""
+
+    def __init__(self, tree: Path) -> None:
+        self.tree = tree
+        self.mounted: list[str] = []
+        self.unmounted: list[Path] = []
+        self.writable: list[Path] = []
+
+    def mount(self, info: DeviceInfo, identity: str, match: DockMatch) -> Path:
+        self.mounted.append(identity)
+        return self.tree
+
+    def unmount(self, mountpoint: Path) -> None:
+        self.unmounted.append(mountpoint)
+
+    def remount_writable(self, mountpoint: Path, info: DeviceInfo) -> None:
+        self.writable.append(mountpoint)
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.docked_devices: list[DeviceIdentity] = []
+
+    def docked(self, identity: DeviceIdentity) -> None:
+        self.docked_devices.append(identity)
+
+
+def card(tmp_path: Path) -> Path:
+    tree = tmp_path / "card"
+    (tree / "DCIM").mkdir(parents=True)
+    for index in range(3):
+        (tree / "DCIM" / f"DSJ001_10086_2026112508{index:02d}00_{index:04d}.MP4").write_bytes(os.urandom(5000))
+    (tree / "BODYCAM").write_bytes(b"")  # what fusefat shows for the volume label
+    return tree
+
+
+def manager_for(tmp_path: Path, rules: str) -> tuple[DockManager, FakeMounter, FakeRegistry]:
+    config = load_config(write_config(tmp_path, extra=f"[ingest]\nprobe = false\n[dock]\nsettle_s = 0\n{rules}"),
+                         environ={})
+    station = open_station(config)
+    mounter, registry = FakeMounter(card(tmp_path)), FakeRegistry()
+    manager = DockManager(config, station.ingestor(), registry, mounter, station.database, station.ledger)
+    return manager, mounter, registry
+
+
+def info(label: str = "BODYCAM", serial: str = "SN0042", devnode: str = "/dev/sdz1", role: str = "") -> DeviceInfo:
+    return DeviceInfo(sys_path="/sys/x", devnode=devnode, subsystem="block", devtype="partition",
+                      fs_type="vfat", fs_label=label, fs_uuid="1234-ABCD", serial=serial,
+                      evidence_role=role, evidence_model="generic-label" if role else "")
+
+
+def finish(manager: DockManager) -> None:
+    deadline = time.monotonic() + 30
+    while manager.busy and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not manager.busy
+
+
+def test_an_unknown_device_is_left_alone(tmp_path: Path) -> None:
+    manager, mounter, _ = manager_for(tmp_path, "")
+    manager.device_added(info(label="HOLIDAY"))
+    finish(manager)
+    assert mounter.mounted == [] and manager.snapshot() == []
+
+
+def test_a_tagged_device_is_mounted_ingested_registered_and_unmounted(tmp_path: Path) -> None:
+    manager, mounter, registry = manager_for(tmp_path, "")
+    manager.device_added(info(role="recorder"))
+    manager.device_added(info(role="recorder"))  # udev repeats itself: served once
+    finish(manager)
+    [job] = manager.snapshot()
+    assert job["state"] == "done" and job["result"] == {"archived": 3}, job
+    assert mounter.mounted == ["generic-label-SN0042"] and len(mounter.unmounted) == 1
+    assert [d.device_id for d in registry.docked_devices] == ["generic-label-SN0042"]
+    assert mounter.writable == []  # no rule asked for a wipe
+    assert job["files_done"] == 3 and job["bytes_done"] == 15000
+
+
+def test_wipe_runs_only_when_the_rule_says_so_and_deletes_verified_files(tmp_path: Path) -> None:
+    manager, mounter, _ = manager_for(tmp_path, '[[dock.rules]]\nmodel = "cam"\nlabel_pattern = "BODY.*"\nwipe = true\n')
+    manager.device_added(info())
+    finish(manager)
+    [job] = manager.snapshot()
+    assert job["state"] == "done" and job["result"]["wiped"] == 3, job
+    assert mounter.writable == [mounter.tree]
+    assert sorted(p.name for p in mounter.tree.rglob("*") if p.is_file()) == ["BODYCAM"]
+
+
+def test_fusefat_label_file_is_not_evidence(tmp_path: Path) -> None:
+    tree = card(tmp_path)
+    assert fuse_artifacts(tree, info(label="BODYCAM")) == ("BODYCAM",)
+    assert fuse_artifacts(tree, info(label="OTHER")) == ()
+
+
+@pytest.mark.parametrize(
+    ("state", "recorded", "current", "current_sha256", "reason"),
+    [
+        ("archived", (10, 5, "aa"), (10, 5), "aa", None),
+        ("duplicate", (10, 5, "aa"), (10, 5), "aa", None),
+        ("spooled", (10, 5, "aa"), (10, 5), "aa", "not archived yet (state spooled)"),
+        ("failed", (10, 5, "aa"), (10, 5), "aa", "not archived yet (state failed)"),
+        ("archived", (10, 5, None), (10, 5), "aa", "no archived hash on record"),
+        ("archived", (10, 5, "aa"), (11, 5), "aa", "changed on the device since it was read"),
+        ("archived", (10, 5, "aa"), (10, 6), "aa", "changed on the device since it was read"),
+        ("archived", (10, 5, "aa"), (10, 5), None, "could not be re-read"),
+        ("archived", (10, 5, "aa"), (10, 5), "bb", "content on the device differs from the archived copy"),
+    ],
+)
+def test_wipe_decision(state: str, recorded: tuple[int, int, str | None], current: tuple[int, int],
+                       current_sha256: str | None, reason: str | None) -> None:
+    assert wipe_decision(state=state, recorded=recorded, current=current, current_sha256=current_sha256) == reason
+
+
+def test_rule_without_wipe_is_the_default() -> None:
+    assert DockRule(label_pattern="X").wipe is False
