@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,22 @@ def recordings_json(capsys: Any, config: Path) -> list[dict[str, Any]]:
     assert code == 0, err
     result: list[dict[str, Any]] = json.loads(out)
     return result
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 60, what: str = "condition",
+             every_s: float = 0.1) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def recordings_of(config: Path) -> list[dict[str, Any]]:
+    """``recordings --json`` from a separate process (safe while a daemon holds the station)."""
+    result = run_cli_process("--config", str(config), "recordings", "--json")
+    assert result.returncode == 0, result.stderr
+    listed: list[dict[str, Any]] = json.loads(result.stdout)
+    return listed

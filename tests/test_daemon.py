@@ -9,30 +9,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .helpers import run_cli_process, write_config
+from .helpers import recordings_of as recordings
+from .helpers import run_cli_process, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def recordings(config: Path) -> list[dict[str, object]]:
-    result = run_cli_process("--config", str(config), "recordings", "--json")
-    assert result.returncode == 0, result.stderr
-    listed: list[dict[str, object]] = json.loads(result.stdout)
-    return listed
 
 
 @pytest.fixture

@@ -11,34 +11,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .dock_fixtures import LoopDevices, make_card_image, require_root, require_tools
-from .helpers import run_cli_process, write_config
+from .helpers import recordings_of as recordings
+from .helpers import run_cli_process, wait_for, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60, what: str = "condition",
-             every_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def recordings(config: Path) -> list[dict[str, Any]]:
-    result = run_cli_process("--config", str(config), "recordings", "--json")
-    assert result.returncode == 0, result.stderr
-    listed: list[dict[str, Any]] = json.loads(result.stdout)
-    return listed
 
 
 def mounts_under(directory: Path) -> list[str]:
