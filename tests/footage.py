@@ -55,23 +55,35 @@ def make_video(
     codec: str = "libx264",
     audio: bool = True,
     faststart: bool = False,
+    movflags: str | None = None,
+    audio_codec: str = "aac",
+    size: str = "320x240",
+    rate: int = 10,
 ) -> Path:
     """Write a small video (container from the extension: .mp4, .MOV, .avi, .mkv, .ts, ...).
 
     ``creation_time`` (e.g. ``"2026-11-25T00:30:00Z"``) is written as container metadata.
-    ``faststart`` moves the MP4 index to the front, as many recorders do.
+    ``faststart`` moves the MP4 index to the front, as many recorders do; ``movflags`` adds
+    others (``"frag_keyframe+empty_moov"``: a fragmented MP4). ``codec`` may be ``libx265``
+    (H.265) or ``mjpeg`` (Motion JPEG, as in AVI recorders); ``audio_codec`` e.g. ``pcm_s16le``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     args = [
-        "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=10:duration={seconds}",
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
     ]  # fmt: skip
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds}"]
-    args += ["-c:v", codec, "-pix_fmt", "yuv420p"]
+    args += ["-c:v", codec, "-pix_fmt", "yuvj420p" if codec == "mjpeg" else "yuv420p"]
     if codec == "libx264":
         args += ["-preset", "ultrafast"]
+    if codec == "libx265":
+        args += ["-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1"]
     if audio:
-        args += ["-c:a", "aac", "-b:a", "32k"]
+        args += ["-c:a", audio_codec]
+        if audio_codec == "aac":
+            args += ["-b:a", "32k"]
+    if movflags is not None:
+        args += ["-movflags", movflags]
     if creation_time is not None:
         args += ["-metadata", f"creation_time={creation_time}"]
     if faststart:
@@ -87,6 +99,35 @@ def make_audio_wav(path: Path, *, seconds: float = 1) -> Path:
         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds}",
         "-c:a", "pcm_s16le", "-f", "wav", f"file:{path}",
     )  # fmt: skip
+    return path
+
+
+def make_audio(path: Path, *, codec: str = "libmp3lame", seconds: float = 1) -> Path:
+    """Write mono 16 kHz audio with ``codec`` (container from the extension: .mp3, .m4a, ...)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_ffmpeg(
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds}",
+        "-c:a", codec, f"file:{path}",
+    )  # fmt: skip
+    return path
+
+
+def make_amr_nb(path: Path, *, seconds: float = 1) -> Path:
+    """Write an AMR-NB file (``#!AMR`` + 12.2 kbit/s frames) byte by byte.
+
+    Debian's ffmpeg decodes AMR but has no AMR encoder (no libopencore-amrnb/vo-amrwbenc
+    encoders), so the frames are built here: each is a table-of-contents byte for mode 7 and
+    31 bytes of (deterministic pseudo-random) speech parameters, which decode to noise.
+    """
+    import random
+
+    generator = random.Random(20261126)
+    frames = [
+        bytes([0x3C]) + bytes(generator.getrandbits(8) for _ in range(31))
+        for _ in range(int(seconds * 50))  # 20 ms per frame
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"#!AMR\n" + b"".join(frames))
     return path
 
 

@@ -4,7 +4,8 @@
 
     recordings/<sha256>/original<.ext>
     recordings/<sha256>/manifest.json
-    recordings/<sha256>/proxy.mp4
+    recordings/<sha256>/proxy.mp4       (video; proxy.m4a for audio-only recordings)
+    recordings/<sha256>/poster.jpg
     ledger/<writer-id>/<seq:012d>.json
     keys/<writer-id>.pub
 
@@ -65,8 +66,15 @@ def manifest_key(sha256: str) -> str:
     return f"{recording_prefix(sha256)}manifest.json"
 
 
-def proxy_key(sha256: str) -> str:
-    return f"{recording_prefix(sha256)}proxy.mp4"
+def proxy_key(sha256: str, extension: str = "mp4") -> str:
+    """The viewing copy: ``proxy.mp4`` (video) or ``proxy.m4a`` (audio only)."""
+    if extension not in ("mp4", "m4a"):
+        raise ValueError(f"not a proxy extension: {extension!r}")
+    return f"{recording_prefix(sha256)}proxy.{extension}"
+
+
+def poster_key(sha256: str) -> str:
+    return f"{recording_prefix(sha256)}poster.jpg"
 
 
 def ledger_prefix(writer: str) -> str:

@@ -2,7 +2,8 @@
 
 Checks every writer's ledger (contiguous sequence, ``prev`` chain, Ed25519 signatures), then
 each recording: the original re-hashed against its id, the manifest against the hash recorded
-in the ``archived`` event, the manifest's own facts against the original. Reports problems; it
+in the ``archived`` event, the manifest's own facts against the original, and each viewing copy
+(proxy, poster) against the SHA-256 in its ``derived`` event. Reports problems; it
 never repairs, rewrites or deletes anything.
 """
 
@@ -59,9 +60,12 @@ def verify_archive(
     report = Report()
     verify_ledgers(store, report)
     archived: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    derived: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in report.entries:
         if entry["event"] == "archived" and entry["recording"]:
             archived[entry["recording"]].append(entry)
+        if entry["event"] == "derived" and entry["recording"]:
+            derived[entry["recording"]].append(entry)
 
     present = _recordings_in_archive(store)
     if recording_ids is None:
@@ -86,6 +90,7 @@ def verify_archive(
         if progress:
             progress(recording)
         _verify_recording(store, recording, present.get(recording, []), archived.get(recording, []), report)
+        _verify_derived(store, recording, present.get(recording, []), derived.get(recording, []), report)
         report.recordings_checked += 1
     return report
 
@@ -202,3 +207,44 @@ def _verify_recording(
     if manifest_facts != (recording, actual_size, original_key):
         problem(manifest_key, "manifest does not describe the stored original "
                 "(sha256, size_bytes or original_key differ)")
+
+
+DERIVED_NAMES = frozenset({"proxy.mp4", "proxy.m4a", "poster.jpg"})
+
+
+def _verify_derived(
+    store: ArchiveStore,
+    recording: str,
+    names: list[str],
+    derived_events: list[dict[str, Any]],
+    report: Report,
+) -> None:
+    """Each stored proxy/poster must hash to what its ``derived`` event recorded, and each
+    copy an event describes must be there."""
+    expected: dict[str, str] = {}
+    for event in derived_events:
+        details = event["details"]
+        for part in ("proxy", "poster"):
+            described = details.get(part)
+            if isinstance(described, dict) and isinstance(described.get("key"), str):
+                expected[described["key"]] = str(described.get("sha256"))
+    prefix = keys.recording_prefix(recording)
+    stored = {prefix + name for name in names if name in DERIVED_NAMES}
+    for key in sorted(stored | set(expected)):
+        if key not in expected:
+            report.problems.append(Problem(key, "viewing copy without a 'derived' ledger event",
+                                           recording))
+            continue
+        if key not in stored:
+            report.problems.append(Problem(key, "named by a 'derived' event but missing from "
+                                           "the archive", recording))
+            continue
+        try:
+            actual_sha256, _ = hash_stored(store, key)
+        except EvidenceError as exc:
+            report.problems.append(Problem(key, f"cannot be read: {exc}", recording))
+            continue
+        if actual_sha256 != expected[key]:
+            report.problems.append(Problem(
+                key, f"viewing copy changed: SHA-256 is {actual_sha256[:12]}…, the 'derived' "
+                f"event recorded {expected[key][:12]}…", recording))
