@@ -27,6 +27,7 @@ from .config import Config, load_config
 from .custody.verify import Problem, verify_archive
 from .errors import ConfigError, EvidenceError, StorageError
 from .ingest.pipeline import Origin, Summary
+from .media.proxy import ProxyQueue, ProxyWorker
 from .state import transitions as st
 from .state.db import Database
 from .station import IngestLock, Station, build_store, open_station
@@ -81,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--to", dest="valid_to", metavar="T", help="end, exclusive (default: "
                         "open-ended, until the next assignment)")
     assign.add_argument("--note", default="", help="why, e.g. a shift plan or a ticket number")
+
+    proxies = commands.add_parser("proxies", help="viewing copies: the queue, failures, retries")
+    proxies.add_argument("--retry-failed", action="store_true", help="requeue failed proxy jobs")
+    proxies.add_argument("--run", action="store_true", help="make the due proxies now, then exit")
+    proxies.add_argument("--json", action="store_true", help="one JSON object")
+    report = commands.add_parser("report", help="24-hour compliance per officer, device or "
+                                 "station over a period")
+    report.add_argument("--from", dest="period_from", required=True, metavar="DATE",
+                        help="start (ISO 8601 date or time; local time in station.timezone)")
+    report.add_argument("--to", dest="period_to", required=True, metavar="DATE",
+                        help="end: a date includes that whole day; a time is exclusive")
+    report.add_argument("--by", choices=("officer", "device", "station"), default="officer")
+    report.add_argument("--format", dest="output_format", choices=("table", "csv", "json"),
+                        default="table")
     return parser
 
 
@@ -94,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides=_parse_overrides(args.overrides))
         handler = {"ingest": cmd_ingest, "recordings": cmd_recordings, "verify": cmd_verify,
-                   "status": cmd_status, "devices": cmd_devices, "run": cmd_run}[args.command]
+                   "status": cmd_status, "devices": cmd_devices, "run": cmd_run,
+                   "proxies": cmd_proxies, "report": cmd_report}[args.command]
         return handler(config, args)
     except EvidenceError as exc:
         print(f"evidence-daemon: error: {exc.message}", file=sys.stderr)
@@ -358,12 +374,14 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     # Imported here: only the daemon needs udev, watchdog and systemd notification.
     from .daemon import Source, run_daemon
     from .dock.manager import DockManager
+    from .metrics.station import StationMetrics
     from .sources.mounter import Mounter
     from .sources.udev import UdevSource
     from .sources.watch import WatchFolders, finish
 
     def build_manager(station: Station, stop: threading.Event) -> DockManager:
-        return DockManager(config, station.ingestor(), station.devices(), Mounter(config.dock),
+        ingestor = station.ingestor(metrics=metrics.pipeline)
+        return DockManager(config, ingestor, station.devices(), Mounter(config.dock),
                            station.database, station.ledger, finish_inbox_file=finish, stop=stop)
 
     def build_sources(manager: DockManager) -> list[Source]:
@@ -374,13 +392,49 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         if not args.no_udev:
             sources.append(UdevSource(manager.device_added, manager.device_removed,
                                       fs_types=[fstype for fstype, _ in config.dock.mount_commands]))
+        sources.append(ProxyWorker.from_station(station))
         return sources
 
     station = open_station(config, connect_archive=False)
+    metrics = StationMetrics(config, station.database, clock=station.clock)
     try:
-        return run_daemon(config, station, build_sources=build_sources, build_manager=build_manager)
+        return run_daemon(config, station, build_sources=build_sources, build_manager=build_manager,
+                          metrics=metrics)
     finally:
         station.close()
+
+
+# -- proxies ------------------------------------------------------------------------------
+
+def cmd_proxies(config: Config, args: argparse.Namespace) -> int:
+    station = open_station(config, connect_archive=args.run)
+    try:
+        queue = ProxyQueue(station.database, station.clock)
+        requeued = queue.retry_failed() if args.retry_failed else 0
+        ran: dict[str, int] | None = None
+        if args.run:
+            ran = ProxyWorker.from_station(station).run_pending()
+        else:
+            queue.enqueue_archived()
+        report = queue.report()
+    finally:
+        station.close()
+    report["requeued"] = requeued
+    report["ran"] = ran
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    if args.retry_failed:
+        print(f"requeued {requeued} failed proxy job(s)")
+    if ran is not None:
+        print("made now: " + (", ".join(f"{n} {state}" for state, n in sorted(ran.items()))
+                              or "nothing was due"))
+    print("proxies  " + "  ".join(f"{state} {n}" for state, n in report["counts"].items()))
+    for problem in report["problems"]:
+        retry = f", next try {problem['next_attempt_at']}" if problem["next_attempt_at"] else ""
+        print(f"  {problem['sha256'][:12]}  {problem['state']} after {problem['attempts']} "
+              f"attempt(s){retry}: {problem['reason']}")
+    return 0
 
 
 # -- devices ------------------------------------------------------------------------------
@@ -471,3 +525,64 @@ def _minutes(text: str | None) -> str | None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- report -------------------------------------------------------------------------------
+
+REPORT_COLUMNS = ("group", "total", "on_time", "late", "overdue", "pending", "at_risk",
+                  "late_hours_median", "late_hours_max")
+
+
+def _period_bound(text: str, option: str, zone: ZoneInfo, *, end: bool) -> datetime:
+    """A date alone means the start of that day, or for ``--to`` the end of it."""
+    moment = _parse_time(text, option, zone)
+    if end and len(text.strip()) == 10:  # YYYY-MM-DD
+        from datetime import timedelta
+
+        moment += timedelta(days=1)
+    return moment
+
+
+def cmd_report(config: Config, args: argparse.Namespace) -> int:
+    import csv
+
+    from .compliance.report import compliance_report
+
+    zone = ZoneInfo(config.station.timezone)
+    start = _period_bound(args.period_from, "--from", zone, end=False)
+    end = _period_bound(args.period_to, "--to", zone, end=True)
+    if end <= start:
+        raise ConfigError("--to must be after --from")
+    station = open_station(config, connect_archive=False)
+    try:
+        recordings = station.recordings()
+        first_seen = {row["sha256"]: row["first_seen_at"] for row in
+                      station.database.query("SELECT sha256, first_seen_at FROM recordings")}
+    finally:
+        station.close()
+    for recording in recordings:
+        recording.setdefault("first_seen_at", first_seen.get(recording["id"]))
+    groups = [group.as_dict() for group in compliance_report(
+        recordings, by=args.by, station=config.station.id, start=start, end=end)]
+    if args.output_format == "json":
+        json.dump({"from": start.isoformat(), "to": end.isoformat(), "by": args.by,
+                   "groups": groups}, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    elif args.output_format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(groups)
+    else:
+        print(f"24-hour compliance by {args.by}, {start.isoformat()} to {end.isoformat()}")
+        if not groups:
+            print("no recordings in this period")
+            return 0
+        print(f"{args.by.upper():20} {'TOTAL':>6} {'ON TIME':>8} {'LATE':>6} {'OVERDUE':>8} "
+              f"{'PENDING':>8} {'AT RISK':>8} {'LATE H MEDIAN':>14} {'LATE H MAX':>11}")
+        for group in groups:
+            median = "-" if group["late_hours_median"] is None else f"{group['late_hours_median']:.1f}"
+            longest = "-" if group["late_hours_max"] is None else f"{group['late_hours_max']:.1f}"
+            print(f"{group['group'][:20]:20} {group['total']:>6} {group['on_time']:>8} "
+                  f"{group['late']:>6} {group['overdue']:>8} {group['pending']:>8} "
+                  f"{group['at_risk']:>8} {median:>14} {longest:>11}")
+    return 0

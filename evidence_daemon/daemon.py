@@ -2,8 +2,9 @@
 
 Starts the udev source and the watch folders, hands their events to the dock manager, tells
 systemd how it is doing (``READY=1``, ``STATUS=``, watchdog pings, ``STOPPING=1``) and writes
-``<runtime_dir>/status.json`` for ``evidence-daemon status``. SIGTERM or SIGINT stops it
-gracefully: no new file is started, files already copied are made durable and archived (or
+``<runtime_dir>/status.json`` for ``evidence-daemon status``; it serves the Prometheus metrics
+on ``metrics.listen`` and runs the scheduled upkeep (``upkeep.jobs``). SIGTERM or SIGINT stops
+it gracefully: no new file is started, files already copied are made durable and archived (or
 stay safely spooled), devices are unmounted. A second signal does not cut that short; SIGKILL
 does, and is recovered from like any crash.
 """
@@ -24,7 +25,10 @@ from typing import Any, Protocol
 from .config import Config
 from .dock.manager import DockManager
 from .errors import StorageError
+from .metrics.server import MetricsServer
+from .metrics.station import StationMetrics
 from .station import IngestLock, Station
+from .upkeep.jobs import Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,9 @@ class Daemon:
         notifier: Notifier | None = None,
         stop: threading.Event | None = None,
         status_interval_s: float = 0.5,
+        metrics: StationMetrics | None = None,
+        upkeep: Source | None = None,
+        metrics_server: Source | None = None,
     ) -> None:
         self.config = config
         self.station = station
@@ -99,6 +106,13 @@ class Daemon:
         self.status_interval_s = status_interval_s
         self.status_path = config.dock.runtime_dir / STATUS_FILE
         self.started_at = time.time()
+        self.metrics = metrics or StationMetrics(config, station.database, clock=station.clock)
+        self.upkeep = upkeep or Upkeep(config, station, manager.ingestor,
+                                       metrics=self.metrics.pipeline, health=self.metrics.health)
+        self.metrics_server: Source | None = metrics_server or (
+            MetricsServer(config.metrics.listen, self.metrics.registry)
+            if config.metrics.listen else None
+        )
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -112,11 +126,15 @@ class Daemon:
 
     def run(self) -> int:
         archive_error = self._connect()
+        self.metrics.health.set(archive_error is None)
+        if self.metrics_server is not None:
+            self.metrics_server.start()
         if archive_error is None:
             # Finish what an earlier run left spooled before the first device arrives.
             self.manager.ingestor.resume()
         for source in self.sources:
             source.start()
+        self.upkeep.start()
         self.notifier.notify("READY=1")
         log.info("evidence-daemon %s ready", self.config.station.id)
         ping_s = watchdog_interval_s()
@@ -127,10 +145,13 @@ class Daemon:
         finally:
             self.notifier.notify("STOPPING=1")
             self.notifier.notify("STATUS=stopping: finishing files in flight")
+            self.upkeep.stop()
             for source in self.sources:
                 source.stop()
             self.manager.shutdown()
             self._report()
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
             try:
                 self.status_path.unlink()
             except FileNotFoundError:
@@ -170,11 +191,13 @@ def run_daemon(
     *,
     build_sources: Callable[[DockManager], list[Source]],
     build_manager: Callable[[Station, threading.Event], DockManager],
+    metrics: StationMetrics | None = None,
 ) -> int:
     """Hold the station's ingest lock and run until signalled."""
     stop = threading.Event()
     with IngestLock(config.station.state_dir):
         manager = build_manager(station, stop)
-        daemon = Daemon(config, station, manager, build_sources(manager), stop=stop)
+        daemon = Daemon(config, station, manager, build_sources(manager), stop=stop,
+                        metrics=metrics)
         daemon.install_signal_handlers()
         return daemon.run()

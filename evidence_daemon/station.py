@@ -24,7 +24,7 @@ from .custody.ledger import Clock, LedgerWriter, utc_now
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
 from .errors import ConfigError, IngestError
-from .ingest.pipeline import Ingestor
+from .ingest.pipeline import IngestMetrics, Ingestor
 from .state.db import Database
 
 
@@ -44,9 +44,14 @@ class Station:
     ledger: LedgerWriter
     clock: Clock
 
-    def ingestor(self, progress: Callable[[str, dict[str, Any]], None] | None = None) -> Ingestor:
+    def ingestor(
+        self,
+        progress: Callable[[str, dict[str, Any]], None] | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> Ingestor:
         return Ingestor(self.config, self.store, self.database, self.ledger, clock=self.clock,
-                        progress=progress, officer_lookup=self.devices().officer_at)
+                        progress=progress, officer_lookup=self.devices().officer_at,
+                        metrics=metrics)
 
     def devices(self) -> DeviceRegistry:
         """The registry of docked devices and their officer assignments."""

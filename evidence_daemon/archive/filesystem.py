@@ -72,7 +72,10 @@ class FilesystemArchive:
 
     def _staging_path(self) -> Path:
         staging = self.root / _STAGING
-        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"archive {self.root} is not writable: {exc.strerror}") from exc
         return staging / f"{uuid.uuid4().hex}.tmp"
 
     def _publish(self, temp: Path, target: Path) -> None:

@@ -41,3 +41,35 @@ def compliance_state(
     if deadline - now < timedelta(hours=at_risk_margin_hours):
         return AT_RISK
     return PENDING
+
+
+def late_hours(*, deadline: datetime | None, archived_at: datetime | None) -> float | None:
+    """How many hours after its deadline a recording was archived (None unless it was late)."""
+    if deadline is None or archived_at is None or archived_at <= deadline:
+        return None
+    return (archived_at - deadline).total_seconds() / 3600.0
+
+
+def seconds_since_dock(
+    *, last_docked_at: datetime | None, registered_at: datetime, now: datetime
+) -> float:
+    """Seconds since a device last docked; a device never docked counts from its registration,
+    since whatever it recorded since then is invisible to the station."""
+    reference = last_docked_at if last_docked_at is not None else registered_at
+    return max((now - reference).total_seconds(), 0.0)
+
+
+def dock_overdue(
+    *,
+    last_docked_at: datetime | None,
+    registered_at: datetime,
+    in_service: bool,
+    now: datetime,
+    undocked_limit_hours: float = 24.0,
+) -> bool:
+    """A device in service not docked for longer than the limit: its recordings may be
+    breaking the 24-hour rule unseen. Devices out of service are never flagged."""
+    if not in_service:
+        return False
+    elapsed_s = seconds_since_dock(last_docked_at=last_docked_at, registered_at=registered_at, now=now)
+    return elapsed_s > undocked_limit_hours * 3600.0

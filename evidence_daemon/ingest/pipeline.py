@@ -24,13 +24,14 @@ import logging
 import os
 import queue
 import threading
+import time
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import __version__
 from ..archive import keys
@@ -63,6 +64,36 @@ Prober = Callable[[Path], dict[str, Any]]
 OfficerLookup = Callable[[str, datetime], str | None]
 # (source id, its fresh copy still to be made durable — or None when it is already spooled)
 WorkItem = tuple[int, Copied | None]
+
+
+class IngestMetrics(Protocol):
+    """What the pipeline reports for monitoring (``metrics.station.PipelineMetrics``).
+
+    Called from the copy thread and the upload workers; implementations must be thread-safe
+    and must never raise.
+    """
+
+    def file_finished(self, result: str, size_bytes: int) -> None:
+        """A source reached ``result`` (archived, duplicate, failed, skipped)."""
+
+    def upload_failed(self) -> None:
+        """An upload attempt failed because the archive was unreachable."""
+
+    def recording_archived(self, *, duration_s: float, late: bool) -> None:
+        """A recording's original was stored and verified, taking ``duration_s``."""
+
+
+class NoMetrics:
+    """The default: nobody is watching."""
+
+    def file_finished(self, result: str, size_bytes: int) -> None:
+        pass
+
+    def upload_failed(self) -> None:
+        pass
+
+    def recording_archived(self, *, duration_s: float, late: bool) -> None:
+        pass
 
 
 @dataclass
@@ -120,6 +151,7 @@ class Ingestor:
         prober: Prober = probe_file,
         progress: Callable[[str, dict[str, Any]], None] | None = None,
         officer_lookup: OfficerLookup | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -129,6 +161,7 @@ class Ingestor:
         self.prober = prober
         self.progress = progress or (lambda event, info: None)
         self.officer_lookup = officer_lookup
+        self.metrics: IngestMetrics = metrics or NoMetrics()
         self.actor = f"station:{config.station.id}"
         self.timezone = zoneinfo.ZoneInfo(config.station.timezone)
         self.spool = Spool(
@@ -261,6 +294,7 @@ class Ingestor:
         if found.kind != FILE:
             target = st.SKIPPED if found.kind != "unreadable" else st.FAILED
             self._set_state(source_id, target, found.reason, count_attempt=target == st.FAILED)
+            self.metrics.file_finished(target, 0)
             summary.counts[target] += 1
             summary.problems.append((found.display_path, found.reason or target))
             return source_id, None
@@ -275,6 +309,7 @@ class Ingestor:
             )
         except IngestError as exc:
             self._set_state(source_id, st.FAILED, exc.message, count_attempt=True)
+            self.metrics.file_finished(st.FAILED, 0)
             summary.counts[st.FAILED] += 1
             summary.problems.append((found.display_path, exc.message))
             log.warning("%s: %s", found.display_path, exc.message)
@@ -395,6 +430,7 @@ class Ingestor:
                 )
                 continue
             except StorageError as exc:
+                self.metrics.upload_failed()
                 archive_down.set()
                 summary.archive_error = exc.message
                 log.error("archive unreachable, files stay safe in the spool: %s", exc.message)
@@ -411,6 +447,8 @@ class Ingestor:
                 continue
             if outcome:
                 summary.counts[outcome] += 1
+                size = self.db.scalar("SELECT size_bytes FROM sources WHERE id = ?", (source_id,))
+                self.metrics.file_finished(outcome, int(size or 0))
 
     def _lock_for(self, sha256: str) -> threading.Lock:
         with self._locks_guard:
@@ -467,6 +505,7 @@ class Ingestor:
         return details
 
     def _archive(self, source: Any, recording: Any) -> None:
+        started = time.monotonic()
         sha256 = recording["sha256"]
         spool_path = Path(source["spool_path"])
         object_key = recording["object_key"]
@@ -515,6 +554,12 @@ class Ingestor:
                 (st.ARCHIVED, format_time(self.clock()), source["id"]),
             )
         self._release_spool(sha256)
+        deadline = recording["archive_deadline"]
+        self.metrics.recording_archived(
+            duration_s=time.monotonic() - started,
+            late=deadline is not None
+            and datetime.fromisoformat(manifest["verified_at"]) > datetime.fromisoformat(deadline),
+        )
         log.info("archived %s (%s) as %s", source["rel_path"], sha256[:12], object_key)
 
     def _write_manifest(

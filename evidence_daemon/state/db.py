@@ -123,10 +123,42 @@ MIGRATIONS: tuple[str, ...] = (
         created_at  TEXT NOT NULL
     );
     """,
-    # 3: media proxies (reserved for the proxy queue)
-    "SELECT 1",
-    # 4: compliance upkeep (reserved for fixity and scheduler state)
-    "SELECT 1",
+    # 3: media proxies: one job per archived recording (see media/proxy.py)
+    """
+    CREATE TABLE proxy_jobs (
+        sha256           TEXT PRIMARY KEY REFERENCES recordings (sha256),
+        state            TEXT NOT NULL,  -- pending|running|done|failed|unplayable|skipped
+        kind             TEXT,           -- video|audio|none
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  TEXT,
+        last_error       TEXT,
+        proxy_key        TEXT,
+        proxy_sha256     TEXT,
+        proxy_size_bytes INTEGER,
+        poster_key       TEXT,
+        poster_sha256    TEXT,
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL
+    );
+    CREATE INDEX proxy_jobs_state ON proxy_jobs (state, next_attempt_at)
+    """,
+    # 4: compliance upkeep: fixity audit results and the last run of each scheduled job
+    """
+    CREATE TABLE fixity (
+        sha256      TEXT PRIMARY KEY REFERENCES recordings (sha256),
+        checked_at  TEXT NOT NULL,
+        ok          INTEGER NOT NULL,
+        detail      TEXT
+    );
+    CREATE INDEX fixity_checked ON fixity (checked_at);
+
+    CREATE TABLE upkeep_runs (
+        job          TEXT PRIMARY KEY,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        result       TEXT
+    );
+    """,
 )
 
 

@@ -1,0 +1,56 @@
+"""Reads the facts the compliance core needs from the station's SQLite (read-only).
+
+The adapter between ``state.db`` and the pure ``snapshot``/``rules`` functions; it never
+writes and never decides anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..state.db import Database
+from .snapshot import DeviceFacts, RecordingFacts
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def recording_facts(database: Database) -> list[RecordingFacts]:
+    return [
+        RecordingFacts(
+            sha256=row["sha256"],
+            deadline=_time(row["archive_deadline"]),
+            archived_at=_time(row["archived_at"]),
+            recorded_end=_time(row["recorded_end"]),
+            first_seen_at=datetime.fromisoformat(row["first_seen_at"]),
+        )
+        for row in database.query(
+            "SELECT sha256, archive_deadline, archived_at, recorded_end, first_seen_at FROM recordings"
+        )
+    ]
+
+
+def device_facts(database: Database) -> list[DeviceFacts]:
+    return [
+        DeviceFacts(
+            device_id=row["device_id"],
+            registered_at=datetime.fromisoformat(row["registered_at"]),
+            last_docked_at=_time(row["last_docked_at"]),
+            in_service=bool(row["in_service"]),
+        )
+        for row in database.query(
+            "SELECT device_id, registered_at, last_docked_at, in_service FROM devices ORDER BY device_id"
+        )
+    ]
+
+
+def queue_depth(database: Database) -> dict[str, int]:
+    """Source files by work-queue state."""
+    return {row["state"]: int(row["n"])
+            for row in database.query("SELECT state, COUNT(*) AS n FROM sources GROUP BY state")}
+
+
+def fixity_failed_count(database: Database) -> int:
+    """Archived recordings whose latest fixity check failed."""
+    return int(database.scalar("SELECT COUNT(*) FROM fixity WHERE ok = 0"))

@@ -1,0 +1,1 @@
+"""Prometheus metrics of a dock station (prometheus-client); served by ``run``."""

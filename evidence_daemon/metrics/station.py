@@ -1,0 +1,208 @@
+"""The station's Prometheus metrics: event counters fed by the pipeline and the upkeep jobs,
+and gauges read from SQLite at scrape time by a custom collector.
+
+Every metric lives in one injectable ``CollectorRegistry`` (a fresh one per test). Labels are
+bounded: compliance and queue states, results, job names, and device ids (one per registered
+device) — never a recording id. This module only observes; it never changes state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..compliance.catalog import device_facts, fixity_failed_count, queue_depth, recording_facts
+from ..compliance.rules import STATES
+from ..compliance.snapshot import compliance_snapshot, device_dock_states
+from ..config import Config
+from ..custody.ledger import Clock
+from ..state import transitions as st
+from ..state.db import Database
+
+log = logging.getLogger(__name__)
+
+INGEST_BUCKETS_S = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class ArchiveHealth:
+    """Whether the archive answered the last time anyone asked (None: not asked yet)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reachable: bool | None = None
+
+    def set(self, reachable: bool) -> None:
+        with self._lock:
+            self._reachable = reachable
+
+    @property
+    def reachable(self) -> bool | None:
+        with self._lock:
+            return self._reachable
+
+
+class PipelineMetrics:
+    """Counters and histograms for events; implements ``ingest.pipeline.IngestMetrics``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.files = Counter("evidence_ingested_files", "Source files that reached a final "
+                             "state, by result", ["result"], registry=registry)
+        self.bytes = Counter("evidence_ingested_bytes", "Bytes of source files that reached a "
+                             "final state, by result", ["result"], registry=registry)
+        self.upload_failures = Counter("evidence_upload_failures", "Upload attempts that failed "
+                                       "because the archive was unreachable", registry=registry)
+        self.late_archives = Counter("evidence_late_archives", "Recordings archived after their "
+                                     "24-hour deadline", registry=registry)
+        self.archived = Counter("evidence_archived_recordings", "Recordings archived (original "
+                                "stored and verified)", registry=registry)
+        self.ingest_duration = Histogram("evidence_ingest_duration_seconds", "Time to store, "
+                                         "verify and record one original in the archive",
+                                         buckets=INGEST_BUCKETS_S, registry=registry)
+        self.transcode_duration = Histogram("evidence_transcode_duration_seconds", "Time to make "
+                                            "one viewing copy (proxy) with ffmpeg",
+                                            buckets=INGEST_BUCKETS_S, registry=registry)
+        self.fixity_checks = Counter("evidence_fixity_checks", "Archived originals re-hashed "
+                                     "by the fixity audit", registry=registry)
+        self.fixity_failures = Counter("evidence_fixity_failures", "Fixity checks that found an "
+                                       "archived original missing or not matching its hash",
+                                       registry=registry)
+        self.job_runs = Counter("evidence_upkeep_job_runs", "Scheduled upkeep job runs, by job "
+                                "and result", ["job", "result"], registry=registry)
+        for result in (st.ARCHIVED, st.DUPLICATE, st.FAILED, st.SKIPPED):
+            self.files.labels(result)
+            self.bytes.labels(result)
+
+    def file_finished(self, result: str, size_bytes: int) -> None:
+        self.files.labels(result).inc()
+        self.bytes.labels(result).inc(size_bytes)
+
+    def upload_failed(self) -> None:
+        self.upload_failures.inc()
+
+    def recording_archived(self, *, duration_s: float, late: bool) -> None:
+        self.archived.inc()
+        self.ingest_duration.observe(duration_s)
+        if late:
+            self.late_archives.inc()
+
+    def transcode_finished(self, duration_s: float) -> None:
+        """For the proxy worker (media/proxy.py) once it is given this object."""
+        self.transcode_duration.observe(duration_s)
+
+    def fixity_checked(self, ok: bool) -> None:
+        self.fixity_checks.inc()
+        if not ok:
+            self.fixity_failures.inc()
+
+    def job_finished(self, job: str, result: str) -> None:
+        self.job_runs.labels(job, result).inc()
+
+
+DiskUsage = Callable[[Path], tuple[int, int]]  # path -> (free bytes, total bytes)
+
+
+def disk_usage(path: Path) -> tuple[int, int]:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
+
+
+class StationCollector(Collector):
+    """Gauges computed from SQLite and the clock each time Prometheus scrapes."""
+
+    def __init__(
+        self,
+        config: Config,
+        database: Database,
+        *,
+        clock: Clock,
+        health: ArchiveHealth,
+        disk: DiskUsage = disk_usage,
+    ) -> None:
+        self.config = config
+        self.database = database
+        self.clock = clock
+        self.health = health
+        self.disk = disk
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        snapshot = compliance_snapshot(
+            recording_facts(self.database), now=now,
+            at_risk_margin_hours=self.config.compliance.at_risk_margin_hours,
+        )
+        by_state = GaugeMetricFamily("evidence_recordings", "Recordings in the local catalog by "
+                                     "24-hour compliance state", labels=["state"])
+        for state in STATES:
+            by_state.add_metric([state], snapshot.counts[state])
+        yield by_state
+        yield GaugeMetricFamily(
+            "evidence_oldest_pending_age_seconds", "Age of the oldest recording not yet archived, "
+            "since it ended (0 when none waits)", value=snapshot.oldest_pending_age_s or 0.0)
+        if snapshot.min_deadline_remaining_s is not None:
+            # Absent, rather than a made-up number, when nothing pending has a deadline.
+            yield GaugeMetricFamily(
+                "evidence_pending_deadline_remaining_seconds", "Smallest time left before the "
+                "deadline of a recording not yet archived (negative: overdue)",
+                value=snapshot.min_deadline_remaining_s)
+        since_dock = GaugeMetricFamily("evidence_device_last_dock_age_seconds", "Seconds since an "
+                                       "in-service device last docked (since registration if "
+                                       "never)", labels=["device"])
+        dock_overdue = GaugeMetricFamily("evidence_device_dock_overdue", "1 when an in-service "
+                                         "device has not docked within upkeep.undocked_limit_hours",
+                                         labels=["device"])
+        for device in device_dock_states(device_facts(self.database), now=now,
+                                         undocked_limit_hours=self.config.upkeep.undocked_limit_hours):
+            since_dock.add_metric([device.device_id], device.seconds_since_dock)
+            dock_overdue.add_metric([device.device_id], 1.0 if device.dock_overdue else 0.0)
+        yield since_dock
+        yield dock_overdue
+        depth = queue_depth(self.database)
+        queue = GaugeMetricFamily("evidence_queue_sources", "Source files in the work queue by "
+                                  "state", labels=["state"])
+        for state in st.STATES:
+            queue.add_metric([state], depth.get(state, 0))
+        yield queue
+        yield GaugeMetricFamily("evidence_fixity_failed_recordings", "Archived recordings whose "
+                                "latest fixity check failed", value=fixity_failed_count(self.database))
+        reachable = self.health.reachable
+        if reachable is not None:
+            yield GaugeMetricFamily("evidence_archive_reachable", "1 when the archive answered the "
+                                    "last check, 0 when it did not", value=1.0 if reachable else 0.0)
+        spool = self.config.spool_dir
+        try:
+            free_bytes, total_bytes = self.disk(spool if spool.exists() else spool.parent)
+        except OSError as exc:
+            log.warning("cannot measure the spool disk %s: %s", spool, exc.strerror)
+        else:
+            yield GaugeMetricFamily("evidence_spool_free_bytes", "Free bytes on the spool's "
+                                    "filesystem", value=free_bytes)
+            yield GaugeMetricFamily("evidence_spool_size_bytes", "Size of the spool's filesystem",
+                                    value=total_bytes)
+
+
+class StationMetrics:
+    """Everything the station exports, in one registry (fresh by default)."""
+
+    def __init__(
+        self,
+        config: Config,
+        database: Database,
+        *,
+        clock: Clock,
+        registry: CollectorRegistry | None = None,
+        health: ArchiveHealth | None = None,
+        disk: DiskUsage = disk_usage,
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.health = health or ArchiveHealth()
+        self.pipeline = PipelineMetrics(self.registry)
+        self.collector = StationCollector(config, database, clock=clock, health=self.health,
+                                          disk=disk)
+        self.registry.register(self.collector)

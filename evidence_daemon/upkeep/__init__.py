@@ -1,0 +1,1 @@
+"""Scheduled upkeep inside ``evidence-daemon run`` (APScheduler jobs)."""
