@@ -91,6 +91,19 @@ def hash_stored(store: ArchiveStore, key: str) -> tuple[str, int]:
     return digest.hexdigest(), size_bytes
 
 
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a local file, read in reused chunks."""
+    digest = hashlib.sha256()
+    size_bytes = 0
+    buffer = bytearray(READ_CHUNK_BYTES)  # reused: no allocation (and page faults) per chunk
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+            size_bytes += count
+    return digest.hexdigest(), size_bytes
+
+
 def require_match(key: str, expected_sha256: str, actual_sha256: str, how: str) -> None:
     if expected_sha256 != actual_sha256:
         raise IntegrityError(

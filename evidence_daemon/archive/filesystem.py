@@ -9,7 +9,6 @@ which costs no second copy; the stored file is then re-read and hashed before it
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat as stat_module
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 from ..errors import IntegrityError, ObjectExistsError, ObjectMissingError, StorageError
 from ..failpoints import failpoint
 from . import keys
-from .base import READ_CHUNK_BYTES, StoredObject, require_match
+from .base import READ_CHUNK_BYTES, StoredObject, hash_file, require_match
 
 _STAGING = ".staging"
 
@@ -31,17 +30,6 @@ def fsync_directory(directory: Path) -> None:
     finally:
         os.close(fd)
 
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size_bytes = 0
-    buffer = bytearray(READ_CHUNK_BYTES)  # reused: no allocation (and page faults) per chunk
-    view = memoryview(buffer)
-    with path.open("rb", buffering=0) as handle:
-        while count := handle.readinto(buffer):
-            digest.update(view[:count])
-            size_bytes += count
-    return digest.hexdigest(), size_bytes
 
 
 class FilesystemArchive:
@@ -140,7 +128,7 @@ class FilesystemArchive:
         self, key: str, target: Path, sha256: str, size_bytes: int, how: str
     ) -> StoredObject:
         try:
-            actual_sha256, actual_size = _hash_file(target)
+            actual_sha256, actual_size = hash_file(target)
         except OSError as exc:
             raise StorageError(f"cannot read back {key}: {exc.strerror}") from exc
         if actual_size != size_bytes:

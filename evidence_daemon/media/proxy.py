@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import ffmpeg  # ffmpeg-python: builds the argument lists
 
 from ..archive import keys
-from ..archive.base import ArchiveStore, hash_stored
+from ..archive.base import ArchiveStore, hash_file, hash_stored
 from ..config import Config, MediaConfig
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
 from ..errors import EvidenceError, MediaError, ObjectExistsError, StateError
@@ -404,15 +404,6 @@ class Made:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size_bytes = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-            size_bytes += len(chunk)
-    return digest.hexdigest(), size_bytes
-
 
 class ProxyMaker:
     """Makes, checks and stores the proxy (and poster) of one recording; writes its event."""
@@ -510,7 +501,7 @@ class ProxyMaker:
             raise ProxyInputError(f"no {kind} could be decoded (proxy has {sorted(codecs)})")
 
     def _store_file(self, key: str, path: Path) -> tuple[str, int]:
-        sha256, size_bytes = _hash_file(path)
+        sha256, size_bytes = hash_file(path)
         try:
             self.store.put_original(key, path, sha256=sha256, size_bytes=size_bytes,
                                     metadata={"sha256": sha256, "derived": "true"})
