@@ -179,6 +179,21 @@ class UpkeepConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The auditors' retrieval API (``evidence-daemon serve``), a process of its own."""
+
+    id: str = "api-1"  # writer id of this node's audit chain in the archive; unique per node
+    state_dir: Path = Path("/var/lib/evidence-api")
+    listen: str = "127.0.0.1:8480"
+    poll_s: float = 10.0  # how often the catalog reads new ledger entries from the archive
+    failed_login_limit: int = 10  # failed sign-ins per client address per window, then 429
+    failed_login_window_s: float = 300.0
+    grant_ttl_s: float = 900.0  # how long a player link (one recorded access) stays usable
+    max_export_recordings: int = 100
+    page_size_max: int = 500
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig = field(default_factory=StationConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
@@ -188,6 +203,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     upkeep: UpkeepConfig = field(default_factory=UpkeepConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     watch: tuple[WatchConfig, ...] = ()
     source: str = "defaults"
 
@@ -203,6 +219,14 @@ class Config:
     def key_path(self) -> Path:
         return self.station.state_dir / "keys" / "station.ed25519"
 
+    @property
+    def api_database_path(self) -> Path:
+        return self.api.state_dir / "catalog.sqlite3"
+
+    @property
+    def api_key_path(self) -> Path:
+        return self.api.state_dir / "keys" / "api.ed25519"
+
 
 _SECTIONS: dict[str, type[Any]] = {
     "station": StationConfig,
@@ -213,6 +237,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "media": MediaConfig,
     "metrics": MetricsConfig,
     "upkeep": UpkeepConfig,
+    "api": ApiConfig,
 }
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -422,6 +447,24 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"watch[{index}].after: must be 'keep', 'move' or 'remove'")
         if watch.stable_s < 0:
             raise ConfigError(f"watch[{index}].stable_s: must not be negative")
+    api = config.api
+    if not _STATION_ID.match(api.id):
+        raise ConfigError(f"api.id: {api.id!r} must be 1-64 letters, digits, '.', '_' or '-' "
+                          "(it names this API node's audit chain in the archive)")
+    if api.id == station.id:
+        raise ConfigError(f"api.id: {api.id!r} is also station.id; an API node needs a writer id "
+                          "of its own")
+    host, _, port = api.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"api.listen: expected host:port, got {api.listen!r}")
+    if api.poll_s <= 0:
+        raise ConfigError("api.poll_s: must be positive")
+    if api.failed_login_limit < 1 or api.failed_login_window_s <= 0:
+        raise ConfigError("api.failed_login_limit and api.failed_login_window_s: must be positive")
+    if api.grant_ttl_s <= 0:
+        raise ConfigError("api.grant_ttl_s: must be positive")
+    if api.max_export_recordings < 1 or api.page_size_max < 1:
+        raise ConfigError("api.max_export_recordings and api.page_size_max: must be at least 1")
     if config.compliance.deadline_hours <= 0:
         raise ConfigError("compliance.deadline_hours: must be positive")
     if config.compliance.at_risk_margin_hours < 0:

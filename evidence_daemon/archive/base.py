@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -68,16 +69,35 @@ class ArchiveStore(Protocol):
         """The whole object; ``ObjectMissingError`` if absent."""
         ...
 
-    def iter_chunks(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
-        """Stream the object; ``ObjectMissingError`` if absent."""
+    def iter_chunks(
+        self,
+        key: str,
+        chunk_bytes: int = READ_CHUNK_BYTES,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> Iterator[bytes]:
+        """Stream the object, or ``length`` bytes of it from ``offset`` (the caller checks the
+        range against the size); ``ObjectMissingError`` if absent."""
         ...
 
     def stat(self, key: str) -> StoredObject | None:
         """Size and metadata of ``key``, or None when it does not exist."""
         ...
 
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        """Keys under ``prefix``, in lexical order."""
+    def list_keys(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
+        """Keys under ``prefix``, in lexical order; only those after ``start_after`` if given
+        (a watermark, so a poller does not re-read what it has seen)."""
+        ...
+
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        """Put (or lift) an Object Lock legal hold on ``key``. False when the backend has no
+        Object Lock (the filesystem archive): the hold then lives in the ledger only."""
+        ...
+
+    def extend_retention(self, key: str, until: datetime) -> str | None:
+        """Make ``key`` retained at least until ``until`` (never shortens); the retain-until
+        date now in force (ISO 8601), or None when the backend has no Object Lock."""
         ...
 
 

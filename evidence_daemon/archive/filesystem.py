@@ -13,6 +13,7 @@ import os
 import stat as stat_module
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import IntegrityError, ObjectExistsError, ObjectMissingError, StorageError
@@ -160,7 +161,14 @@ class FilesystemArchive:
         except OSError as exc:
             raise StorageError(f"cannot read {key}: {exc.strerror}") from exc
 
-    def iter_chunks(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+    def iter_chunks(
+        self,
+        key: str,
+        chunk_bytes: int = READ_CHUNK_BYTES,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> Iterator[bytes]:
         path = self._path(key)
         try:
             handle = path.open("rb", buffering=0)
@@ -169,7 +177,15 @@ class FilesystemArchive:
         except OSError as exc:
             raise StorageError(f"cannot read {key}: {exc.strerror}") from exc
         with handle:
-            while chunk := handle.read(chunk_bytes):
+            if offset:
+                handle.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                chunk = handle.read(chunk_bytes if remaining is None else min(chunk_bytes, remaining))
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
                 yield chunk
 
     def stat(self, key: str) -> StoredObject | None:
@@ -183,7 +199,17 @@ class FilesystemArchive:
             raise StorageError(f"{key} in {self.root} is not a regular file")
         return StoredObject(key=key, size_bytes=info.st_size)
 
-    def list_keys(self, prefix: str) -> Iterator[str]:
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        if self.stat(key) is None:
+            raise ObjectMissingError(f"{key} is not in the archive {self.root}")
+        return False  # a directory has no Object Lock: the hold is the ledger event
+
+    def extend_retention(self, key: str, until: datetime) -> str | None:
+        if self.stat(key) is None:
+            raise ObjectMissingError(f"{key} is not in the archive {self.root}")
+        return None
+
+    def list_keys(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
         # Walk only the directory the prefix names; keys are '/'-separated paths.
         directory, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*directory.split("/")) if directory else self.root
@@ -197,6 +223,6 @@ class FilesystemArchive:
                 relative = ""
             for name in filenames:
                 key = f"{relative}/{name}" if relative else name
-                if key.startswith(prefix):
+                if key.startswith(prefix) and key > start_after:
                     found.append(key)
         yield from sorted(found)

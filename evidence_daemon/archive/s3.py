@@ -737,13 +737,26 @@ class S3Archive:
 
         return self._call(f"read {key}", read, key=key)
 
-    def iter_chunks(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
-        yield from self._iter_object(key, None, chunk_bytes)
+    def iter_chunks(
+        self,
+        key: str,
+        chunk_bytes: int = READ_CHUNK_BYTES,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> Iterator[bytes]:
+        if length == 0:
+            return
+        yield from self._iter_object(key, None, chunk_bytes, offset=offset, length=length or 0)
 
-    def _iter_object(self, key: str, version_id: str | None, chunk_bytes: int) -> Iterator[bytes]:
+    def _iter_object(
+        self, key: str, version_id: str | None, chunk_bytes: int, *, offset: int = 0, length: int = 0
+    ) -> Iterator[bytes]:
         response = self._call(
             f"read {key}",
-            lambda: self.client.get_object(self.bucket, key, version_id=version_id),
+            lambda: self.client.get_object(
+                self.bucket, key, version_id=version_id, offset=offset, length=length
+            ),
             key=key,
         )
         try:
@@ -781,11 +794,43 @@ class S3Archive:
             retain_until=_iso(retention.retain_until) if retention.retain_until else None,
         )
 
-    def list_keys(self, prefix: str) -> Iterator[str]:
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        if self._head(key) is None:
+            raise ObjectMissingError(f"{key} is not in {self.location}")
+        if self._lock_policy() == _LOCK_OFF:
+            return False
+        change = self.client.enable_object_legal_hold if on else self.client.disable_object_legal_hold
+        self._call(f"{'set' if on else 'lift'} legal hold on {key}",
+                   lambda: change(self.bucket, key), key=key)
+        return True
+
+    def extend_retention(self, key: str, until: datetime) -> str | None:
+        info = self._head(key)
+        if info is None:
+            raise ObjectMissingError(f"{key} is not in {self.location}")
+        if self._lock_policy() == _LOCK_OFF:
+            return None
+        current = _retention_of(info)
+        wanted = until.astimezone(timezone.utc).replace(microsecond=0)
+        if current.retain_until is not None and current.retain_until >= wanted:
+            return _iso(current.retain_until)  # never shortened
+        retention = Retention(COMPLIANCE, wanted)
+        self._call(
+            f"extend retention on {key}",
+            lambda: self.client.set_object_retention(
+                self.bucket, key, retention, version_id=info.version_id
+            ),
+            key=key,
+        )
+        return _iso(wanted)
+
+    def list_keys(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
         def listing() -> list[str]:
             return sorted(
                 item.object_name
-                for item in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+                for item in self.client.list_objects(
+                    self.bucket, prefix=prefix, recursive=True, start_after=start_after or None
+                )
                 if item.object_name and not item.is_dir
             )
 

@@ -169,8 +169,12 @@ class Database:
     connection is simpler than a pool and keeps every transaction strictly ordered.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, migrations: Sequence[str] = MIGRATIONS, what: str = "state database"
+    ) -> None:
         self.path = path
+        self.what = what
+        self.migrations = tuple(migrations)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
@@ -181,19 +185,19 @@ class Database:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open state database {path}: {exc}") from exc
+            raise StateError(f"cannot open {what} {path}: {exc}") from exc
         self._lock = threading.RLock()
         self._migrate()
 
     def _migrate(self) -> None:
         with self.transaction() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > len(MIGRATIONS):
+            if version > len(self.migrations):
                 raise StateError(
-                    f"state database {self.path} has schema {version}, newer than this "
-                    f"evidence-daemon ({len(MIGRATIONS)}); upgrade the software"
+                    f"{self.what} {self.path} has schema {version}, newer than this "
+                    f"evidence-daemon ({len(self.migrations)}); upgrade the software"
                 )
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for number, script in enumerate(self.migrations[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -210,7 +214,7 @@ class Database:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StateError(f"state database {self.path}: {exc}") from exc
+                raise StateError(f"{self.what} {self.path}: {exc}") from exc
             try:
                 yield self._conn
             except BaseException:
@@ -219,7 +223,7 @@ class Database:
             try:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StateError(f"state database {self.path}: commit failed: {exc}") from exc
+                raise StateError(f"{self.what} {self.path}: commit failed: {exc}") from exc
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One statement in its own transaction; returns the number of rows it changed."""
@@ -231,7 +235,7 @@ class Database:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise StateError(f"state database {self.path}: {exc}") from exc
+                raise StateError(f"{self.what} {self.path}: {exc}") from exc
 
     def query_one(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
