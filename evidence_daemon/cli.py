@@ -21,6 +21,8 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from . import __version__
+from .api.cli import HANDLERS as API_HANDLERS
+from .api.cli import add_commands as add_api_commands
 from .archive import keys
 from .compliance.rules import STATES as COMPLIANCE_STATES
 from .config import Config, load_config
@@ -96,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=("officer", "device", "station"), default="officer")
     report.add_argument("--format", dest="output_format", choices=("table", "csv", "json"),
                         default="table")
+    add_api_commands(commands)
     return parser
 
 
@@ -110,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, overrides=_parse_overrides(args.overrides))
         handler = {"ingest": cmd_ingest, "recordings": cmd_recordings, "verify": cmd_verify,
                    "status": cmd_status, "devices": cmd_devices, "run": cmd_run,
-                   "proxies": cmd_proxies, "report": cmd_report}[args.command]
+                   "proxies": cmd_proxies, "report": cmd_report, **API_HANDLERS}[args.command]
         return handler(config, args)
     except EvidenceError as exc:
         print(f"evidence-daemon: error: {exc.message}", file=sys.stderr)

@@ -11,11 +11,17 @@
     │   ├── ObjectExistsError     exit 6   a create-only write found the key taken
     │   └── ObjectMissingError    exit 6   the key is not in the archive
     ├── IntegrityError            exit 7   stored bytes, a manifest or the ledger do not verify
-    └── MediaError                exit 8   ffprobe/ffmpeg could not read a file
+    ├── MediaError                exit 8   ffprobe/ffmpeg could not read a file
+    ├── UsageError                exit 2   a request or argument is not valid (names it)
+    │   ├── NotFoundError         exit 2   no such recording, user or hold
+    │   └── ConflictError         exit 2   already exists, or an id prefix is ambiguous
+    └── AccessError               exit 9   not signed in, or the role does not allow it
 
 Third-party errors (OSError, minio's S3Error, ffmpeg.Error, sqlite3.Error) are translated
 once, at the adapter that calls the library: ``raise StorageError(...) from exc``.
-Only ``cli.main()`` turns these into output and an exit code.
+Only ``cli.main()`` turns these into output and an exit code, and the API's error handler into
+HTTP statuses (UsageError 422, NotFoundError 404, ConflictError 409, AccessError 403,
+StorageError 503).
 """
 
 from __future__ import annotations
@@ -68,3 +74,23 @@ class MediaError(EvidenceError):
 
 class ObjectMissingError(StorageError):
     """The requested key is not in the archive."""
+
+
+class UsageError(EvidenceError):
+    """A request or command-line argument is not valid; the message names it."""
+
+    exit_code = 2
+
+
+class NotFoundError(UsageError):
+    """No such recording, user or hold (or one the caller may not see)."""
+
+
+class ConflictError(UsageError):
+    """The thing already exists, or an id prefix matches several recordings."""
+
+
+class AccessError(EvidenceError):
+    """Not signed in, or the caller's role does not allow the action."""
+
+    exit_code = 9

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.s3_fixtures", "tests.dock_fixtures"]
+pytest_plugins = ["tests.s3_fixtures", "tests.dock_fixtures", "tests.api_fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -32,3 +32,10 @@ def test_unit_verifies(unit: Path, tmp_path: Path) -> None:
 def test_the_daemon_unit_talks_to_systemd() -> None:
     text = (Path(__file__).resolve().parent.parent / "systemd" / "evidence-daemon.service").read_text()
     assert "Type=notify" in text and "WatchdogSec=" in text and " run" in text
+
+
+def test_the_api_unit_runs_unprivileged_with_nothing_it_does_not_need() -> None:
+    text = (Path(__file__).resolve().parent.parent / "systemd" / "evidence-api.service").read_text()
+    assert " serve" in text and "User=evidence-api" in text
+    assert "\nCapabilityBoundingSet=\n" in text  # empty: no capability at all
+    assert "PrivateDevices=yes" in text and "AF_NETLINK" not in text

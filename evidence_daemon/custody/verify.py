@@ -248,3 +248,17 @@ def _verify_derived(
             report.problems.append(Problem(
                 key, f"viewing copy changed: SHA-256 is {actual_sha256[:12]}…, the 'derived' "
                 f"event recorded {expected[key][:12]}…", recording))
+
+
+def verify_recording(store: ArchiveStore, recording: str, entries: Iterable[dict[str, Any]]) -> Report:
+    """Check one recording now: its original, manifest and viewing copies against the given
+    ledger entries (those concerning it, already checked for signature and chain by the
+    caller). Used by the API, which keeps every writer's entries indexed."""
+    report = Report()
+    names = [parsed[1] for key in store.list_keys(keys.recording_prefix(recording))
+             if (parsed := keys.parse_recording_key(key)) is not None]
+    wanted = list(entries)
+    _verify_recording(store, recording, names, [e for e in wanted if e["event"] == "archived"], report)
+    _verify_derived(store, recording, names, [e for e in wanted if e["event"] == "derived"], report)
+    report.recordings_checked = 1
+    return report

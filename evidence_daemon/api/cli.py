@@ -1,0 +1,176 @@
+"""The API node's commands: ``serve``, ``reindex``, ``users``, ``export``, ``verify-package``.
+
+Registered into the one ``evidence-daemon`` parser by ``cli.build_parser``; like every
+command they raise ``EvidenceError`` and leave output and exit codes to ``cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import ConfigError, IntegrityError, UsageError
+
+log = logging.getLogger("evidence_daemon.api")
+
+Handler = Callable[[Config, argparse.Namespace], int]
+
+
+def add_commands(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="the auditors' retrieval API and web console "
+                                "(a separate process; reads the archive, not a station)")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="overrides api.listen")
+
+    commands.add_parser("reindex", help="rebuild the API catalog from the archive from scratch")
+
+    users = commands.add_parser("users", help="API users and their bearer tokens")
+    actions = users.add_subparsers(dest="users_action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="create a user and print its token (shown once)")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=("auditor", "supervisor", "officer", "admin"))
+    add.add_argument("--officer-id", help="for role officer: the officer id on their recordings")
+    listing = actions.add_parser("list", help="users, roles, last use (never tokens)")
+    listing.add_argument("--json", action="store_true")
+    revoke = actions.add_parser("revoke", help="end a user's token at once")
+    revoke.add_argument("name", metavar="NAME")
+
+    export = commands.add_parser("export", help="write a court-ready evidence package (zip); "
+                                 "recorded in the API node's audit chain")
+    export.add_argument("ids", nargs="+", metavar="ID", help="recording ids (>= 12 hex digits)")
+    export.add_argument("--reason", required=True, help="why; recorded with the export")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
+    export.add_argument("--no-proxies", action="store_true", help="originals and records only")
+
+    verify_package = commands.add_parser(
+        "verify-package", help="check an evidence package offline; exit 7 on any alteration")
+    verify_package.add_argument("package", type=Path, metavar="FILE.zip")
+    verify_package.add_argument("--trust", action="append", default=[], metavar="FINGERPRINT",
+                                help="accept only writer keys with these fingerprints "
+                                "(SHA256:..., as published by the agency)")
+    verify_package.add_argument("--json", action="store_true")
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .service import open_api_node
+
+    listen = args.listen or config.api.listen
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--listen: expected HOST:PORT, got {listen!r}")
+    node = open_api_node(config)
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger("evidence_daemon").setLevel(logging.INFO)
+    log.info("API node %s serving %s on http://%s", config.api.id, node.store.location, listen)
+    try:
+        uvicorn.run(create_app(node), host=host.strip("[]"), port=int(port), log_level="info",
+                    proxy_headers=False, server_header=False)
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_reindex(config: Config, args: argparse.Namespace) -> int:
+    from .service import open_api_node
+
+    node = open_api_node(config)
+    try:
+        result = node.indexer.reindex()
+        stats = node.catalog.stats()
+    finally:
+        node.close()
+    print(f"catalog rebuilt from {config.archive.backend} archive: {stats['recordings']} "
+          f"recordings, {stats['events']} ledger entries from {stats['writers']} writers")
+    for problem in result.problems:
+        print(f"  problem: {problem}")
+    if stats["unverified_events"]:
+        print(f"  {stats['unverified_events']} entries do not verify; run `evidence-daemon verify`")
+    return 0
+
+
+def cmd_users(config: Config, args: argparse.Namespace) -> int:
+    from .service import open_api_node
+
+    node = open_api_node(config, connect_archive=False)
+    try:
+        if args.users_action == "add":
+            token = node.users.add(args.name, args.role, officer_id=args.officer_id,
+                                   created_by=f"cli:{_login()}")
+            print(token)
+            print(f"user {args.name} ({args.role}) created. The token above is shown only "
+                  "once: give it to the user over a safe channel.", file=sys.stderr)
+        elif args.users_action == "revoke":
+            node.users.revoke(args.name)
+            print(f"user {args.name}: token revoked")
+        else:
+            users = node.users.list()
+            if args.json:
+                print(json.dumps(users, ensure_ascii=False, indent=2))
+            else:
+                print(f"{'NAME':<20} {'ROLE':<11} {'OFFICER':<10} {'CREATED':<20} "
+                      f"{'LAST USED':<20} STATUS")
+                for user in users:
+                    print(f"{user['name']:<20} {user['role']:<11} {user['officer_id'] or '-':<10} "
+                          f"{user['created_at'][:19]:<20} {(user['last_used_at'] or '-')[:19]:<20} "
+                          f"{'revoked ' + user['revoked_at'][:19] if user['revoked_at'] else 'active'}")
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_export(config: Config, args: argparse.Namespace) -> int:
+    from .package import export_recordings
+    from .service import open_api_node
+
+    if len(args.ids) > config.api.max_export_recordings:
+        raise UsageError(f"at most {config.api.max_export_recordings} recordings per package "
+                         "(api.max_export_recordings)")
+    node = open_api_node(config)
+    try:
+        node.indexer.poll()  # export what the archive holds now, not what the last poll saw
+        info = export_recordings(
+            node.store, node.database, node.ledger, node.index_own, args.ids, args.out,
+            reason=args.reason, actor=f"cli:{_login()}", include_proxies=not args.no_proxies,
+            clock=node.clock, signing_key=node.private_key)
+    finally:
+        node.close()
+    print(f"{info.path}: evidence package {info.package_id}, {len(info.recordings)} "
+          f"recording(s), {info.size_bytes} bytes")
+    print(f"  SHA-256 {info.sha256}")
+    print(f"  recorded as {info.exported_writer}#{info.exported_seq}; check it with "
+          f"`evidence-daemon verify-package {info.path}`")
+    return 0
+
+
+def cmd_verify_package(config: Config, args: argparse.Namespace) -> int:
+    from .package import format_package_report, verify_package
+
+    report = verify_package(args.package, trusted_fingerprints=args.trust)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        for line in format_package_report(report):
+            print(line)
+    return 0 if report.ok else IntegrityError.exit_code
+
+
+HANDLERS: dict[str, Handler] = {
+    "serve": cmd_serve, "reindex": cmd_reindex, "users": cmd_users, "export": cmd_export,
+    "verify-package": cmd_verify_package,
+}
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

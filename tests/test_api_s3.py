@@ -1,0 +1,48 @@
+"""Two stations archive into one S3 bucket (the S3 test server); one API node sees both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .api_fixtures import add_user, make_api_config, start_server, stop_server
+from .footage import ffmpeg_available, make_video
+from .helpers import run_cli_process, write_config
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow,
+              pytest.mark.skipif(not ffmpeg_available(), reason="needs ffmpeg")]
+
+
+def test_one_api_node_sees_every_station_writing_to_the_bucket(tmp_path: Path, s3_server: Any,
+                                                               s3_bucket: str) -> None:
+    archive = {"backend": "s3", "endpoint": s3_server.endpoint, "bucket": s3_bucket,
+               "access_key": s3_server.access_key, "secret_key": s3_server.secret_key,
+               "secure": s3_server.secure, "part_size_mib": 5, "retention_days": 1}
+    for station, officer, seconds in (("town-a-dock-1", "A1001", 1), ("town-b-dock-1", "B2001", 2)):
+        card = tmp_path / station / "card"
+        make_video(card / f"DSJ9_{officer}_20261126080000_0001.mp4", seconds=seconds)
+        config = write_config(tmp_path / station, station_id=station, archive=archive)
+        result = run_cli_process("--config", str(config), "ingest", str(card))
+        assert result.returncode == 0, result.stderr
+    api_config = make_api_config(tmp_path / "api", tmp_path, archive_settings=archive)
+    token = add_user(api_config, "auditor", "auditor")
+    process, base_url = start_server(api_config, expect_recordings=2)
+    try:
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+            items = client.get("/api/v1/recordings").json()["items"]
+            assert sorted((item["station"], item["officer_id"]) for item in items) == [
+                ("town-a-dock-1", "A1001"), ("town-b-dock-1", "B2001")]
+            health = client.get("/healthz").json()
+            assert health["catalog"]["writers"] == 3  # two stations and this API node
+            for item in items:
+                content = client.get(f"/api/v1/recordings/{item['id']}/content/original",
+                                     params={"reason": "s3 test"}, headers={"Range": "bytes=0-7"})
+                assert content.status_code == 206 and content.content[4:8] == b"ftyp"
+                custody = client.get(f"/api/v1/recordings/{item['id']}/custody").json()
+                assert custody["verified"]
+                assert {event["writer"] for event in custody["events"]} == {item["station"], "api-test"}
+    finally:
+        stop_server(process)
