@@ -21,7 +21,7 @@ def test_no_request_from_the_schema_gets_a_server_error(api_server: ApiServer, t
          "--checks", "not_a_server_error", "--max-examples", "12", "--seed", "20261126",
          "--max-time", "100", "--request-timeout", "30", "--report", "junit",
          "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SCHEMATHESIS_TELEMETRY": "false"},
     )
     output = result.stdout + result.stderr
