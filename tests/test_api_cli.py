@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .api_fixtures import ApiServer, make_api_config
-from .helpers import run_cli_process
+from .api_fixtures import ApiServer, add_user, make_api_config, start_server, stop_server
+from .helpers import run_cli_process, wait_for
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -99,3 +99,29 @@ def test_an_export_over_http_is_a_package_that_verifies(api_server: ApiServer, t
     assert f"recordings/{api_server.recordings[-1]}/manifest.json" in names
     assert "README.txt" in names and "package.sig" in names
     assert not list((api_server.config.parent / "api-state" / "exports").glob("*.zip"))
+
+
+@pytest.mark.slow
+def test_api_nodes_side_by_side_see_each_others_audit_entries(api_server: ApiServer,
+                                                               tmp_path: Path) -> None:
+    config = make_api_config(tmp_path, api_server.archive, api_id="api-b")
+    token = add_user(config, "aud-b", "auditor")
+    process, base_url = start_server(config, expect_recordings=len(api_server.recordings))
+    try:
+        rid = api_server.recordings[0]
+        with httpx.Client(base_url=api_server.base_url) as node_a:
+            accessed = node_a.get(f"/api/v1/recordings/{rid}/content/poster",
+                                  params={"reason": "seen from node b?"},
+                                  headers={"Authorization": f"Bearer {api_server.tokens['auditor']}"})
+            assert accessed.status_code == 200
+
+        def seen_on_b() -> bool:
+            with httpx.Client(base_url=base_url) as node_b:
+                items = node_b.get("/api/v1/audit/accesses", params={"recording": rid},
+                                   headers={"Authorization": f"Bearer {token}"}).json()["items"]
+            return any(item["writer"] == "api-test" and item["details"]["reason"] == "seen from node b?"
+                       for item in items)
+
+        wait_for(seen_on_b, timeout_s=30, what="node b to index node a's access")
+    finally:
+        stop_server(process)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence_daemon.config import DEFAULT_SKIP, load_config
+from evidence_daemon.config import DEFAULT_SKIP, Config, load_config
 from evidence_daemon.errors import ConfigError
 
 
@@ -96,8 +96,6 @@ def test_list_from_environment_is_comma_separated() -> None:
 
 
 def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
-    from evidence_daemon.config import Config
-
     example = Path(__file__).resolve().parent.parent / "config" / "evidence-daemon.toml"
     config = load_config(example, environ={})
     defaults = Config()
@@ -164,3 +162,24 @@ def test_bad_dock_and_watch_values_are_named(tmp_path: Path, text: str, message:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), environ={})
     assert message in caught.value.message
+
+
+def test_the_api_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parent.parent / "config" / "evidence-api.toml"
+    config = load_config(example, environ={})
+    assert config.archive.backend == "s3" and config.api.id == "api-1"
+    assert config.api == Config().api  # the example documents the defaults
+
+
+def test_api_settings_are_validated_by_name(tmp_path: Path) -> None:
+    for text, key in [
+        ('[api]\nid = "bad id"', "api.id"),
+        ('[station]\nid = "same"\n[api]\nid = "same"', "api.id"),
+        ('[api]\nlisten = "8480"', "api.listen"),
+        ("[api]\npoll_s = 0", "api.poll_s"),
+        ("[api]\ngrant_ttl_s = -1", "api.grant_ttl_s"),
+    ]:
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=key):
+            load_config(path, environ={})

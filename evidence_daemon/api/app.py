@@ -260,6 +260,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Packages are built here and deleted once sent; a crash can leave some behind. They
+        # are copies (the archive keeps the evidence), so removing them loses nothing.
+        for stale in (node.config.api.state_dir / "exports").glob("*.zip*"):
+            stale.unlink(missing_ok=True)
         if poll:
             poller.start()
         try:

@@ -61,7 +61,7 @@ LEDGER_SCAN_INTERVAL_S = 3600.0  # how often to look for writers that published 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PUBLIC_KEY_NAME = re.compile(r"^keys/(.+)\.pub$")
 
-# Events about one recording, and what each must carry to change the catalog.
+# Events that change a recording's catalog row (``content_problem``: what each must carry).
 RECORDING_EVENTS = frozenset({
     "archived", "derived", "flagged", "hold-placed", "hold-released", "case-linked",
     "case-unlinked", "note-added", "retention-extended",
@@ -620,16 +620,16 @@ class Indexer:
                     self._set_writer_problem(conn, writer, problem, result)
             return None
         with self.database.transaction() as conn:
-            print_ = fingerprint(public)
+            key_fingerprint = fingerprint(public)
             conn.execute(
                 "INSERT INTO writers (writer, public_key, fingerprint, problem, updated_at)"
                 " VALUES (?, ?, ?, NULL, ?) ON CONFLICT (writer) DO UPDATE SET"
                 " public_key = excluded.public_key, fingerprint = excluded.fingerprint,"
                 " problem = NULL, updated_at = excluded.updated_at"
                 " WHERE writers.public_key IS NULL",
-                (writer, pem.decode("ascii", errors="replace"), print_, self._now()),
+                (writer, pem.decode("ascii", errors="replace"), key_fingerprint, self._now()),
             )
-        return _WriterKey(public, print_)
+        return _WriterKey(public, key_fingerprint)
 
     def _set_writer_problem(self, conn: sqlite3.Connection, writer: str, problem: str | None,
                             result: PollResult, *, new_part: str | None = None) -> None:
@@ -701,9 +701,11 @@ class Indexer:
         # Re-read the published key only when there is something to check with it, or a
         # problem to clear: a poll that finds nothing new reads nothing.
         update_problem = not check_key or bool(listed) or bool(row is not None and row["problem"])
+        key_note = ""
         if check_key and update_problem:
             key_problem = self._key_problem(writer, indexed)
-        key_note = " (or signed with the different key the archive now holds)" if key_problem else ""
+            if key_problem:
+                key_note = " (or signed with the different key the archive now holds)"
 
         for chunk in _chunks(listed, BATCH_ENTRIES):
             # Reading and signature checks need no lock: request threads wait only for the
