@@ -66,6 +66,7 @@ def endpoints(server: ApiServer, client: httpx.Client, role: str) -> list[tuple[
     reason = {"reason": "role matrix test"}
     return [
         ("GET", "/api/v1/me", Action.ME, 200, {}),
+        ("GET", "/api/v1/openapi.json", Action.ME, 200, {}),
         ("GET", "/api/v1/recordings", Action.READ, 200, {}),
         ("GET", f"/api/v1/recordings/{rid}", Action.READ, 200, {}),
         ("GET", f"/api/v1/recordings/{rid}/custody", Action.READ, 200, {}),

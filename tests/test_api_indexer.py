@@ -502,7 +502,6 @@ def test_an_altered_entry_is_marked_and_indexing_goes_on(
     # A recording whose 'archived' event (3 or 4) does not verify is not catalogued.
     assert set(recordings_by_id(database)) == {
         sha256 for seq, sha256 in archived_by_seq(archive).items() if seq not in (3, 4)}
-    assert len(recordings_by_id(database)) in (2, 3) and set(recordings_by_id(database)) < set(ids)
     writer_problem = database.scalar("SELECT problem FROM writers WHERE writer = ?", (STATION,))
     assert "entries with problems: 2, the first at seq 3" in writer_problem
 

@@ -276,8 +276,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         version="1",
         description="Retrieval of archived body-camera recordings for auditors and supervisors."
                     " Every content access is recorded in a signed audit chain.",
-        openapi_url=f"{API}/openapi.json",
-        docs_url=f"{API}/docs",
+        # Served below behind a token like every other route; no Swagger UI (it would load
+        # scripts from a CDN, which the console's CSP and offline sites forbid).
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -339,6 +341,11 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         return {"status": "ok", "writer": node.writer,
                 "catalog": {**node.catalog.stats(), "last_poll": node.indexer.last_poll_at,
                             "last_error": poller.last_error}}
+
+    @app.get(f"{API}/openapi.json", include_in_schema=False)
+    def openapi(user: CurrentUser) -> dict[str, Any]:
+        need(user, Action.ME)
+        return app.openapi()
 
     @app.get(f"{API}/me", response_model=Me, tags=["session"])
     def me(user: CurrentUser) -> Me:
