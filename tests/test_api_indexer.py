@@ -34,7 +34,12 @@ from evidence_daemon.archive.base import ArchiveStore
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.custody import canonical
 from evidence_daemon.custody.ledger import LedgerWriter
-from evidence_daemon.custody.signing import fingerprint, load_or_create_private_key, public_pem
+from evidence_daemon.custody.signing import (
+    fingerprint,
+    load_or_create_private_key,
+    load_public_pem,
+    public_pem,
+)
 from evidence_daemon.errors import StorageError
 from evidence_daemon.state.db import Database
 
@@ -399,7 +404,6 @@ def test_a_card_is_catalogued_with_the_manifests_facts(
     [writer] = database.query("SELECT * FROM writers")
     pem = (archive / keys.public_key_key(STATION)).read_bytes()
     assert writer["public_key"] == pem.decode() and writer["problem"] is None
-    from evidence_daemon.custody.signing import load_public_pem
     assert writer["fingerprint"] == fingerprint(load_public_pem(pem, what="key"))
     assert (writer["head_seq"], writer["head_hash"]) == (14, ledger[14]["entry_hash"])
 
@@ -482,7 +486,7 @@ def test_an_altered_entry_is_marked_and_indexing_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(indexer_module, "BATCH_ENTRIES", 2)  # the chain carries across batches
-    _, archive, ids = byte_station(tmp_path, capsys, 3)
+    _, archive, _ = byte_station(tmp_path, capsys, 3)
     path = writable(archive / keys.ledger_key(STATION, 3))
     data = path.read_bytes()
     assert b'"time":"2026-' in data

@@ -408,8 +408,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         need(user, Action.READ)
         row = visible(user, recording_id)
         events = node.catalog.events_of(row["sha256"])
+        # An entry can verify (signed, chained) and still describe something wrong (a manifest
+        # that does not match it): that is a problem too.
         return {"recording": row["sha256"], "events": events,
-                "verified": all(event["verified"] for event in events)}
+                "verified": all(event["verified"] and not event["problem"] for event in events)}
 
     # -- content --------------------------------------------------------------------------
 
@@ -565,7 +567,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         report = verify_recording(node.store, row["sha256"], [e for e in events if e["verified"]])
         problems = [str(problem) for problem in report.problems]
         problems += [f"{e['writer']}#{e['seq']} ({e['event']}): {e['problem']}"
-                     for e in events if not e["verified"]]
+                     for e in events if not e["verified"] or e["problem"]]
         checked = [row["original_key"], row["manifest_key"]] + [
             key for key in (row["proxy_key"], row["poster_key"]) if key]
         entry = node.record("verified", recording=row["sha256"], actor=user.actor, details={
