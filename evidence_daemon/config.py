@@ -189,6 +189,7 @@ class ApiConfig:
     failed_login_limit: int = 10  # failed sign-ins per client address per window, then 429
     failed_login_window_s: float = 300.0
     grant_ttl_s: float = 900.0  # how long a player link (one recorded access) stays usable
+    secure_cookies: bool = False  # mark the console's cookie Secure (set it behind TLS)
     max_export_recordings: int = 100
     page_size_max: int = 500
 

@@ -292,13 +292,17 @@ def test_player_grants_work_with_the_console_cookie_only_for_their_user(
         assert session.status_code == 204
         cookie = session.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/api/v1/grants" in cookie
+        assert token not in session.headers["set-cookie"]  # a signed session, not the token
         assert browser.get(url).status_code == 200
         # the cookie opens grants, nothing else
         assert browser.get("/api/v1/me").status_code == 401
-        assert browser.delete("/api/v1/session", headers=auth(token)).status_code == 204
-        browser.cookies.clear()
+        assert browser.delete("/api/v1/session").status_code == 204
         assert browser.get(url).status_code == 401
-        browser.cookies.set("evidence_session", api_server.tokens[AUDITOR])  # another user's token
+        browser.cookies.set("evidence_session", api_server.tokens[AUDITOR])  # not a signed session
+        assert browser.get(url).status_code == 401
+        # another user's genuine session does not open this user's grant
+        browser.cookies.clear()
+        assert browser.post("/api/v1/session", headers=auth(api_server.tokens[AUDITOR])).status_code == 204
         assert browser.get(url).status_code == 404
 
 

@@ -28,6 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
+from starlette.middleware.sessions import SessionMiddleware
 
 from ..archive import keys
 from ..custody.ledger import format_time
@@ -41,7 +42,7 @@ from ..errors import (
     StorageError,
     UsageError,
 )
-from .auth import Action, FailedLogins, User, allowed, may_see
+from .auth import Action, FailedLogins, User, allowed, load_or_create_secret, may_see
 from .catalog import SearchFilters, parse_instant
 from .ranges import RangeNotSatisfiable, parse_range
 from .service import ApiNode, Poller
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 API = "/api/v1"
 SESSION_COOKIE = "evidence_session"
+SESSION_MAX_AGE_S = 12 * 3600  # a working day; the console signs in again after it
 STREAM_CHUNK_BYTES = 1024 * 1024
 CONTENT_KINDS = ("original", "proxy", "poster")
 ContentKind = Literal["original", "proxy", "poster"]
@@ -354,17 +356,20 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
 
     @app.post(f"{API}/session", status_code=204, tags=["session"])
     def open_session(request: Request, user: CurrentUser) -> Response:
-        """Set the cookie that lets this browser's media elements fetch player grants."""
-        token = request.headers.get("authorization", "").partition(" ")[2].strip()
-        response = Response(status_code=204)
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path=f"{API}/grants")
-        return response
+        """Set the cookie that lets this browser's media elements fetch player grants: a
+        signed session naming the user (never the token), sent only to grant URLs."""
+        request.session.clear()
+        request.session["user"] = user.name
+        return Response(status_code=204)
 
     @app.delete(f"{API}/session", status_code=204, tags=["session"])
-    def close_session(user: CurrentUser) -> Response:
+    def close_session(request: Request) -> Response:
+        """Forget the session (no token needed: signing out must work after a revocation).
+        The cookie is only sent to grant URLs, so it is expired here explicitly."""
+        request.session.clear()
         response = Response(status_code=204)
-        response.delete_cookie(SESSION_COOKIE, path=f"{API}/grants")
+        response.delete_cookie(SESSION_COOKIE, path=f"{API}/grants", httponly=True,
+                               samesite="strict")
         return response
 
     # -- recordings -----------------------------------------------------------------------
@@ -539,9 +544,16 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         download: bool = False,
         range_header: Annotated[str | None, Header(alias="range", max_length=200)] = None,
     ) -> Response:
-        """Serve a grant to the user it was made for (bearer token, or the console's cookie)."""
-        token = credentials.credentials if credentials else request.cookies.get(SESSION_COOKIE)
-        user = authenticate(request, token)
+        """Serve a grant to the user it was made for (bearer token, or the console's session)."""
+        session_user = request.session.get("user") if not credentials else None
+        if isinstance(session_user, str):
+            found_user = node.users.active(session_user)
+            if found_user is None:
+                request.session.clear()
+                raise Unauthorized("your session ended (token revoked); sign in again")
+            user = found_user
+        else:
+            user = authenticate(request, credentials.credentials if credentials else None)
         if not _GRANT_ID.match(grant_id):
             raise NotFoundError("no such grant")
         found = node.database.query_one("SELECT * FROM grants WHERE id = ?", (grant_id,))
@@ -754,6 +766,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         return FileResponse(page, media_type="text/html")
 
     app.mount("/console", StaticFiles(directory=console, check_dir=False), name="console")
+    app.add_middleware(
+        SessionMiddleware, secret_key=load_or_create_secret(node.config.api.state_dir / "session.key"),
+        session_cookie=SESSION_COOKIE, max_age=SESSION_MAX_AGE_S, path=f"{API}/grants",
+        same_site="strict", https_only=node.config.api.secure_cookies)
     return app
 
 

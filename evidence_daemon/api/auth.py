@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import threading
@@ -18,10 +19,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from ..custody.ledger import Clock, format_time, utc_now
-from ..errors import ConflictError, NotFoundError, UsageError
+from ..errors import ConfigError, ConflictError, NotFoundError, UsageError
 from ..state.db import Database
 
 AUDITOR = "auditor"
@@ -141,6 +143,13 @@ class Users:
             for row in self.database.query("SELECT * FROM users ORDER BY name")
         ]
 
+    def active(self, name: str) -> User | None:
+        """The user called ``name`` if not revoked (for the console's signed session)."""
+        row = self.database.query_one(
+            "SELECT name, role, officer_id FROM users WHERE name = ? AND revoked_at IS NULL",
+            (name,))
+        return User(row["name"], row["role"], row["officer_id"]) if row else None
+
     def authenticate(self, token: str) -> User | None:
         """The active user holding ``token``, or None."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
@@ -156,6 +165,28 @@ class Users:
             self.database.execute("UPDATE users SET last_used_at = ? WHERE name = ?",
                                   (now, row["name"]))
         return User(row["name"], row["role"], row["officer_id"])
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The key that signs the console's session cookies: random, 0600, made once."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    try:
+        secret = path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the session key {path}: {exc.strerror}") from exc
+    if len(secret) < 32:
+        raise ConfigError(f"{path}: session key is too short (delete it to make a new one; "
+                          "console users then sign in again)")
+    return secret
 
 
 class FailedLogins:

@@ -1,0 +1,626 @@
+"""Streaming an original through the auditors' API, beside reading it straight from the archive.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/api_range.py [--gib 1] [--range-mib 256] [--repeat 3] [--skip-s3]
+                                             [--workdir DIR] [--out docs/performance.md]
+                                             [--results benchmarks/results/api_range.json]
+
+Set-up, once per backend: a ``--gib`` GiB file of random bytes named like a body-camera file
+is ingested by a station with the real CLI (``evidence-daemon ingest``), so the archive holds
+the original, its manifest and signed ledger entries exactly as in production; then
+``evidence-daemon serve`` (its own process) indexes it and one auditor is added.
+
+Cases, each timed wall-clock in this process, ``--repeat`` rounds, interleaved (the order
+within a round alternates), medians reported:
+
+  S3 (moto's ``moto_server``, its own process; one bucket with Object Lock; the object is
+  kept only once -- moto holds everything in memory):
+    (s-direct)       ``Minio.get_object`` of the whole object, ``stream(1 MiB)`` to nowhere
+    (s-api)          ``GET /api/v1/recordings/{id}/content/original?reason=...`` with httpx
+                     (streamed, ``iter_raw``) -- through the API, which reads the same object
+                     with the minio SDK
+    (s-direct-range) the same as (s-direct) for ``--range-mib`` MiB in the middle
+                     (``offset``/``length``)
+    (s-api-range)    the same as (s-api) with ``Range: bytes=a-b`` (206)
+  Filesystem archive:
+    (f-direct), (f-direct-range)  ``open`` + ``read(1 MiB)`` of the archive's file (page cache
+                     warm: the file was just written and is read again and again)
+    (f-api), (f-api-range)        through the API as above
+
+Target: (s-api) >= 0.8 x the throughput of (s-direct). Every content request also writes
+its ``accessed`` event to the archive before the first byte, as in production; that is part
+of the API's time. Byte counts are checked on every run, and one untimed warm-up per path
+checks the SHA-256 of the range against the local file.
+
+A benchmark, not a test: it asserts nothing. It writes its section into ``--out`` between the
+``BEGIN/END benchmarks/api_range.py`` markers, leaving the rest of the file alone, and the raw
+figures to ``--results`` (JSON). Generated data lives in one temporary directory, deleted at
+the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+
+from evidence_daemon.api import app as api_app  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+DAEMON = VENV_BIN / "evidence-daemon"
+MOTO_SERVER = VENV_BIN / "moto_server"
+BEGIN = "<!-- BEGIN benchmarks/api_range.py (generated: rerun the script to update) -->"
+END = "<!-- END benchmarks/api_range.py -->"
+
+MIB = 1 << 20
+GIB = 1 << 30
+MB = 1_000_000  # figures are in MB = 10^6 bytes, as the other benchmarks print them
+READ_BYTES = MIB  # the direct readers' chunk size
+RATIO_TARGET = 0.8
+S3_ACCESS_KEY = "benchkey"
+S3_SECRET_KEY = "benchsecret"
+BUCKET = "bench-api-range"
+REASON = "benchmark: streaming throughput"
+FILE_NAME = "DSJ001_10086_20261125083000_0001.MP4"
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class MotoServer:
+    """moto's standalone S3 server in its own process, so its CPU is not this process's."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        with log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.endpoint}/", timeout=1).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answers: ready
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start on {self.endpoint}") from None
+                time.sleep(0.1)
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024 / MB
+        return 0.0
+
+
+class ApiServer:
+    """``evidence-daemon serve`` in its own process, as in production."""
+
+    def __init__(self, config: Path, port: int, log_path: Path) -> None:
+        self.base_url = f"http://127.0.0.1:{port}"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("EVIDENCE_")}
+        with log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [str(DAEMON), "--config", str(config), "serve"], stdout=log_file,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited {self.process.returncode}: "
+                                   f"{log_path.read_text()[-2000:]}")
+            try:
+                health = httpx.get(f"{self.base_url}/healthz", timeout=5).json()
+                if health["catalog"]["recordings"] >= 1:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                stop_process(self.process)
+                raise RuntimeError(f"serve did not index the recording: "
+                                   f"{log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+
+def run_cli(*args: str) -> str:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVIDENCE_")}
+    done = subprocess.run([str(DAEMON), *args], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"evidence-daemon {' '.join(args)}: exit {done.returncode}: "
+                           f"{(done.stderr or done.stdout)[-2000:]}")
+    return done.stdout
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def write_configs(directory: Path, archive: dict[str, object]) -> tuple[Path, Path, int]:
+    """(station config, API config, API port) sharing one archive."""
+    directory.mkdir(parents=True, exist_ok=True)
+    archive_lines = ["[archive]"] + [f"{key} = {toml_value(value)}" for key, value in archive.items()]
+    station = directory / "station.toml"
+    station.write_text("\n".join([
+        "[station]", 'id = "bench-station"', f"state_dir = {toml_value(str(directory / 'station'))}",
+        "timezone = \"Asia/Shanghai\"", *archive_lines]) + "\n", encoding="utf-8")
+    port = free_port()
+    api = directory / "api.toml"
+    api.write_text("\n".join([
+        *archive_lines, "[api]", 'id = "api-bench"',
+        f"state_dir = {toml_value(str(directory / 'api-state'))}",
+        f'listen = "127.0.0.1:{port}"',
+        "poll_s = 86400"]) + "\n", encoding="utf-8")  # one poll at start-up, then idle
+    return station, api, port
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def make_footage(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb", buffering=0) as handle:
+        remaining = size
+        while remaining:
+            chunk = os.urandom(min(16 * MIB, remaining))
+            handle.write(chunk)
+            remaining -= len(chunk)
+
+
+def sha256_of(path: Path, offset: int, length: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb", buffering=0) as handle:
+        handle.seek(offset)
+        remaining = length
+        while remaining:
+            chunk = handle.read(min(READ_BYTES, remaining))
+            digest.update(chunk)
+            remaining -= len(chunk)
+    return digest.hexdigest()
+
+
+# -- the readers ---------------------------------------------------------------------------------
+
+Reader = Callable[[int, int | None, "hashlib._Hash | None"], int]  # (offset, length, digest) -> bytes
+
+
+def api_reader(client: httpx.Client, recording: str) -> Reader:
+    def read(offset: int, length: int | None, digest: Any = None) -> int:
+        headers = {} if length is None else {"Range": f"bytes={offset}-{offset + length - 1}"}
+        received = 0
+        with client.stream("GET", f"/api/v1/recordings/{recording}/content/original",
+                           params={"reason": REASON}, headers=headers) as response:
+            if response.status_code != (200 if length is None else 206):
+                raise RuntimeError(f"API answered {response.status_code}: {response.read()[:300]!r}")
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+        return received
+    return read
+
+
+def s3_reader(client: Any, bucket: str, key: str) -> Reader:
+    def read(offset: int, length: int | None, digest: Any = None) -> int:
+        response = client.get_object(bucket, key, offset=offset, length=length or 0)
+        received = 0
+        try:
+            for chunk in response.stream(READ_BYTES):
+                received += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return received
+    return read
+
+
+def file_reader(path: Path) -> Reader:
+    def read(offset: int, length: int | None, digest: Any = None) -> int:
+        received = 0
+        with path.open("rb", buffering=0) as handle:
+            handle.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                chunk = handle.read(READ_BYTES if remaining is None else min(READ_BYTES, remaining))
+                if not chunk:
+                    break
+                received += len(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+        return received
+    return read
+
+
+@dataclass
+class Case:
+    label: str
+    description: str
+    size_bytes: int
+    runs_s: list[float] = field(default_factory=list)
+    client_cpu_s: list[float] = field(default_factory=list)
+    api_cpu_s: list[float] = field(default_factory=list)
+    moto_cpu_s: list[float] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.runs_s)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.size_bytes / MB / self.seconds
+
+    def median_of(self, values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    def figures(self) -> dict[str, Any]:
+        return {"label": self.label, "description": self.description,
+                "size_bytes": self.size_bytes, "runs_s": self.runs_s,
+                "median_s": self.seconds, "mb_per_s": self.mb_per_s,
+                "client_cpu_s": self.client_cpu_s, "api_cpu_s": self.api_cpu_s,
+                "moto_cpu_s": self.moto_cpu_s}
+
+
+def measure(case: Case, reader: Reader, offset: int, length: int | None,
+            api: subprocess.Popen[bytes] | None, moto: subprocess.Popen[bytes] | None) -> None:
+    api_before = cpu_s(api.pid) if api else 0.0
+    moto_before = cpu_s(moto.pid) if moto else 0.0
+    client_before = time.process_time()
+    started = time.perf_counter()
+    received = reader(offset, length, None)
+    elapsed = time.perf_counter() - started
+    if received != case.size_bytes:
+        raise RuntimeError(f"({case.label}): {received} bytes, expected {case.size_bytes}")
+    case.runs_s.append(elapsed)
+    case.client_cpu_s.append(time.process_time() - client_before)
+    if api:
+        case.api_cpu_s.append(cpu_s(api.pid) - api_before)
+    if moto:
+        case.moto_cpu_s.append(cpu_s(moto.pid) - moto_before)
+    print(f"  ({case.label}) {elapsed:6.2f} s  {case.size_bytes / MB / elapsed:6.0f} MB/s", flush=True)
+
+
+def run_backend(prefix: str, what: str, direct: Reader, api: Reader, *, size: int,
+                range_offset: int, range_length: int, repeat: int, local_file: Path,
+                api_process: subprocess.Popen[bytes], moto: subprocess.Popen[bytes] | None
+                ) -> list[Case]:
+    expected = sha256_of(local_file, range_offset, range_length)
+    for name, reader in (("direct", direct), ("API", api)):  # untimed warm-up and check
+        digest = hashlib.sha256()
+        reader(range_offset, range_length, digest)
+        if digest.hexdigest() != expected:
+            raise RuntimeError(f"{what} {name}: the range read back is not the file's bytes")
+    range_text = f"{range_length // MIB} MiB at offset {range_offset // MIB} MiB"
+    cases = {
+        "direct": Case(f"{prefix}-direct", f"{what}: direct, whole object", size),
+        "api": Case(f"{prefix}-api", f"{what}: through the API, whole object", size),
+        "direct-range": Case(f"{prefix}-direct-range", f"{what}: direct, {range_text}", range_length),
+        "api-range": Case(f"{prefix}-api-range", f"{what}: through the API, `Range:` {range_text}",
+                          range_length),
+    }
+    plan: list[tuple[str, Reader, int, int | None]] = [
+        ("direct", direct, 0, None), ("api", api, 0, None),
+        ("direct-range", direct, range_offset, range_length),
+        ("api-range", api, range_offset, range_length),
+    ]
+    for round_number in range(repeat):
+        print(f"{what}: round {round_number + 1} of {repeat}", flush=True)
+        order = plan if round_number % 2 == 0 else [plan[1], plan[0], plan[3], plan[2]]
+        for name, reader, offset, length in order:
+            measure(cases[name], reader, offset, length,
+                    api_process if name.startswith("api") else None, moto)
+    return list(cases.values())
+
+
+# -- the two backends -----------------------------------------------------------------------------
+
+def ingest_and_serve(directory: Path, archive: dict[str, object], footage: Path
+                     ) -> tuple[ApiServer, str, str, float]:
+    """Ingest ``footage`` with a station, start the API; (server, token, recording id, ingest s)."""
+    station, api_config, port = write_configs(directory, archive)
+    started = time.perf_counter()
+    run_cli("--config", str(station), "ingest", str(footage.parent), "--device-id", "DSJ001")
+    ingest_s = time.perf_counter() - started
+    token = run_cli("--config", str(api_config), "users", "add", "bench-auditor", "--role",
+                    "auditor").strip().splitlines()[0]
+    server = ApiServer(api_config, port, directory / "serve.log")
+    items = httpx.get(f"{server.base_url}/api/v1/recordings", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}).json()["items"]
+    return server, token, items[0]["id"], ingest_s
+
+
+def filesystem_cases(work: Path, footage: Path, args: argparse.Namespace, size: int,
+                     range_offset: int, range_length: int) -> list[Case]:
+    archive_dir = work / "fs" / "archive"
+    server, token, recording, ingest_s = ingest_and_serve(
+        work / "fs", {"backend": "filesystem", "path": str(archive_dir)}, footage)
+    print(f"filesystem: ingested in {ingest_s:.1f} s; recording {recording[:12]}", flush=True)
+    stored = archive_dir / "recordings" / recording / "original.mp4"
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=120,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            return run_backend("f", "filesystem", file_reader(stored), api_reader(client, recording),
+                               size=size, range_offset=range_offset, range_length=range_length,
+                               repeat=args.repeat, local_file=footage, api_process=server.process,
+                               moto=None)
+    finally:
+        stop_process(server.process)
+        shutil.rmtree(work / "fs", ignore_errors=True)
+
+
+def s3_cases(work: Path, footage: Path, args: argparse.Namespace, size: int,
+             range_offset: int, range_length: int, notes: dict[str, Any]) -> list[Case]:
+    from minio import Minio
+
+    from evidence_daemon.archive.s3 import S3Archive
+    from evidence_daemon.config import ArchiveConfig
+
+    moto = MotoServer(work / "moto.log")
+    server: ApiServer | None = None
+    try:
+        archive = {"backend": "s3", "endpoint": moto.endpoint, "bucket": BUCKET,
+                   "access_key": S3_ACCESS_KEY, "secret_key": S3_SECRET_KEY, "secure": False}
+        S3Archive.from_config(ArchiveConfig(
+            backend="s3", endpoint=moto.endpoint, bucket=BUCKET, access_key=S3_ACCESS_KEY,
+            secret_key=S3_SECRET_KEY, secure=False)).ensure_bucket(object_lock=True)
+        server, token, recording, ingest_s = ingest_and_serve(work / "s3", archive, footage)
+        notes["s3_ingest_s"] = ingest_s
+        print(f"S3: ingested in {ingest_s:.1f} s; recording {recording[:12]}; moto RSS "
+              f"{moto.rss_mb():.0f} MB", flush=True)
+        client = Minio(moto.endpoint, access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY,
+                       secure=False, region="us-east-1")
+        key = f"recordings/{recording}/original.mp4"
+        with httpx.Client(base_url=server.base_url, timeout=120,
+                          headers={"Authorization": f"Bearer {token}"}) as api_client:
+            cases = run_backend("s", "S3 (moto)", s3_reader(client, BUCKET, key),
+                                api_reader(api_client, recording), size=size,
+                                range_offset=range_offset, range_length=range_length,
+                                repeat=args.repeat, local_file=footage,
+                                api_process=server.process, moto=moto.process)
+        notes["moto_rss_mb"] = moto.rss_mb()
+        return cases
+    finally:
+        if server is not None:
+            stop_process(server.process)
+        stop_process(moto.process)
+        shutil.rmtree(work / "s3", ignore_errors=True)
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} CPUs ({cpu}), {memory_gib:.1f} GiB RAM, Linux {platform.release()}"
+
+
+def versions() -> str:
+    import minio
+    import moto
+    import starlette
+    import urllib3
+    import uvicorn
+
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "evidence_daemon"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return (f"evidence-daemon git {git}{' with uncommitted changes in evidence_daemon/' if dirty else ''}, "
+            f"python {platform.python_version()}, uvicorn {uvicorn.__version__} (asyncio + h11), "
+            f"starlette {starlette.__version__}, httpx {httpx.__version__}, minio {minio.__version__}, "
+            f"urllib3 {urllib3.__version__}, moto {moto.__version__}")
+
+
+def ratio(cases: dict[str, Case], label: str, base: str) -> float | None:
+    if label not in cases or base not in cases:
+        return None
+    return cases[label].mb_per_s / cases[base].mb_per_s
+
+
+def _cpu(case: Case, values: list[float]) -> str:
+    value = case.median_of(values)
+    return "–" if value is None else f"{value:.1f}"
+
+
+def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], args: argparse.Namespace,
+             notes: dict[str, Any]) -> str:
+    by_label = {case.label: case for case in cases}
+    bases = {"s-api": "s-direct", "s-api-range": "s-direct-range",
+             "f-api": "f-direct", "f-api-range": "f-direct-range"}
+    lines = [
+        BEGIN,
+        "### Range streaming (`benchmarks/api_range.py`)",
+        "",
+        f"Run {run_at}, {total_s:.0f} s in all:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- Machine: {machine()}",
+        f"- Versions: {versions()}",
+        f"- Data: one {args.gib:g} GiB file of random bytes (`{FILE_NAME}`), ingested by a station "
+        "with `evidence-daemon ingest` into each archive, then served by `evidence-daemon serve` "
+        "(its own process, poller idle after its first poll). "
+        f"`STREAM_CHUNK_BYTES` = {api_app.STREAM_CHUNK_BYTES // 1024} KiB.",
+        "- S3: moto's `moto_server` in its own process (no MinIO on this machine), one bucket with "
+        "Object Lock. moto is CPU-bound and copies the whole object out of its store on every GET, "
+        "ranged or not, so the S3 lines compare the two readers with each other in this run, not "
+        "with a real MinIO."
+        + (f" S3 ingest took {notes['s3_ingest_s']:.0f} s; moto RSS afterwards "
+           f"{notes.get('moto_rss_mb', 0):.0f} MB." if "s3_ingest_s" in notes else ""),
+        "- Direct readers: S3 `Minio.get_object(...).stream(1 MiB)`; filesystem `open` + "
+        "`read(1 MiB)` of the archive's file (page cache warm). API: httpx `stream` + `iter_raw`, "
+        "one keep-alive connection; each request writes its `accessed` event first, as in "
+        "production.",
+        f"- {args.repeat} rounds, cases interleaved (order alternating); seconds are the median "
+        "(min–max); CPU is the median run's user+sys of each process (client = this process). "
+        "MB = 10^6 bytes.",
+        "",
+        "| case | what | bytes | seconds | MB/s | vs direct | client CPU s | API CPU s | moto CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        base = bases.get(case.label)
+        versus = (f"{case.mb_per_s / by_label[base].mb_per_s:.2f}×" if base in by_label else "1.00×")
+        span = f"{case.seconds:.2f} ({min(case.runs_s):.2f}–{max(case.runs_s):.2f})"
+        lines.append(
+            f"| ({case.label}) | {case.description} | {case.size_bytes / MIB:,.0f} MiB | {span} | "
+            f"{case.mb_per_s:.0f} | {versus} | {_cpu(case, case.client_cpu_s)} | "
+            f"{_cpu(case, case.api_cpu_s)} | {_cpu(case, case.moto_cpu_s)} |")
+    lines += ["", "Targets:", ""]
+    s3_ratio = ratio(by_label, "s-api", "s-direct")
+    if s3_ratio is None:
+        lines.append(f"- API ≥ {RATIO_TARGET}× a direct S3 GET, whole {args.gib:g} GiB original: "
+                     "not measured in this run")
+    else:
+        lines.append(
+            f"- API ≥ {RATIO_TARGET}× a direct S3 GET, whole {args.gib:g} GiB original: "
+            f"**{'met' if s3_ratio >= RATIO_TARGET else 'MISSED'}** — {s3_ratio:.2f}× "
+            f"({by_label['s-api'].mb_per_s:.0f} vs {by_label['s-direct'].mb_per_s:.0f} MB/s)")
+        range_ratio = ratio(by_label, "s-api-range", "s-direct-range")
+        assert range_ratio is not None
+        lines.append(
+            f"- the same for the {args.range_mib} MiB range: "
+            f"**{'met' if range_ratio >= RATIO_TARGET else 'MISSED'}** — {range_ratio:.2f}× "
+            f"({by_label['s-api-range'].mb_per_s:.0f} vs {by_label['s-direct-range'].mb_per_s:.0f} MB/s)")
+    fs_ratio = ratio(by_label, "f-api", "f-direct")
+    if fs_ratio is not None:
+        lines.append(
+            f"- (context, no target) filesystem archive: the API delivers {fs_ratio:.2f}× the "
+            f"throughput of reading the file ({by_label['f-api'].mb_per_s:.0f} vs "
+            f"{by_label['f-direct'].mb_per_s:.0f} MB/s)")
+    lines += ["", END]
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        text = head + section.rstrip("\n") + rest.partition(END)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gib", type=float, default=1.0, help="size of the original (default 1)")
+    parser.add_argument("--range-mib", type=int, default=256,
+                        help="size of the range in the middle (default 256)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians reported (default 3)")
+    parser.add_argument("--skip-s3", action="store_true", help="the filesystem archive only")
+    parser.add_argument("--skip-fs", action="store_true", help="the S3 archive only")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where generated data goes (default /var/tmp; not tmpfs)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md",
+                        help="markdown file whose generated section is written")
+    parser.add_argument("--results", type=Path,
+                        default=REPO / "benchmarks" / "results" / "api_range.json",
+                        help="raw figures as JSON (benchmarks/results/ is not in git)")
+    args = parser.parse_args(argv)
+    size = int(args.gib * GIB)
+    range_length = args.range_mib * MIB
+    if size <= 0 or args.repeat < 1 or not 0 < range_length <= size:
+        parser.error("need --gib > 0, --repeat >= 1 and 0 < --range-mib <= the original's size")
+    if not args.skip_s3 and not MOTO_SERVER.exists():
+        parser.error(f"{MOTO_SERVER} is missing (pip install 'moto[server]'), or give --skip-s3")
+    range_offset = (size - range_length) // 2
+    began = time.perf_counter()
+    run_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    command = " ".join([".venv/bin/python benchmarks/api_range.py",
+                        *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    work = Path(tempfile.mkdtemp(prefix="api-range-bench-", dir=args.workdir or "/var/tmp"))
+    notes: dict[str, Any] = {}
+    try:
+        footage = work / "card" / FILE_NAME
+        print(f"generating {args.gib:g} GiB in {footage} ...", flush=True)
+        make_footage(footage, size)
+        cases: list[Case] = []
+        if not args.skip_s3:
+            cases += s3_cases(work, footage, args, size, range_offset, range_length, notes)
+        if not args.skip_fs:
+            cases += filesystem_cases(work, footage, args, size, range_offset, range_length)
+        section = markdown(run_at=run_at, total_s=time.perf_counter() - began, command=command,
+                           cases=cases, args=args, notes=notes)
+        print()
+        print(section)
+        out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+        write_doc(out, section)
+        results = args.results if args.results.is_absolute() else Path.cwd() / args.results
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({
+            "run_at": run_at, "command": command, "machine": machine(), "versions": versions(),
+            "stream_chunk_bytes": api_app.STREAM_CHUNK_BYTES, "notes": notes,
+            "cases": [case.figures() for case in cases],
+        }, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out} and {results}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
