@@ -46,3 +46,33 @@ def test_one_api_node_sees_every_station_writing_to_the_bucket(tmp_path: Path, s
                 assert {event["writer"] for event in custody["events"]} == {item["station"], "api-test"}
     finally:
         stop_server(process)
+
+
+def test_a_supervisors_hold_is_an_object_lock_legal_hold_in_the_bucket(
+        tmp_path: Path, s3_server: Any, s3_bucket: str) -> None:
+    archive = {"backend": "s3", "endpoint": s3_server.endpoint, "bucket": s3_bucket,
+               "access_key": s3_server.access_key, "secret_key": s3_server.secret_key,
+               "secure": s3_server.secure, "part_size_mib": 5, "retention_days": 1}
+    card = tmp_path / "card"
+    make_video(card / "DSJ9_A1001_20261126080000_0001.mp4", seconds=1)
+    config = write_config(tmp_path / "station", station_id="town-a-dock-1", archive=archive)
+    assert run_cli_process("--config", str(config), "ingest", str(card)).returncode == 0
+    api_config = make_api_config(tmp_path / "api", tmp_path, archive_settings=archive)
+    token = add_user(api_config, "sup", "supervisor")
+    process, base_url = start_server(api_config, expect_recordings=1)
+    minio = s3_server.client()
+    try:
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+            (item,) = client.get("/api/v1/recordings").json()["items"]
+            key = client.get(f"/api/v1/recordings/{item['id']}").json()["manifest"]["original_key"]
+            assert not minio.is_object_legal_hold_enabled(s3_bucket, key)
+            placed = client.post(f"/api/v1/recordings/{item['id']}/holds",
+                                 json={"reason": "litigation hold", "case_id": "CASE-9"}).json()
+            assert placed["details"]["applied"] is True
+            assert minio.is_object_legal_hold_enabled(s3_bucket, key)
+            released = client.delete(f"/api/v1/recordings/{item['id']}/holds/"
+                                     f"{placed['details']['hold_id']}", params={"reason": "closed"})
+            assert released.status_code == 200 and released.json()["details"]["applied"] is True
+            assert not minio.is_object_legal_hold_enabled(s3_bucket, key)
+    finally:
+        stop_server(process)
