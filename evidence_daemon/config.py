@@ -379,7 +379,7 @@ def _coerce(key: str, type_name: Any, value: Any) -> Any:
 
 def _validate(config: Config) -> None:
     station, archive, ingest = config.station, config.archive, config.ingest
-    if not _STATION_ID.match(station.id):
+    if not _STATION_ID.fullmatch(station.id):
         raise ConfigError(
             f"station.id: {station.id!r} must be 1-64 letters, digits, '.', '_' or '-' "
             "(it names the station's ledger in the archive)"
@@ -449,7 +449,7 @@ def _validate(config: Config) -> None:
         if watch.stable_s < 0:
             raise ConfigError(f"watch[{index}].stable_s: must not be negative")
     api = config.api
-    if not _STATION_ID.match(api.id):
+    if not _STATION_ID.fullmatch(api.id):
         raise ConfigError(f"api.id: {api.id!r} must be 1-64 letters, digits, '.', '_' or '-' "
                           "(it names this API node's audit chain in the archive)")
     if api.id == station.id:

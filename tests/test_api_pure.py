@@ -99,3 +99,15 @@ def test_ids_cursors_and_instants_are_validated() -> None:
     assert parse_instant("2026-11-25T01:00:00", "from") == "2026-11-25T01:00:00.000000+00:00"
     with pytest.raises(UsageError, match="from"):
         parse_instant("yesterday", "from")
+
+
+def test_a_trailing_newline_is_not_a_valid_id() -> None:
+    # re.match with "$" accepts "...\n"; every id check uses fullmatch
+    from evidence_daemon.archive import keys
+
+    for bad in ("a" * 64 + "\n", "abcdef012345\n"):
+        with pytest.raises(UsageError):
+            check_id(bad)
+    with pytest.raises(ValueError):
+        keys.check_sha256("a" * 64 + "\n")
+    assert keys.parse_ledger_key("ledger/w/000000000001.json\n") is None

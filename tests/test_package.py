@@ -1,6 +1,7 @@
 """Evidence packages (evidence_daemon.api.package): real footage ingested by the real CLI, viewing
 copies made by ffmpeg, the API catalog filled by the indexer, a package exported and then
-tampered with in every way we can think of. ``verify_package`` must name the file each time."""
+tampered with in every way we can think of. ``verify_package`` must name the file each time.
+Ledger entries about recordings outside the package go in only as redaction stubs."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ pytestmark = pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg/ffprobe n
 API_WRITER = "api-1"
 MEDIA_SECTION = "[media]\nproxy_max_width = 256\nproxy_max_height = 240\n"
 EXPORTED_AT = datetime(2026, 11, 26, 2, 0, 0, tzinfo=timezone.utc)
+# How the view of the other recording was recorded: none of it may reach the package.
+OTHER_VIEW = {"kind": "proxy", "reason": "neighbour dispute 2026-0871", "remote": "203.0.113.77"}
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -112,9 +115,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert database.scalar("SELECT COUNT(*) FROM recordings") == 3
     # Two views before the export: one of an exported recording, one of another, so the API
     # node's run in the package has to span an entry that concerns neither.
-    for recording in (world.video, world.other):
-        entry = ledger.append("accessed", recording=recording, actor="user:auditor",
-                              details={"kind": "proxy", "reason": "review"})
+    views = [(world.video, "user:auditor", {"kind": "proxy", "reason": "review",
+                                            "remote": "198.51.100.7"}),
+             (world.other, "user:neighbour-case", OTHER_VIEW)]
+    for recording, actor, details in views:
+        entry = ledger.append("accessed", recording=recording, actor=actor, details=details)
         world.index_own(int(entry["seq"]))
     world.info = world.export([world.video[:12], world.audio], world.package)
     yield world
@@ -184,6 +189,16 @@ def problem_text(report: pkg.PackageReport) -> str:
     return "\n".join(map(str, report.problems))
 
 
+def _ledger_names(members: dict[str, bytes], writer: str) -> list[str]:
+    """Full entries and stubs of one writer, in seq order."""
+    return sorted(name for name in members if name.startswith(keys.ledger_prefix(writer)))
+
+
+def _full_names(members: dict[str, bytes], writer: str) -> list[str]:
+    return [name for name in _ledger_names(members, writer)
+            if not name.endswith(pkg.REDACTED_SUFFIX)]
+
+
 # -- the untouched package ------------------------------------------------------------------
 
 def test_export_writes_a_package_that_verifies(world: World) -> None:
@@ -247,14 +262,27 @@ def test_package_layout_and_contents(world: World) -> None:
         assert needle in text
 
 
-def test_ledger_runs_are_contiguous_and_stored_bytes(world: World) -> None:
+def test_ledger_runs_are_contiguous_relevant_entries_stored_bytes_others_stubs(world: World) -> None:
     members = read_members(world.package)
+    exported = (API_WRITER, world.info.exported_seq)
     seqs: dict[str, list[int]] = {}
+    redacted: dict[str, list[int]] = {}
     for name, data in members.items():
-        parsed = keys.parse_ledger_key(name)
-        if parsed is not None:
-            assert data == world.store.get_bytes(name)  # exactly as stored
-            seqs.setdefault(parsed[0], []).append(parsed[1])
+        parsed = keys.parse_ledger_key(name) or pkg.parse_redacted_key(name)
+        if parsed is None:
+            continue
+        writer, seq = parsed
+        seqs.setdefault(writer, []).append(seq)
+        stored = world.store.get_bytes(keys.ledger_key(writer, seq))
+        entry, _ = canonical.parse_stored(stored)
+        if entry["recording"] in (world.video, world.audio) or parsed == exported:
+            assert (name, data) == (keys.ledger_key(writer, seq), stored)  # exactly as stored
+        else:
+            assert name == pkg.redacted_key(writer, seq) == f"ledger/{writer}/{seq:012d}.redacted.json"
+            stub = {"entry_hash": canonical.entry_hash(entry), "prev": entry["prev"],
+                    "redacted": True, "seq": seq, "writer": writer}
+            assert data == json.dumps(stub, sort_keys=True, separators=(",", ":")).encode()
+            redacted.setdefault(writer, []).append(seq)
     relevant = world.database.query(
         "SELECT writer, MIN(seq), MAX(seq) FROM events WHERE recording IN (?, ?) GROUP BY writer",
         (world.video, world.audio))
@@ -263,8 +291,28 @@ def test_ledger_runs_are_contiguous_and_stored_bytes(world: World) -> None:
     assert {writer: (min(s), max(s)) for writer, s in seqs.items()} == expected
     for writer, found in seqs.items():
         assert sorted(found) == list(range(min(found), max(found) + 1)), writer
-    # The access to the other recording lies inside the API run: it is included.
-    assert seqs[API_WRITER] == [1, 2, 3]
+    # The access to the other recording lies inside the API run: it is there, as a stub.
+    assert sorted(seqs[API_WRITER]) == [1, 2, 3] and redacted[API_WRITER] == [2]
+    report = pkg.verify_package(world.package)
+    assert report.redacted == {writer: len(redacted.get(writer, [])) for writer in seqs}
+    assert report.entries_checked == sum(map(len, seqs.values()))
+    assert report.as_dict()["redacted"] == report.redacted
+
+
+def test_nothing_about_the_other_recording_is_in_the_package(world: World) -> None:
+    """The API run spans the view of a recording outside the package: who watched it, why and
+    from where stay out; so does everything the station recorded about it."""
+    members = read_members(world.package)
+    stub = pkg.redacted_key(API_WRITER, 2)
+    assert stub in members and keys.ledger_key(API_WRITER, 2) not in members
+    assert json.loads(members[stub])["entry_hash"] == canonical.entry_hash(
+        canonical.parse_stored(world.store.get_bytes(keys.ledger_key(API_WRITER, 2)))[0])
+    secrets = [OTHER_VIEW["reason"], OTHER_VIEW["remote"], "neighbour-case", world.other]
+    for name, data in members.items():
+        for secret in secrets:
+            assert secret.encode() not in data, (secret, name)
+    raw = world.package.read_bytes()
+    assert not any(secret.encode() in raw for secret in secrets)
 
 
 def test_exported_event_is_signed_indexed_and_names_the_package(world: World) -> None:
@@ -287,7 +335,9 @@ def test_every_file_with_one_byte_changed_in_the_zip_is_named(world: World, tmp_
     """Acceptance: for every file of the package, a copy of the zip with one byte of that
     file's data changed fails verification with a problem naming that file."""
     missed = []
-    for name in read_members(world.package):
+    members = read_members(world.package)
+    assert any(name.endswith(pkg.REDACTED_SUFFIX) for name in members)  # stubs too
+    for name in members:
         report = pkg.verify_package(flip_in_zip(world.package, tmp_path / "flipped.zip", name))
         if report.ok or not names(report.problems, name):
             missed.append(f"{name}: {problem_text(report) or 'OK'}")
@@ -297,6 +347,7 @@ def test_every_file_with_one_byte_changed_in_the_zip_is_named(world: World, tmp_
 def test_every_file_with_one_byte_changed_and_rezipped_is_named(world: World, tmp_path: Path) -> None:
     """The same with a well-formed zip (fresh CRCs): only the package's own checks can tell."""
     members = read_members(world.package)
+    assert any(name.endswith(pkg.REDACTED_SUFFIX) for name in members)  # stubs too
     missed = []
     for name in members:
         changed = {**members, name: flip_content(members[name])}
@@ -317,12 +368,13 @@ def test_a_file_added_is_named(world: World, tmp_path: Path) -> None:
     assert "not listed in package.json" in problem_text(report)
 
 
-@pytest.mark.parametrize("which", ["original", "ledger", "key", "readme"])
+@pytest.mark.parametrize("which", ["original", "ledger", "stub", "key", "readme"])
 def test_a_file_removed_is_named(world: World, tmp_path: Path, which: str) -> None:
     members = read_members(world.package)
     victim = {
         "original": keys.original_key(world.video, "mp4"),
-        "ledger": keys.ledger_key(API_WRITER, 2),
+        "ledger": _full_names(members, world.station)[1],
+        "stub": pkg.redacted_key(API_WRITER, 2),
         "key": keys.public_key_key(world.station),
         "readme": pkg.README_NAME,
     }[which]
@@ -383,12 +435,9 @@ def test_a_complete_forgery_with_a_fresh_key_is_caught_only_by_trusted_fingerpri
     def swap_exporter_key(members: dict[str, bytes], package: dict[str, Any]) -> None:
         members[keys.public_key_key(API_WRITER)] = public_pem(fresh)
         package["exporter"]["fingerprint"] = fingerprint(fresh)
-        previous = canonical.GENESIS_PREV
-        for seq in (1, 2, 3):  # the API node's whole chain in the package, re-signed
-            name = keys.ledger_key(API_WRITER, seq)
+        # Every signed entry re-signed; hashes leave the signature out, so stubs still fit.
+        for name in _full_names(members, API_WRITER):
             entry, _ = canonical.parse_stored(members[name])
-            entry["prev"] = previous
-            previous = canonical.entry_hash(entry)
             members[name] = canonical.stored_bytes(entry, fresh.sign(canonical.canonical_bytes(entry)))
 
     forged = forge(world.package, tmp_path / "forged.zip", fresh, swap_exporter_key)
@@ -399,10 +448,6 @@ def test_a_complete_forgery_with_a_fresh_key_is_caught_only_by_trusted_fingerpri
 
 
 # -- an insider with the API node's key ------------------------------------------------------
-
-def _ledger_names(members: dict[str, bytes], writer: str) -> list[str]:
-    return sorted(name for name in members if name.startswith(keys.ledger_prefix(writer)))
-
 
 @pytest.mark.parametrize("scenario", ["original", "manifest", "proxy", "poster", "entry-altered",
                                       "entry-dropped", "recording-dropped", "extra-recording"])
@@ -426,7 +471,7 @@ def test_insider_resigning_the_package_is_still_caught(world: World, tmp_path: P
             name = keys.poster_key(video)
             members[name] = world.store.get_bytes(keys.poster_key(other))
         elif scenario == "entry-altered":
-            name = _ledger_names(members, world.station)[1]
+            name = _full_names(members, world.station)[1]
             entry, signature = canonical.parse_stored(members[name])
             entry["actor"] = "cli:someone-else"
             members[name] = canonical.stored_bytes(entry, signature)
@@ -449,6 +494,150 @@ def test_insider_resigning_the_package_is_still_caught(world: World, tmp_path: P
     forged = forge(world.package, tmp_path / "forged.zip", world.ledger.private_key, change)
     report = pkg.verify_package(forged)
     assert not report.ok and names(report.problems, expected[0]), problem_text(report)
+
+
+# -- redaction stubs -------------------------------------------------------------------------
+
+def _stub_of(world: World, writer: str, seq: int, changes: dict[str, Any] | None = None) -> bytes:
+    """The stub of an archived entry, as the exporter writes it, with ``changes`` applied."""
+    entry, _ = canonical.parse_stored(world.store.get_bytes(keys.ledger_key(writer, seq)))
+    stub = {**json.loads(pkg.stub_bytes(entry)), **(changes or {})}
+    return json.dumps(stub, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _swap_for_stub(world: World, members: dict[str, bytes], name: str) -> str:
+    """Put the stub of full entry ``name`` in its place, hashes right; returns the stub's name."""
+    writer, seq = keys.parse_ledger_key(name) or ("", 0)
+    del members[name]
+    members[pkg.redacted_key(writer, seq)] = _stub_of(world, writer, seq)
+    return pkg.redacted_key(writer, seq)
+
+
+@pytest.mark.parametrize("scenario", ["entry-hash-changed", "prev-changed", "extra-field",
+                                      "not-canonical", "seq-inside", "begins-with-stub",
+                                      "ends-with-stub", "stub-beside-entry"])
+def test_a_forged_stub_is_named(world: World, tmp_path: Path, scenario: str) -> None:
+    """An insider re-signs package.json, so only the stub checks can tell."""
+    expected: list[str] = []
+
+    def change(members: dict[str, bytes], package: dict[str, Any]) -> None:
+        name = pkg.redacted_key(API_WRITER, 2)
+        if scenario == "entry-hash-changed":
+            members[name] = _stub_of(world, API_WRITER, 2, {"entry_hash": "e" * 64})
+        elif scenario == "prev-changed":
+            members[name] = _stub_of(world, API_WRITER, 2, {"prev": "e" * 64})
+        elif scenario == "extra-field":  # a stub smuggling what it should hide
+            members[name] = _stub_of(world, API_WRITER, 2, {"recording": world.other})
+        elif scenario == "not-canonical":
+            members[name] = json.dumps(json.loads(members[name]), indent=1).encode()
+        elif scenario == "seq-inside":
+            members[name] = _stub_of(world, API_WRITER, 2, {"seq": 1})
+        elif scenario == "begins-with-stub":
+            name = _swap_for_stub(world, members, keys.ledger_key(API_WRITER, 1))
+        elif scenario == "ends-with-stub":
+            name = _swap_for_stub(world, members, _ledger_names(members, world.station)[-1])
+        else:  # the same entry in full and as a stub
+            name = pkg.redacted_key(API_WRITER, 1)
+            members[name] = _stub_of(world, API_WRITER, 1)
+        expected.append(name)
+
+    report = pkg.verify_package(forge(world.package, tmp_path / "forged.zip",
+                                      world.ledger.private_key, change))
+    assert not report.ok and names(report.problems, expected[0]), problem_text(report)
+
+
+def _interior_entries(members: dict[str, bytes], writer: str) -> list[tuple[str, dict[str, Any]]]:
+    """Full entries of ``writer`` in the package that neither begin nor end its run."""
+    inside = _ledger_names(members, writer)[1:-1]
+    return [(name, canonical.parse_stored(members[name])[0]) for name in inside
+            if not name.endswith(pkg.REDACTED_SUFFIX)]
+
+
+@pytest.mark.parametrize("scenario", ["not-resigned", "archived", "derived", "exported",
+                                      "acquired"])
+def test_a_stub_in_place_of_an_entry_about_the_package(world: World, tmp_path: Path,
+                                                       scenario: str) -> None:
+    """A full entry about the package swapped for its stub, hashes right, so the chain holds.
+
+    Without the exporter's key this changes package.json's listing: named (``not-resigned``).
+    An insider holding it re-signs package.json; then the package can only tell where it needs
+    the entry: the ``archived`` event vouches for a manifest, a ``derived`` event for a viewing
+    copy, the ``exported`` event for the package, and a run begins and ends with an entry in
+    full. An ``acquired`` (or ``accessed``) event inside a run that the insider hides this way
+    goes unnoticed: what a stub hides rests on the exporter's signature alone, and only the
+    full entry from the archive settles it. README.txt says so.
+    """
+    video, audio, station = world.video, world.audio, world.station
+    members = read_members(world.package)
+    inside = _interior_entries(members, station)
+
+    def pick(event: str) -> tuple[str, dict[str, Any]]:
+        return next((name, entry) for name, entry in inside
+                    if entry["event"] == event and entry["recording"] in (video, audio))
+
+    if scenario == "not-resigned":
+        name, _ = pick("archived")
+        stub = _swap_for_stub(world, members, name)
+        report = pkg.verify_package(write_members(tmp_path / "swapped.zip", members))
+        assert names(report.problems, name) and names(report.problems, stub), problem_text(report)
+        return
+
+    def swap(members: dict[str, bytes], package: dict[str, Any]) -> None:
+        _swap_for_stub(world, members, victim)
+
+    if scenario == "exported":
+        victim, recording = keys.ledger_key(API_WRITER, world.info.exported_seq), ""
+    else:
+        victim, entry = pick(scenario)
+        recording = str(entry["recording"])
+    report = pkg.verify_package(forge(world.package, tmp_path / "forged.zip",
+                                      world.ledger.private_key, swap))
+    text = problem_text(report)
+    if scenario == "archived":
+        assert any(problem.recording == recording and "'archived'" in problem.message
+                   for problem in report.problems), text
+    elif scenario == "derived":
+        proxy = keys.proxy_key(recording, "mp4" if recording == video else "m4a")
+        assert any(problem.subject == proxy and "'derived'" in problem.message
+                   for problem in report.problems), text
+    elif scenario == "exported":
+        assert names(report.problems, victim), text
+    else:
+        assert report.ok, text  # the limit of what a package can prove on its own
+
+
+def test_readme_and_report_say_what_was_redacted(world: World) -> None:
+    members = read_members(world.package)
+    count = sum(name.endswith(pkg.REDACTED_SUFFIX) for name in members)
+    assert count >= 1
+    text = " ".join(members[pkg.README_NAME].decode("utf-8").split())
+    phrase = "entries about other recordings are" if count > 1 else "entry about another recording is"
+    assert f"{count} {phrase} shown only by" in text
+    assert ("exporting API node's signature on package.json vouches that" in text
+            and "The agency can show the full" in text and "cannot show or prove" in text)
+    assert f"{count} 条涉及其他录像的台账记录仅以其哈希值显示" in text
+    assert ".redacted.json" in text
+
+    lines = pkg.format_package_report(pkg.verify_package(world.package))
+    assert any(line.startswith(f"ledger writer {API_WRITER}: ") and
+               line.endswith(", 1 entry about other recordings redacted") for line in lines)
+    assert f"({count} redacted)" in lines[-1] and lines[-1].endswith(": OK")
+    assert any("shown only by hash" in line for line in lines)
+
+
+def test_a_package_of_format_version_1_still_verifies(world: World, tmp_path: Path) -> None:
+    """Packages written before redaction hold every entry of a run in full."""
+    def unredact(members: dict[str, bytes], package: dict[str, Any]) -> None:
+        for name in [name for name in members if name.endswith(pkg.REDACTED_SUFFIX)]:
+            writer, seq = pkg.parse_redacted_key(name) or ("", 0)
+            del members[name]
+            members[keys.ledger_key(writer, seq)] = world.store.get_bytes(keys.ledger_key(writer, seq))
+        package["format_version"] = 1
+
+    report = pkg.verify_package(forge(world.package, tmp_path / "v1.zip",
+                                      world.ledger.private_key, unredact))
+    assert report.ok, problem_text(report)
+    assert set(report.redacted.values()) == {0}
 
 
 # -- hostile zips -----------------------------------------------------------------------------
@@ -575,6 +764,30 @@ def test_export_refuses_an_archive_damaged_after_indexing(world: World, tmp_path
         database.close()
 
 
+def test_export_refuses_a_catalog_that_disagrees_with_the_ledger(world: World,
+                                                                  tmp_path: Path) -> None:
+    """Runs come from the catalog: if it says entries about another recording concern the
+    package, a run would begin or end with one. Refused rather than redacted or leaked."""
+    archive = tmp_path / "archive"
+    shutil.copytree(world.store.root, archive)
+    store = FilesystemArchive(archive)
+    database = open_api_database(tmp_path / "catalog.sqlite3")
+    try:
+        indexer = Indexer(store, database)
+        indexer.poll()
+        # The other recording's station entries, relabelled as the audio's.
+        database.execute("UPDATE events SET recording = ? WHERE recording = ?",
+                         (world.audio, world.other))
+        ledger = LedgerWriter(store, database, API_WRITER, world.ledger.private_key)
+        out = tmp_path / "out.zip"
+        with pytest.raises(IntegrityError, match="run reindex"):
+            pkg.export_recordings(store, database, ledger, lambda seq: indexer.poll(),
+                                  [world.audio], out, reason="court request", actor="cli:auditor")
+        assert not out.exists()
+    finally:
+        database.close()
+
+
 def test_readme_instructions_work_by_hand(world: World, tmp_path: Path) -> None:
     """What README.txt tells a court's expert to type, with sha256sum and openssl."""
     if not (shutil.which("openssl") and shutil.which("sha256sum")):
@@ -676,6 +889,71 @@ def test_plan_recording_takes_keys_from_archive_keys() -> None:
 def test_plan_recording_refuses_a_catalog_row_off_the_contract(overrides: dict[str, Any]) -> None:
     with pytest.raises(IntegrityError):
         pkg.plan_recording(_row(**overrides), include_proxies=True)
+
+
+def test_stub_bytes_and_parse_stub() -> None:
+    entry = {"seq": 7, "prev": "a" * 64, "time": "t", "writer": "api-1", "event": "accessed",
+             "recording": SHA, "actor": "user:x", "details": {"reason": "private"}}
+    data = pkg.stub_bytes(entry)
+    assert pkg.parse_stub(data) == {"entry_hash": canonical.entry_hash(entry), "prev": "a" * 64,
+                                    "redacted": True, "seq": 7, "writer": "api-1"}
+    assert b"private" not in data and SHA.encode() not in data
+
+
+@pytest.mark.parametrize("change", [
+    lambda stub: {**stub, "recording": SHA},
+    lambda stub: {key: value for key, value in stub.items() if key != "prev"},
+    lambda stub: {**stub, "entry_hash": "A" * 64},
+    lambda stub: {**stub, "prev": "a" * 63},
+    lambda stub: {**stub, "prev": "a" * 64 + "\n"},
+    lambda stub: {**stub, "redacted": 1},
+    lambda stub: {**stub, "seq": True},
+    lambda stub: {**stub, "seq": 0},
+    lambda stub: {**stub, "writer": None},
+    lambda stub: [stub],
+])
+def test_parse_stub_refuses_anything_but_a_stub(change: Callable[[Any], Any]) -> None:
+    stub = {"entry_hash": "b" * 64, "prev": "a" * 64, "redacted": True, "seq": 2, "writer": "w"}
+    with pytest.raises(ValueError):
+        pkg.parse_stub(json.dumps(change(stub), sort_keys=True, separators=(",", ":")).encode())
+    with pytest.raises(ValueError, match="canonical"):
+        pkg.parse_stub(json.dumps(stub, sort_keys=True).encode())  # spaces
+    with pytest.raises(ValueError, match="JSON"):
+        pkg.parse_stub(b"\xff")
+
+
+@pytest.mark.parametrize(("count", "english", "chinese"), [
+    (0, "none was redacted", "没有隐去任何记录"),
+    (1, "1 entry about another recording is shown only by its hash", "证明了它在链条中"),
+    (5, "5 entries about other recordings are shown only by their hashes", "证明了它们在链条中"),
+])
+def test_readme_paragraph_on_redacted_entries(count: int, english: str, chinese: str) -> None:
+    text = pkg.readme_text(package_id="p", created_at="t", actor="a", reason="r",
+                           exporter={"writer": "api-1", "fingerprint": "SHA256:x"}, planned=[],
+                           fingerprints={}, redacted_count=count)
+    flat = " ".join(text.split())
+    assert english in flat and chinese in flat.replace(" ", "")
+
+
+def test_redacted_key() -> None:
+    assert pkg.redacted_key("api-1", 12) == "ledger/api-1/000000000012.redacted.json"
+    assert pkg.parse_redacted_key("ledger/api-1/000000000012.redacted.json") == ("api-1", 12)
+    for name in ("ledger/api-1/000000000012.json", "ledger/api-1/12.redacted.json",
+                 "ledger/../000000000012.redacted.json", "keys/000000000012.redacted.json",
+                 "ledger/api-1/000000000012.redacted.json\n", "ledger/a/b/000000000012.redacted.json"):
+        assert pkg.parse_redacted_key(name) is None, name
+
+
+@pytest.mark.parametrize(("entry", "relevant"), [
+    ({"writer": "s1", "seq": 4, "recording": SHA}, True),
+    ({"writer": "s1", "seq": 4, "recording": "cd" * 32}, False),
+    ({"writer": "api-1", "seq": 9, "recording": None}, True),  # the package's own 'exported'
+    ({"writer": "api-1", "seq": 8, "recording": None}, False),  # another export
+    ({"writer": "s1", "seq": 9, "recording": None}, False),
+    ({"writer": "s1", "seq": 4, "recording": [SHA]}, False),
+])
+def test_is_relevant(entry: dict[str, Any], relevant: bool) -> None:
+    assert pkg.is_relevant(entry, {SHA}, ("api-1", 9)) is relevant
 
 
 @pytest.mark.parametrize(("relevant", "expected"), [

@@ -554,7 +554,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
             user = found_user
         else:
             user = authenticate(request, credentials.credentials if credentials else None)
-        if not _GRANT_ID.match(grant_id):
+        if not _GRANT_ID.fullmatch(grant_id):
             raise NotFoundError("no such grant")
         found = node.database.query_one("SELECT * FROM grants WHERE id = ?", (grant_id,))
         if found is None or found["user"] != user.name:
@@ -592,7 +592,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
     def place_hold(user: CurrentUser, recording_id: str, body: HoldBody) -> Recorded:
         need(user, Action.ANNOTATE)
         row = visible(user, recording_id)
-        if body.case_id is not None and not _CASE_ID.match(body.case_id):
+        if body.case_id is not None and not _CASE_ID.fullmatch(body.case_id):
             raise UsageError("case_id: 1-100 characters, no '/', '\\' or control characters")
         hold_id = secrets.token_hex(8)
         applied = node.store.set_legal_hold(row["original_key"], True)
@@ -609,7 +609,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         need(user, Action.ANNOTATE)
         row = visible(user, recording_id)
         open_holds = node.catalog.open_holds(row["sha256"])
-        if not _HOLD_ID.match(hold_id) or hold_id not in open_holds:
+        if not _HOLD_ID.fullmatch(hold_id) or hold_id not in open_holds:
             raise NotFoundError(f"no open hold {hold_id} on recording {row['sha256'][:12]}")
         applied = False
         if open_holds == {hold_id}:  # the object stays held while any other hold is open
@@ -625,7 +625,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         need(user, Action.ANNOTATE)
         row = visible(user, recording_id)
         case_id = body.case_id.strip()
-        if not _CASE_ID.match(case_id):
+        if not _CASE_ID.fullmatch(case_id):
             raise UsageError("case_id: 1-100 characters, no '/', '\\' or control characters")
         if case_id in node.catalog.detail(row)["cases"]:
             raise ConflictError(f"recording {row['sha256'][:12]} is already linked to {case_id}")

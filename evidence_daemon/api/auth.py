@@ -100,12 +100,12 @@ class Users:
     def add(self, name: str, role: str, *, officer_id: str | None = None,
             created_by: str = "cli") -> str:
         """Create a user; returns the bearer token (shown once, never stored)."""
-        if not _USER_NAME.match(name):
+        if not _USER_NAME.fullmatch(name):
             raise UsageError(f"user name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-'")
         if role not in ROLES:
             raise UsageError(f"role {role!r}: must be one of {', '.join(ROLES)}")
         if role == OFFICER:
-            if not officer_id or not _OFFICER_ID.match(officer_id):
+            if not officer_id or not _OFFICER_ID.fullmatch(officer_id):
                 raise UsageError("role officer needs --officer-id (the officer id on recordings)")
         elif officer_id:
             raise UsageError(f"--officer-id only applies to role officer, not {role}")

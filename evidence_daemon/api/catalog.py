@@ -38,7 +38,7 @@ def parse_instant(text: str, what: str) -> str:
 
 def check_id(text: str) -> str:
     lowered = text.lower()
-    if not _ID_PREFIX.match(lowered):
+    if not _ID_PREFIX.fullmatch(lowered):
         raise UsageError(f"recording id {text!r}: give the SHA-256, or at least 12 of its hex digits")
     return lowered
 
@@ -139,7 +139,7 @@ class Catalog:
             params.append(1 if filters.held else 0)
         if filters.id_prefix is not None:
             prefix = filters.id_prefix.lower()
-            if not _SEARCH_PREFIX.match(prefix):
+            if not _SEARCH_PREFIX.fullmatch(prefix):
                 raise UsageError("id: give at least 4 hex digits of a recording id")
             where.append("r.sha256 >= ? AND r.sha256 < ?")
             params.extend([prefix, prefix + "g"])

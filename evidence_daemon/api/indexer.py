@@ -222,7 +222,7 @@ def content_problem(event: str, recording: str | None, details: Mapping[str, Any
     from an entry: they must be the ones ``archive.keys`` gives for its recording."""
     if event not in RECORDING_EVENTS:
         return None
-    if recording is None or not _SHA256.match(recording):
+    if recording is None or not _SHA256.fullmatch(recording):
         return f"'{event}' event without a recording id: ignored"
     if event == "archived":
         expected = keys.manifest_key(recording)
@@ -241,7 +241,7 @@ def content_problem(event: str, recording: str | None, details: Mapping[str, Any
                 continue
             if (not isinstance(described, dict) or described.get("key") not in names
                     or not isinstance(described.get("sha256"), str)
-                    or not _SHA256.match(described["sha256"])):
+                    or not _SHA256.fullmatch(described["sha256"])):
                 key = described.get("key") if isinstance(described, dict) else described
                 return f"{part} {key!r} is not this recording's {part} with a SHA-256: ignored"
     elif event == "flagged":
@@ -546,7 +546,7 @@ class Indexer:
                 conn.execute("UPDATE writers SET head_seq = ?, head_hash = ?, updated_at = ?"
                              " WHERE writer = ?", (seq, checked.chain_hash, self._now(), writer))
                 recording = checked.entry.recording
-                if recording is not None and _SHA256.match(recording):
+                if recording is not None and _SHA256.fullmatch(recording):
                     self._refresh(conn, recording, {}, PollResult())
             return True
 
@@ -578,7 +578,7 @@ class Indexer:
     def _published_writers(self, result: PollResult) -> set[str]:
         writers: set[str] = set()
         for key in self.store.list_keys(keys.KEYS_PREFIX):
-            match = _PUBLIC_KEY_NAME.match(key)
+            match = _PUBLIC_KEY_NAME.fullmatch(key)
             try:
                 if match is None:
                     raise ValueError(key)
@@ -735,7 +735,7 @@ class Indexer:
                         result.problems.append(
                             f"{keys.ledger_key(writer, entry.seq)}: {checked.problem}")
                     if (checked.verified and entry.recording is not None
-                            and _SHA256.match(entry.recording)):
+                            and _SHA256.fullmatch(entry.recording)):
                         touched.add(entry.recording)
                 self._insert(conn, checked_entries)
                 result.entries += len(checked_entries)

@@ -9,17 +9,26 @@ export that fails half-way is still on record), then writes the package::
     package.sig                          base64 Ed25519 over the package.json bytes (exporter)
     keys/<writer>.pub                    public key of every writer whose entries are included
     ledger/<writer>/<seq:012d>.json      entries exactly as stored, contiguous runs
+    ledger/<writer>/<seq:012d>.redacted.json
+                                         in those runs, an entry about no recording of the
+                                         package: only its hash and prev link (a "stub")
     recordings/<sha256>/original.<ext>   bit-exact, re-hashed while streamed into the zip
     recordings/<sha256>/manifest.json    (and proxy.mp4/proxy.m4a, poster.jpg when asked)
 
 ``verify_package`` checks such a zip with nothing but the zip. Member names equal archive keys,
 so the package reads like a small archive.
 
+A run has to be contiguous for the chain to prove nothing is missing, so it passes over
+entries about other cases (views by other users with their reasons and addresses, other
+officers' files). Those go in as stubs: the signed entries around a stub prove its place in
+the chain, but not what it hides; that it concerns no recording of the package rests on the
+exporter's signature over package.json.
+
 What this module must never do: build an archive key or a member name from request text (keys
 come from ``archive.keys`` on a validated SHA-256, and catalog keys are checked against them);
-hold a whole original in memory; leave a half-written package under the final name or
-overwrite an existing file; extract a member of a package it verifies (names are compared,
-never used as paths).
+put an entry about a recording outside the package into it in full; hold a whole original in
+memory; leave a half-written package under the final name or overwrite an existing file;
+extract a member of a package it verifies (names are compared, never used as paths).
 """
 
 from __future__ import annotations
@@ -68,7 +77,9 @@ from ..state.db import Database
 log = logging.getLogger(__name__)
 
 FORMAT = "evidence-daemon-package"
-FORMAT_VERSION = 1
+# 2: ledger runs may hold redaction stubs. Version 1 packages (all entries in full) still verify.
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
 README_NAME = "README.txt"
 PACKAGE_JSON = "package.json"
 PACKAGE_SIG = "package.sig"
@@ -79,9 +90,13 @@ REASON_MAX_CHARS = 500
 MAX_PACKAGE_JSON_BYTES = 64 * 1024 * 1024
 MAX_SMALL_MEMBER_BYTES = 16 * 1024 * 1024
 DERIVED_NAMES = frozenset({"proxy.mp4", "proxy.m4a", "poster.jpg"})
+REDACTED_SUFFIX = ".redacted.json"
+STUB_FIELDS = frozenset({"entry_hash", "prev", "redacted", "seq", "writer"})
 
 _ID_PREFIX = re.compile(r"^[0-9a-f]{12,64}$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_REDACTED_NAME = re.compile(r"(\d{12})\.redacted\.json")
 
 
 # -- value objects -------------------------------------------------------------------------
@@ -113,7 +128,8 @@ class PackageReport:
     recordings: list[str] = field(default_factory=list)
     writers: dict[str, str] = field(default_factory=dict)  # writer -> key fingerprint
     files_checked: int = 0
-    entries_checked: int = 0
+    entries_checked: int = 0  # ledger files in the runs, full entries and stubs
+    redacted: dict[str, int] = field(default_factory=dict)  # writer -> stubs in its run
     trusted_checked: bool = False  # keys were compared with trusted fingerprints
 
     @property
@@ -131,6 +147,7 @@ class PackageReport:
             "reason": self.reason, "exporter": self.exporter, "recordings": self.recordings,
             "writers": self.writers, "trusted_checked": self.trusted_checked,
             "files_checked": self.files_checked, "entries_checked": self.entries_checked,
+            "redacted": self.redacted,
             "problems": [{"file": problem.subject, "message": problem.message,
                           "recording": problem.recording} for problem in self.problems],
         }
@@ -178,7 +195,7 @@ def resolve_recordings(database: Database, requested: Sequence[str]) -> list[Any
     seen: set[str] = set()
     for text in requested:
         prefix = text.lower()
-        if not _ID_PREFIX.match(prefix):
+        if not _ID_PREFIX.fullmatch(prefix):
             raise UsageError(
                 f"recording id {text!r}: give the SHA-256, or at least 12 of its hex digits"
             )
@@ -269,6 +286,72 @@ def ledger_runs(database: Database, recordings: Sequence[str], exporter: str,
     return merge_runs(relevant, exporter, exported_seq)
 
 
+# -- redaction stubs (pure) ------------------------------------------------------------------
+
+def is_relevant(entry: Mapping[str, Any], recordings: Collection[str],
+                exported: tuple[str, int] | None) -> bool:
+    """Whether a ledger entry goes into the package in full: it concerns one of the package's
+    recordings, or it is the package's own ``exported`` event (writer, seq). The same test
+    chooses the runs (``ledger_runs``) and is checked at their ends by ``verify_package``."""
+    recording = entry.get("recording")
+    if isinstance(recording, str) and recording in recordings:
+        return True
+    return exported is not None and (entry.get("writer"), entry.get("seq")) == exported
+
+
+def redacted_key(writer: str, seq: int) -> str:
+    """``ledger/<writer>/<seq:012d>.redacted.json``, next to where the full entry would be."""
+    return keys.ledger_key(writer, seq).removesuffix(".json") + REDACTED_SUFFIX
+
+
+def parse_redacted_key(name: str) -> tuple[str, int] | None:
+    """``ledger/<writer>/<seq>.redacted.json`` -> (writer, seq); None for anything else."""
+    parts = name.split("/")
+    match = _REDACTED_NAME.fullmatch(parts[-1])
+    if len(parts) != 3 or parts[0] != "ledger" or match is None:
+        return None
+    try:
+        keys.check_writer(parts[1])
+    except ValueError:
+        return None
+    return parts[1], int(match.group(1))
+
+
+def _canonical_json(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":")).encode()
+
+
+def stub_bytes(entry: Mapping[str, Any]) -> bytes:
+    """The redaction stub of a (verified) ledger entry: what a verifier needs to carry the
+    ``prev`` chain across it, and nothing of what it says."""
+    return _canonical_json({
+        "entry_hash": canonical.entry_hash(dict(entry)), "prev": entry["prev"],
+        "redacted": True, "seq": entry["seq"], "writer": entry["writer"],
+    })
+
+
+def parse_stub(data: bytes) -> dict[str, Any]:
+    """The fields of a redaction stub; ValueError unless ``data`` is exactly what
+    ``stub_bytes`` writes (so a stub can carry nothing else)."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict) or set(body) != STUB_FIELDS:
+        raise ValueError(f"its fields must be exactly {', '.join(sorted(STUB_FIELDS))}")
+    for name in ("entry_hash", "prev"):
+        if not isinstance(body[name], str) or not _SHA256_HEX.fullmatch(body[name]):
+            raise ValueError(f"{name} is not a SHA-256 in lower-case hex")
+    if body["redacted"] is not True:
+        raise ValueError("redacted is not true")
+    if type(body["seq"]) is not int or body["seq"] < 1 or not isinstance(body["writer"], str):
+        raise ValueError("seq or writer is malformed")
+    if _canonical_json(body) != data:
+        raise ValueError("not in canonical form")
+    return body
+
+
 # -- export ------------------------------------------------------------------------------
 
 def export_recordings(
@@ -346,15 +429,22 @@ def export_recordings(
         with temp.open("xb") as handle:
             with zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
                 writer = _PackageWriter(archive, datetime.fromisoformat(created_at))
+                # The ledger first: README.txt states how many entries were redacted, and a
+                # ledger that does not verify fails the export before any original is read.
+                redacted = {
+                    ledger_writer: _add_ledger_run(
+                        store, database, writer, ledger_writer, first_seq, last_seq,
+                        public_keys[ledger_writer][1], recordings=frozenset(recordings),
+                        exported=(ledger.writer, exported_seq))
+                    for ledger_writer, (first_seq, last_seq) in runs.items()
+                }
                 writer.add_bytes(README_NAME, readme_text(
                     package_id=package_id, created_at=created_at, actor=actor, reason=reason,
                     exporter=exporter, planned=planned, fingerprints=fingerprints,
+                    redacted_count=sum(redacted.values()),
                 ).encode("utf-8"))
                 for plan in planned:
                     _add_recording(store, writer, plan)
-                for ledger_writer, (first_seq, last_seq) in runs.items():
-                    _add_ledger_run(store, database, writer, ledger_writer, first_seq, last_seq,
-                                    public_keys[ledger_writer][1])
                 for ledger_writer, (pem, _) in public_keys.items():
                     writer.add_bytes(keys.public_key_key(ledger_writer), pem)
                 body = package_json(
@@ -432,9 +522,11 @@ def _add_recording(store: ArchiveStore, writer: _PackageWriter, plan: PlannedRec
 
 def _add_ledger_run(store: ArchiveStore, database: Database, writer: _PackageWriter,
                     ledger_writer: str, first_seq: int, last_seq: int,
-                    public_key: Ed25519PublicKey) -> None:
-    """Copy entries first..last of one writer as stored, checking them on the way: a package
-    whose ledger would not verify is not written."""
+                    public_key: Ed25519PublicKey, *, recordings: Collection[str],
+                    exported: tuple[str, int]) -> int:
+    """Copy entries first..last of one writer, checking them on the way (a package whose
+    ledger would not verify is not written): relevant ones as stored, every other one as a
+    redaction stub. Returns how many were redacted."""
     indexed = {
         int(row["seq"]): str(row["entry_hash"])
         for row in database.query(
@@ -443,6 +535,7 @@ def _add_ledger_run(store: ArchiveStore, database: Database, writer: _PackageWri
         )
     }
     previous_hash = canonical.GENESIS_PREV if first_seq == 1 else None
+    redacted = 0
     for seq in range(first_seq, last_seq + 1):
         key = keys.ledger_key(ledger_writer, seq)
         try:
@@ -463,7 +556,15 @@ def _add_ledger_run(store: ArchiveStore, database: Database, writer: _PackageWri
         if seq in indexed and indexed[seq] != entry_hash:
             raise IntegrityError(f"{key}: differs from the entry the catalog indexed")
         previous_hash = entry_hash
-        writer.add_bytes(key, data)
+        if is_relevant(entry, recordings, exported):
+            writer.add_bytes(key, data)
+        elif seq in (first_seq, last_seq):  # the runs come from the catalog
+            raise IntegrityError(f"{key}: the catalog says this entry concerns the package, "
+                                 "the archived entry does not; run reindex")
+        else:
+            writer.add_bytes(redacted_key(ledger_writer, seq), stub_bytes(entry))
+            redacted += 1
+    return redacted
 
 
 def _is_placeholder(path: Path) -> bool:
@@ -590,6 +691,7 @@ def readme_text(
     exporter: Mapping[str, str],
     planned: Sequence[PlannedRecording],
     fingerprints: Mapping[str, str],
+    redacted_count: int = 0,
 ) -> str:
     writer = exporter["writer"]
     example = planned[0].original.key if planned else "recordings/<id>/original.mp4"
@@ -606,6 +708,7 @@ def readme_text(
         for plan in planned
     )
     keys_list = "\n".join(f"  {name:<24} {value}" for name, value in fingerprints.items())
+    redacted_en, redacted_zh = _redaction_notes(redacted_count)
     return f"""EVIDENCE PACKAGE {package_id}
 ========================================================================
 
@@ -641,10 +744,18 @@ How to check it
         base64 -d package.sig > package.sig.bin
         openssl pkeyutl -verify -pubin -inkey keys/{writer}.pub -rawin \\
             -in package.json -sigfile package.sig.bin
-   d. Each file in ledger/ is one custody event, signed by its writer (the
-      station or API node named in its path) with the key in keys/. Each
-      event's "prev" is the SHA-256 of the one before, so none can be removed
-      or changed without breaking the chain.
+   d. Each file ledger/<writer>/<number>.json is one custody event, signed by
+      its writer (the station or API node named in its path) with the key in
+      keys/. Each event's "prev" is the SHA-256 of the one before, so none can
+      be removed or changed without breaking the chain.
+   e. A file ledger/<writer>/<number>.redacted.json is not signed: it stands
+      for an entry about another recording, and holds only that entry's
+      SHA-256 ("entry_hash") and its "prev". The next entry's "prev" must
+      equal its "entry_hash".
+
+Entries about other recordings
+------------------------------
+{redacted_en}
 
 Key fingerprints
 ----------------
@@ -692,9 +803,16 @@ A key's fingerprint by hand:
         base64 -d package.sig > package.sig.bin
         openssl pkeyutl -verify -pubin -inkey keys/{writer}.pub -rawin \\
             -in package.json -sigfile package.sig.bin
-   d. ledger/ 中每个文件是一条保管事件，由其写入方（路径中的工作站或
-      API 节点）用 keys/ 中的密钥签名。每条事件的 "prev" 是前一条的
-      SHA-256，任何一条被删除或修改都会使链条断开。
+   d. 每个 ledger/<写入方>/<序号>.json 文件是一条保管事件，由其写入方
+      （路径中的工作站或 API 节点）用 keys/ 中的密钥签名。每条事件的
+      "prev" 是前一条的 SHA-256，任何一条被删除或修改都会使链条断开。
+   e. ledger/<写入方>/<序号>.redacted.json 文件没有签名：它代表一条涉及
+      其他录像的记录，只含该记录的 SHA-256（"entry_hash"）及其 "prev"。
+      下一条记录的 "prev" 必须等于它的 "entry_hash"。
+
+涉及其他录像的记录
+------------------
+{redacted_zh}
 
 密钥指纹
 --------
@@ -707,6 +825,39 @@ A key's fingerprint by hand:
       | openssl dgst -sha256 -binary | base64
 （输出去掉末尾的 "=" 后，即 "SHA256:" 之后的部分。）
 """
+
+
+def _redaction_notes(count: int) -> tuple[str, str]:
+    """README paragraphs (English, Chinese) on the entries shown only by their hashes."""
+    if count == 0:
+        return ("Every ledger entry in this package is included in full; none was\n"
+                "redacted.",
+                "本证据包中的每条台账记录均完整收录，没有隐去任何记录。")
+    if count == 1:
+        english = (
+            "1 entry about another recording is shown only by its hash; the signed\n"
+            "entries around it prove its place in the chain, and the exporting API\n"
+            "node's signature on package.json vouches that it concerns no recording in\n"
+            "this package. The agency can show the full entry from the archive to a\n"
+            "court if asked. A hash cannot show or prove what the hidden entry says."
+        )
+    else:
+        english = (
+            f"{count} entries about other recordings are shown only by their hashes; the\n"
+            "signed entries around them prove their place in the chain, and the\n"
+            "exporting API node's signature on package.json vouches that they concern\n"
+            "no recording in this package. The agency can show the full entries from\n"
+            "the archive to a court if asked. A hash cannot show or prove what a\n"
+            "hidden entry says."
+        )
+    it = "它" if count == 1 else "它们"
+    chinese = (
+        f"{count} 条涉及其他录像的台账记录仅以其哈希值显示；其前后经签名的\n"
+        f"记录证明了{it}在链条中的位置，导出 API 节点对 package.json 的签名\n"
+        f"担保{it}不涉及本证据包中的任何录像。如有需要，本单位可向法庭出示\n"
+        "存档中的完整记录。哈希值本身无法显示或证明被隐去记录的内容。"
+    )
+    return english, chinese
 
 
 # -- verification ------------------------------------------------------------------------
@@ -813,9 +964,10 @@ def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = ()) ->
 
     Every file listed in package.json is present with its size and SHA-256, nothing else is;
     package.sig verifies with the exporter's key in the package; ledger entries verify with
-    their writers' keys and form contiguous, prev-linked runs; originals hash to their ids;
-    manifests and viewing copies match verified ``archived``/``derived`` events; the
-    ``exported`` event names exactly this package. With ``trusted_fingerprints``, every key in
+    their writers' keys and, with the redaction stubs between them, form contiguous,
+    prev-linked runs that begin and end with an entry about the package; originals hash to
+    their ids; manifests and viewing copies match verified ``archived``/``derived`` events;
+    the ``exported`` event names exactly this package. With ``trusted_fingerprints``, every key in
     the package must be one of them. Raises ``UsageError`` only when the file cannot be read.
     """
     report = PackageReport(path=path, trusted_checked=bool(trusted_fingerprints))
@@ -831,6 +983,16 @@ def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = ()) ->
         members, reported = _read_members(archive, report)
     _PackageCheck(members, reported, report, trusted).run()
     return report
+
+
+@dataclass(frozen=True)
+class _Link:
+    """What the next entry's ``prev`` must equal, and the ledger file it comes from (None for
+    the genesis value before a writer's first entry)."""
+
+    entry_hash: str
+    name: str | None = None
+    redacted: bool = False
 
 
 class _PackageCheck:
@@ -861,7 +1023,7 @@ class _PackageCheck:
         self.check_listing(package)
         self.check_keys()
         self.check_signature(package)
-        self.check_ledger()
+        self.check_ledger(package)
         if package is not None:
             self.check_recordings(package)
             self.check_exported(package)
@@ -894,7 +1056,8 @@ class _PackageCheck:
         if wrong:
             self.problem(PACKAGE_JSON, f"missing or malformed fields: {', '.join(wrong)}")
             return None
-        if package["format"] != FORMAT or package["format_version"] != FORMAT_VERSION:
+        if (package["format"] != FORMAT
+                or package["format_version"] not in SUPPORTED_FORMAT_VERSIONS):
             self.problem(PACKAGE_JSON, f"unknown format {package['format']!r} version "
                          f"{package['format_version']!r}")
             return None
@@ -999,61 +1162,128 @@ class _PackageCheck:
 
     # ledger ------------------------------------------------------------------------------
 
-    def check_ledger(self) -> None:
+    def check_ledger(self, package: dict[str, Any] | None) -> None:
         by_writer: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for name in self.members:
             if not name.startswith(keys.LEDGER_PREFIX):
                 continue
-            parsed = keys.parse_ledger_key(name)
+            parsed = keys.parse_ledger_key(name) or parse_redacted_key(name)
             if parsed is None:
                 self.unexpected(name, "unexpected file in ledger/")
                 continue
             by_writer[parsed[0]].append((parsed[1], name))
+        recordings = frozenset(self.report.recordings)
+        described = package["exported_event"] if package is not None else {}
+        exported_writer, exported_seq = described.get("writer"), described.get("seq")
+        # A malformed exported_event is reported by check_exported.
+        exported = ((exported_writer, exported_seq) if isinstance(exported_writer, str)
+                    and isinstance(exported_seq, int) else None)
+
+        def relevant(entry: Mapping[str, Any]) -> bool | None:
+            """None when package.json does not say what the package is about."""
+            return None if package is None else is_relevant(entry, recordings, exported)
+
         for writer, items in sorted(by_writer.items()):
-            self.check_run(writer, sorted(items))
+            self.check_run(writer, self.one_per_seq(writer, sorted(items)), relevant)
         for writer in sorted(set(self.public_keys) - set(by_writer)):
             self.problem(keys.public_key_key(writer), "a key without any ledger entry")
 
-    def check_run(self, writer: str, items: list[tuple[int, str]]) -> None:
+    def one_per_seq(self, writer: str, items: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """``items`` (sorted) with each seq once: a later file of the same seq (the stub
+        beside a full entry) is reported and left out of the run."""
+        run: list[tuple[int, str]] = []
+        for seq, name in items:
+            if run and run[-1][0] == seq:
+                self.problem(name, f"entry {seq} of writer {writer!r} is also in {run[-1][1]}: "
+                             "an entry is either in full or redacted, never both")
+                continue
+            run.append((seq, name))
+        return run
+
+    def check_run(self, writer: str, run: list[tuple[int, str]],
+                  relevant: Callable[[Mapping[str, Any]], bool | None]) -> None:
         public = self.public_keys.get(writer)
         if public is None:
-            self.problem(keys.public_key_key(writer), f"missing or invalid: the {len(items)} "
+            self.problem(keys.public_key_key(writer), f"missing or invalid: the {len(run)} "
                          f"ledger entries of writer {writer!r} cannot be checked")
-        expected_seq = items[0][0]
-        previous_hash: str | None = canonical.GENESIS_PREV if expected_seq == 1 else None
-        for seq, name in items:
+        self.report.redacted[writer] = 0
+        expected_seq = run[0][0]
+        previous: _Link | None = _Link(canonical.GENESIS_PREV) if expected_seq == 1 else None
+        for index, (seq, name) in enumerate(run):
             self.report.entries_checked += 1
             if seq != expected_seq:
                 self.problem(name, f"entries {expected_seq}..{seq - 1} of writer {writer!r} are "
                              "missing: the run is not contiguous")
-                previous_hash = None
+                previous = None
             expected_seq = seq + 1
-            data = self.members[name].data
-            assert data is not None
-            try:
-                entry, signature = canonical.parse_stored(data)
-            except ValueError as exc:
-                self.problem(name, f"not a valid ledger entry ({exc}): altered")
-                previous_hash = None
+            end = "begins" if index == 0 else "ends" if index == len(run) - 1 else None
+            if name.endswith(REDACTED_SUFFIX):
+                self.report.redacted[writer] += 1
+                if end is not None:
+                    self.problem(name, f"the run of writer {writer!r} {end} with a redacted "
+                                 "entry: a run begins and ends with a signed entry in full")
+                previous = self.check_stub(writer, seq, name, previous)
                 continue
-            body = canonical.canonical_bytes(entry)
-            recording = entry["recording"] if isinstance(entry["recording"], str) else None
-            verified = public is not None
-            if public is not None and not signature_valid(public, signature, body):
-                self.problem(name, f"signature does not verify with keys/{writer}.pub: the entry "
-                             "was altered", recording)
-                verified = False
-            if entry["seq"] != seq or entry["writer"] != writer:
-                self.problem(name, "seq or writer inside does not match its file name", recording)
-                verified = False
-            if previous_hash is not None and entry["prev"] != previous_hash:
+            previous, entry = self.check_entry(writer, seq, name, public, previous)
+            if end is not None and entry is not None and relevant(entry) is False:
+                self.problem(name, f"the run of writer {writer!r} {end} with an entry about no "
+                             "recording of this package: it should not be in the package")
+
+    def check_stub(self, writer: str, seq: int, name: str, previous: _Link | None) -> _Link | None:
+        """A redaction stub: well-formed, and linked to what comes before. Whether its
+        entry_hash is right, only the entry after it can tell (``check_entry``)."""
+        data = self.members[name].data
+        assert data is not None
+        try:
+            stub = parse_stub(data)
+        except ValueError as exc:
+            self.problem(name, f"not a valid redaction stub ({exc}): altered")
+            return None
+        if stub["seq"] != seq or stub["writer"] != writer:
+            self.problem(name, "seq or writer inside does not match its file name")
+        elif previous is not None and stub["prev"] != previous.entry_hash:
+            before = (f"the entry_hash of {previous.name}: one of the two stubs was altered"
+                      if previous.redacted
+                      else "the hash of the entry before: the stub was altered"
+                      if previous.name is not None
+                      else "64 zeros, as for a writer's first entry: the stub was altered")
+            self.problem(name, f"prev is not {before}")
+        return _Link(stub["entry_hash"], name, redacted=True)
+
+    def check_entry(self, writer: str, seq: int, name: str, public: Ed25519PublicKey | None,
+                    previous: _Link | None) -> tuple[_Link | None, dict[str, Any] | None]:
+        """A full entry: signature, place, link to what comes before. Returns its link and the
+        entry (None, None when it cannot be parsed)."""
+        data = self.members[name].data
+        assert data is not None
+        try:
+            entry, signature = canonical.parse_stored(data)
+        except ValueError as exc:
+            self.problem(name, f"not a valid ledger entry ({exc}): altered")
+            return None, None
+        body = canonical.canonical_bytes(entry)
+        recording = entry["recording"] if isinstance(entry["recording"], str) else None
+        signed = public is not None and signature_valid(public, signature, body)
+        verified = signed
+        if public is not None and not signed:
+            self.problem(name, f"signature does not verify with keys/{writer}.pub: the entry "
+                         "was altered", recording)
+        if entry["seq"] != seq or entry["writer"] != writer:
+            self.problem(name, "seq or writer inside does not match its file name", recording)
+            verified = False
+        if previous is not None and entry["prev"] != previous.entry_hash:
+            if previous.redacted and signed:
+                # The signed prev is right, so the stub before claims a wrong entry_hash.
+                self.problem(previous.name or name, f"entry_hash is not the prev of the signed "
+                             f"entry {name} after it: the stub was altered")
+            else:
                 self.problem(name, "prev does not match the entry before: the chain is broken",
                              recording)
                 verified = False
-            previous_hash = hashlib.sha256(body).hexdigest()
-            if (verified and isinstance(entry["details"], dict)
-                    and entry["event"] in ("archived", "derived", "exported")):
-                self.entries[(writer, seq)] = entry
+        if (verified and isinstance(entry["details"], dict)
+                and entry["event"] in ("archived", "derived", "exported")):
+            self.entries[(writer, seq)] = entry
+        return _Link(hashlib.sha256(body).hexdigest(), name), entry
 
     def verified_events(self, event: str, recording: str) -> list[dict[str, Any]]:
         return [entry for entry in self.entries.values()
@@ -1183,9 +1413,18 @@ def format_package_report(report: PackageReport) -> list[str]:
                      f"{report.exported_by} on {report.exporter}")
         lines.append(f"reason: {report.reason}")
     for writer, key_fingerprint in sorted(report.writers.items()):
-        lines.append(f"ledger writer {writer}: key {key_fingerprint}")
+        count = report.redacted.get(writer, 0)
+        redacted = (f", {count} {'entry' if count == 1 else 'entries'} about other recordings "
+                    "redacted" if count else "")
+        lines.append(f"ledger writer {writer}: key {key_fingerprint}{redacted}")
     for recording in report.recordings:
         lines.append(f"recording {recording}")
+    redacted_total = sum(report.redacted.values())
+    if redacted_total:
+        are = "entry is" if redacted_total == 1 else "entries are"
+        lines.append(f"{redacted_total} ledger {are} shown only by hash: the chain proves where "
+                     "they stand, not what they say; that they concern no recording here rests "
+                     "on the exporter's signature")
     for problem in report.problems:
         lines.append(f"FAIL {problem}")
     if not report.trusted_checked and report.writers:
@@ -1193,6 +1432,7 @@ def format_package_report(report: PackageReport) -> list[str]:
                      "with those your agency publishes")
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     lines.append(f"checked {report.files_checked} file(s), {len(report.recordings)} recording(s) "
-                 f"and {report.entries_checked} ledger entries from {len(report.writers)} "
+                 f"and {report.entries_checked} ledger entries ({redacted_total} redacted) "
+                 f"from {len(report.writers)} "
                  f"writer(s) in {report.path.name}: {verdict}")
     return lines

@@ -28,13 +28,13 @@ KEYS_PREFIX = "keys/"
 
 
 def check_sha256(sha256: str) -> str:
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise ValueError(f"not a lower-case hex SHA-256: {sha256!r}")
     return sha256
 
 
 def check_writer(writer: str) -> str:
-    if not _WRITER.match(writer):
+    if not _WRITER.fullmatch(writer):
         raise ValueError(f"not a valid writer id: {writer!r}")
     return writer
 
@@ -46,7 +46,7 @@ def safe_extension(file_name: str) -> str:
     ('mp4', 'gz', '')
     """
     _, dot, extension = file_name.rpartition(".")
-    if not dot or not _EXTENSION.match(extension.lower()):
+    if not dot or not _EXTENSION.fullmatch(extension.lower()):
         return ""
     return extension.lower()
 
@@ -56,7 +56,7 @@ def recording_prefix(sha256: str) -> str:
 
 
 def original_key(sha256: str, extension: str) -> str:
-    if extension and not _EXTENSION.match(extension):
+    if extension and not _EXTENSION.fullmatch(extension):
         raise ValueError(f"not a safe extension: {extension!r}")
     suffix = f".{extension}" if extension else ""
     return f"{recording_prefix(sha256)}original{suffix}"
@@ -94,21 +94,21 @@ def public_key_key(writer: str) -> str:
 def parse_ledger_key(key: str) -> tuple[str, int] | None:
     """``ledger/<writer>/<seq>.json`` -> (writer, seq); None for anything else."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "ledger" or not _WRITER.match(parts[1]):
+    if len(parts) != 3 or parts[0] != "ledger" or not _WRITER.fullmatch(parts[1]):
         return None
-    match = _LEDGER_NAME.match(parts[2])
+    match = _LEDGER_NAME.fullmatch(parts[2])
     return (parts[1], int(match.group(1))) if match else None
 
 
 def parse_recording_key(key: str) -> tuple[str, str] | None:
     """``recordings/<sha>/<name>`` -> (sha256, name); None for anything else."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "recordings" or not _SHA256.match(parts[1]) or not parts[2]:
+    if len(parts) != 3 or parts[0] != "recordings" or not _SHA256.fullmatch(parts[1]) or not parts[2]:
         return None
     return parts[1], parts[2]
 
 
 def is_original_name(name: str) -> bool:
     return name == "original" or (
-        name.startswith("original.") and bool(_EXTENSION.match(name[len("original."):]))
+        name.startswith("original.") and bool(_EXTENSION.fullmatch(name[len("original."):]))
     )
