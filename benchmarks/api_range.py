@@ -2,8 +2,9 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/api_range.py [--gib 1] [--range-mib 256] [--repeat 3] [--skip-s3]
-                                             [--workdir DIR] [--out docs/performance.md]
+    .venv/bin/python benchmarks/api_range.py [--gib 1] [--range-mib 256] [--repeat 3]
+                                             [--skip-s3 | --skip-fs] [--workdir DIR]
+                                             [--out docs/performance.md]
                                              [--results benchmarks/results/api_range.json]
 
 Set-up, once per backend: a ``--gib`` GiB file of random bytes named like a body-camera file
@@ -11,22 +12,26 @@ is ingested by a station with the real CLI (``evidence-daemon ingest``), so the 
 the original, its manifest and signed ledger entries exactly as in production; then
 ``evidence-daemon serve`` (its own process) indexes it and one auditor is added.
 
-Cases, each timed wall-clock in this process, ``--repeat`` rounds, interleaved (the order
-within a round alternates), medians reported:
+Cases, each timed wall-clock in this process (also: time to the first body byte, and the CPU
+of this process, the API's and moto's), ``--repeat`` rounds, interleaved (the order within a
+round rotates), medians reported:
 
-  S3 (moto's ``moto_server``, its own process; one bucket with Object Lock; the object is
-  kept only once -- moto holds everything in memory):
+  S3 (moto's ``moto_server`` in its own process, so its CPU is not this process's; one bucket
+  with Object Lock; the object is stored once -- moto keeps its data in the server process):
     (s-direct)       ``Minio.get_object`` of the whole object, ``stream(1 MiB)`` to nowhere
     (s-api)          ``GET /api/v1/recordings/{id}/content/original?reason=...`` with httpx
                      (streamed, ``iter_raw``) -- through the API, which reads the same object
                      with the minio SDK
+    (s-api-u3)       context: the same request with urllib3 (``stream(1 MiB)``), the HTTP
+                     client the minio SDK uses, so client and baseline read alike
     (s-direct-range) the same as (s-direct) for ``--range-mib`` MiB in the middle
                      (``offset``/``length``)
-    (s-api-range)    the same as (s-api) with ``Range: bytes=a-b`` (206)
+    (s-api-range), (s-api-range-u3)  the same as (s-api), (s-api-u3) with
+                     ``Range: bytes=a-b`` (206)
   Filesystem archive:
     (f-direct), (f-direct-range)  ``open`` + ``read(1 MiB)`` of the archive's file (page cache
                      warm: the file was just written and is read again and again)
-    (f-api), (f-api-range)        through the API as above
+    (f-api), (f-api-u3), (f-api-range), (f-api-range-u3)  through the API as above
 
 Target: (s-api) >= 0.8 x the throughput of (s-direct). Every content request also writes
 its ``accessed`` event to the archive before the first byte, as in production; that is part
@@ -67,6 +72,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import urllib3  # noqa: E402
 
 from evidence_daemon.api import app as api_app  # noqa: E402
 
@@ -94,6 +100,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The kernel's high-water mark of a process's resident memory (VmHWM)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / MB
+    return None
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def cpu_s(pid: int) -> float:
@@ -230,44 +249,73 @@ def sha256_of(path: Path, offset: int, length: int) -> str:
 
 # -- the readers ---------------------------------------------------------------------------------
 
-Reader = Callable[[int, int | None, "hashlib._Hash | None"], int]  # (offset, length, digest) -> bytes
+class Sink:
+    """Where a reader puts what it receives: counts it, notes when the first byte came, and
+    hashes it when asked to (warm-up only, so hashing never costs the timed runs)."""
+
+    def __init__(self, *, hashing: bool = False) -> None:
+        self.received = 0
+        self.first_at: float | None = None
+        self.digest = hashlib.sha256() if hashing else None
+
+    def __call__(self, chunk: bytes) -> None:
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        self.received += len(chunk)
+        if self.digest is not None:
+            self.digest.update(chunk)
+
+
+Reader = Callable[[int, "int | None", Sink], None]  # (offset, length or None for all, sink)
 
 
 def api_reader(client: httpx.Client, recording: str) -> Reader:
-    def read(offset: int, length: int | None, digest: Any = None) -> int:
+    def read(offset: int, length: int | None, sink: Sink) -> None:
         headers = {} if length is None else {"Range": f"bytes={offset}-{offset + length - 1}"}
-        received = 0
         with client.stream("GET", f"/api/v1/recordings/{recording}/content/original",
                            params={"reason": REASON}, headers=headers) as response:
             if response.status_code != (200 if length is None else 206):
                 raise RuntimeError(f"API answered {response.status_code}: {response.read()[:300]!r}")
             for chunk in response.iter_raw():
-                received += len(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-        return received
+                sink(chunk)
+    return read
+
+
+def urllib3_api_reader(base_url: str, token: str, recording: str) -> Reader:
+    """The API through urllib3, reading like the minio SDK does (``stream(1 MiB)``)."""
+    pool = urllib3.PoolManager(maxsize=1)
+    url = f"{base_url}/api/v1/recordings/{recording}/content/original"
+
+    def read(offset: int, length: int | None, sink: Sink) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        if length is not None:
+            headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        response = pool.request("GET", url, fields={"reason": REASON}, headers=headers,
+                                preload_content=False, timeout=urllib3.Timeout(connect=10, read=120))
+        try:
+            if response.status != (200 if length is None else 206):
+                raise RuntimeError(f"API answered {response.status}: {response.read()[:300]!r}")
+            for chunk in response.stream(READ_BYTES):
+                sink(chunk)
+        finally:
+            response.release_conn()
     return read
 
 
 def s3_reader(client: Any, bucket: str, key: str) -> Reader:
-    def read(offset: int, length: int | None, digest: Any = None) -> int:
+    def read(offset: int, length: int | None, sink: Sink) -> None:
         response = client.get_object(bucket, key, offset=offset, length=length or 0)
-        received = 0
         try:
             for chunk in response.stream(READ_BYTES):
-                received += len(chunk)
-                if digest is not None:
-                    digest.update(chunk)
+                sink(chunk)
         finally:
             response.close()
             response.release_conn()
-        return received
     return read
 
 
 def file_reader(path: Path) -> Reader:
-    def read(offset: int, length: int | None, digest: Any = None) -> int:
-        received = 0
+    def read(offset: int, length: int | None, sink: Sink) -> None:
         with path.open("rb", buffering=0) as handle:
             handle.seek(offset)
             remaining = length
@@ -275,12 +323,9 @@ def file_reader(path: Path) -> Reader:
                 chunk = handle.read(READ_BYTES if remaining is None else min(READ_BYTES, remaining))
                 if not chunk:
                     break
-                received += len(chunk)
                 if remaining is not None:
                     remaining -= len(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-        return received
+                sink(chunk)
     return read
 
 
@@ -290,6 +335,7 @@ class Case:
     description: str
     size_bytes: int
     runs_s: list[float] = field(default_factory=list)
+    first_byte_s: list[float] = field(default_factory=list)
     client_cpu_s: list[float] = field(default_factory=list)
     api_cpu_s: list[float] = field(default_factory=list)
     moto_cpu_s: list[float] = field(default_factory=list)
@@ -302,6 +348,13 @@ class Case:
     def mb_per_s(self) -> float:
         return self.size_bytes / MB / self.seconds
 
+    @property
+    def after_first_mb_per_s(self) -> float:
+        """Throughput once the first byte has come (the median run's)."""
+        run = sorted(range(len(self.runs_s)), key=self.runs_s.__getitem__)[(len(self.runs_s) - 1) // 2]
+        streaming_s = self.runs_s[run] - self.first_byte_s[run]
+        return self.size_bytes / MB / streaming_s if streaming_s > 0 else float("inf")
+
     def median_of(self, values: list[float]) -> float | None:
         return statistics.median(values) if values else None
 
@@ -309,6 +362,8 @@ class Case:
         return {"label": self.label, "description": self.description,
                 "size_bytes": self.size_bytes, "runs_s": self.runs_s,
                 "median_s": self.seconds, "mb_per_s": self.mb_per_s,
+                "first_byte_s": self.first_byte_s,
+                "after_first_mb_per_s": self.after_first_mb_per_s,
                 "client_cpu_s": self.client_cpu_s, "api_cpu_s": self.api_cpu_s,
                 "moto_cpu_s": self.moto_cpu_s}
 
@@ -318,46 +373,57 @@ def measure(case: Case, reader: Reader, offset: int, length: int | None,
     api_before = cpu_s(api.pid) if api else 0.0
     moto_before = cpu_s(moto.pid) if moto else 0.0
     client_before = time.process_time()
+    sink = Sink()
     started = time.perf_counter()
-    received = reader(offset, length, None)
+    reader(offset, length, sink)
     elapsed = time.perf_counter() - started
-    if received != case.size_bytes:
-        raise RuntimeError(f"({case.label}): {received} bytes, expected {case.size_bytes}")
+    if sink.received != case.size_bytes or sink.first_at is None:
+        raise RuntimeError(f"({case.label}): {sink.received} bytes, expected {case.size_bytes}")
     case.runs_s.append(elapsed)
+    case.first_byte_s.append(sink.first_at - started)
     case.client_cpu_s.append(time.process_time() - client_before)
     if api:
         case.api_cpu_s.append(cpu_s(api.pid) - api_before)
     if moto:
         case.moto_cpu_s.append(cpu_s(moto.pid) - moto_before)
-    print(f"  ({case.label}) {elapsed:6.2f} s  {case.size_bytes / MB / elapsed:6.0f} MB/s", flush=True)
+    print(f"  ({case.label}) {elapsed:6.2f} s  {case.size_bytes / MB / elapsed:6.0f} MB/s  "
+          f"first byte {sink.first_at - started:5.2f} s", flush=True)
 
 
-def run_backend(prefix: str, what: str, direct: Reader, api: Reader, *, size: int,
-                range_offset: int, range_length: int, repeat: int, local_file: Path,
+def run_backend(prefix: str, what: str, direct: Reader, api: Reader, api_u3: Reader, *,
+                size: int, range_offset: int, range_length: int, repeat: int, local_file: Path,
                 api_process: subprocess.Popen[bytes], moto: subprocess.Popen[bytes] | None
                 ) -> list[Case]:
     expected = sha256_of(local_file, range_offset, range_length)
-    for name, reader in (("direct", direct), ("API", api)):  # untimed warm-up and check
-        digest = hashlib.sha256()
-        reader(range_offset, range_length, digest)
-        if digest.hexdigest() != expected:
+    for name, reader in (("direct", direct), ("API", api), ("API (urllib3)", api_u3)):
+        sink = Sink(hashing=True)  # untimed warm-up, and a check of the bytes
+        reader(range_offset, range_length, sink)
+        if sink.digest is None or sink.digest.hexdigest() != expected:
             raise RuntimeError(f"{what} {name}: the range read back is not the file's bytes")
     range_text = f"{range_length // MIB} MiB at offset {range_offset // MIB} MiB"
+    direct_text = "`Minio.get_object`" if prefix == "s" else "`open` + `read`"
     cases = {
-        "direct": Case(f"{prefix}-direct", f"{what}: direct, whole object", size),
-        "api": Case(f"{prefix}-api", f"{what}: through the API, whole object", size),
-        "direct-range": Case(f"{prefix}-direct-range", f"{what}: direct, {range_text}", range_length),
-        "api-range": Case(f"{prefix}-api-range", f"{what}: through the API, `Range:` {range_text}",
-                          range_length),
+        "direct": Case(f"{prefix}-direct", f"{what}: direct ({direct_text}), whole object", size),
+        "api": Case(f"{prefix}-api", f"{what}: through the API (httpx), whole object", size),
+        "api-u3": Case(f"{prefix}-api-u3", f"(context) {what}: through the API with urllib3, "
+                       "whole object", size),
+        "direct-range": Case(f"{prefix}-direct-range", f"{what}: direct, {range_text}",
+                             range_length),
+        "api-range": Case(f"{prefix}-api-range",
+                          f"{what}: through the API (httpx), `Range:` {range_text}", range_length),
+        "api-range-u3": Case(f"{prefix}-api-range-u3", f"(context) {what}: through the API with "
+                             f"urllib3, `Range:` {range_text}", range_length),
     }
-    plan: list[tuple[str, Reader, int, int | None]] = [
-        ("direct", direct, 0, None), ("api", api, 0, None),
+    whole: list[tuple[str, Reader, int, int | None]] = [
+        ("direct", direct, 0, None), ("api", api, 0, None), ("api-u3", api_u3, 0, None)]
+    ranged: list[tuple[str, Reader, int, int | None]] = [
         ("direct-range", direct, range_offset, range_length),
         ("api-range", api, range_offset, range_length),
-    ]
+        ("api-range-u3", api_u3, range_offset, range_length)]
     for round_number in range(repeat):
         print(f"{what}: round {round_number + 1} of {repeat}", flush=True)
-        order = plan if round_number % 2 == 0 else [plan[1], plan[0], plan[3], plan[2]]
+        rotation = round_number % 3  # each reader goes first, second and third in turn
+        order = whole[rotation:] + whole[:rotation] + ranged[rotation:] + ranged[:rotation]
         for name, reader, offset, length in order:
             measure(cases[name], reader, offset, length,
                     api_process if name.startswith("api") else None, moto)
@@ -382,7 +448,7 @@ def ingest_and_serve(directory: Path, archive: dict[str, object], footage: Path
 
 
 def filesystem_cases(work: Path, footage: Path, args: argparse.Namespace, size: int,
-                     range_offset: int, range_length: int) -> list[Case]:
+                     range_offset: int, range_length: int, notes: dict[str, Any]) -> list[Case]:
     archive_dir = work / "fs" / "archive"
     server, token, recording, ingest_s = ingest_and_serve(
         work / "fs", {"backend": "filesystem", "path": str(archive_dir)}, footage)
@@ -391,10 +457,13 @@ def filesystem_cases(work: Path, footage: Path, args: argparse.Namespace, size: 
     try:
         with httpx.Client(base_url=server.base_url, timeout=120,
                           headers={"Authorization": f"Bearer {token}"}) as client:
-            return run_backend("f", "filesystem", file_reader(stored), api_reader(client, recording),
-                               size=size, range_offset=range_offset, range_length=range_length,
-                               repeat=args.repeat, local_file=footage, api_process=server.process,
-                               moto=None)
+            cases = run_backend(
+                "f", "filesystem", file_reader(stored), api_reader(client, recording),
+                urllib3_api_reader(server.base_url, token, recording), size=size,
+                range_offset=range_offset, range_length=range_length, repeat=args.repeat,
+                local_file=footage, api_process=server.process, moto=None)
+        notes["fs_api_peak_rss_mb"] = peak_rss_mb(server.process.pid)
+        return cases
     finally:
         stop_process(server.process)
         shutil.rmtree(work / "fs", ignore_errors=True)
@@ -424,12 +493,13 @@ def s3_cases(work: Path, footage: Path, args: argparse.Namespace, size: int,
         key = f"recordings/{recording}/original.mp4"
         with httpx.Client(base_url=server.base_url, timeout=120,
                           headers={"Authorization": f"Bearer {token}"}) as api_client:
-            cases = run_backend("s", "S3 (moto)", s3_reader(client, BUCKET, key),
-                                api_reader(api_client, recording), size=size,
-                                range_offset=range_offset, range_length=range_length,
-                                repeat=args.repeat, local_file=footage,
-                                api_process=server.process, moto=moto.process)
+            cases = run_backend(
+                "s", "S3 (moto)", s3_reader(client, BUCKET, key), api_reader(api_client, recording),
+                urllib3_api_reader(server.base_url, token, recording), size=size,
+                range_offset=range_offset, range_length=range_length, repeat=args.repeat,
+                local_file=footage, api_process=server.process, moto=moto.process)
         notes["moto_rss_mb"] = moto.rss_mb()
+        notes["s3_api_peak_rss_mb"] = peak_rss_mb(server.process.pid)
         return cases
     finally:
         if server is not None:
@@ -464,7 +534,7 @@ def versions() -> str:
     return (f"evidence-daemon git {git}{' with uncommitted changes in evidence_daemon/' if dirty else ''}, "
             f"python {platform.python_version()}, uvicorn {uvicorn.__version__} (asyncio + h11), "
             f"starlette {starlette.__version__}, httpx {httpx.__version__}, minio {minio.__version__}, "
-            f"urllib3 {urllib3.__version__}, moto {moto.__version__}")
+            f"urllib3 {getattr(urllib3, '__version__', '?')}, moto {moto.__version__}")
 
 
 def ratio(cases: dict[str, Case], label: str, base: str) -> float | None:
@@ -481,8 +551,11 @@ def _cpu(case: Case, values: list[float]) -> str:
 def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], args: argparse.Namespace,
              notes: dict[str, Any]) -> str:
     by_label = {case.label: case for case in cases}
-    bases = {"s-api": "s-direct", "s-api-range": "s-direct-range",
-             "f-api": "f-direct", "f-api-range": "f-direct-range"}
+    bases = {f"{prefix}-api{variant}": f"{prefix}-direct" for prefix in "sf" for variant in ("", "-u3")}
+    bases.update({f"{prefix}-api-range{variant}": f"{prefix}-direct-range"
+                  for prefix in "sf" for variant in ("", "-u3")})
+    memory = ", ".join(f"{what} {notes[key]:.0f} MB" for key, what in (
+        ("s3_api_peak_rss_mb", "S3"), ("fs_api_peak_rss_mb", "filesystem")) if notes.get(key))
     lines = [
         BEGIN,
         "### Range streaming (`benchmarks/api_range.py`)",
@@ -506,24 +579,33 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
         + (f" S3 ingest took {notes['s3_ingest_s']:.0f} s; moto RSS afterwards "
            f"{notes.get('moto_rss_mb', 0):.0f} MB." if "s3_ingest_s" in notes else ""),
         "- Direct readers: S3 `Minio.get_object(...).stream(1 MiB)`; filesystem `open` + "
-        "`read(1 MiB)` of the archive's file (page cache warm). API: httpx `stream` + `iter_raw`, "
-        "one keep-alive connection; each request writes its `accessed` event first, as in "
-        "production.",
-        f"- {args.repeat} rounds, cases interleaved (order alternating); seconds are the median "
-        "(min–max); CPU is the median run's user+sys of each process (client = this process). "
-        "MB = 10^6 bytes.",
+        "`read(1 MiB)` of the archive's file (page cache warm). API: httpx `stream` + `iter_raw` "
+        "(the target's case), and as context urllib3 `stream(1 MiB)` — the client stack the "
+        "minio SDK uses, so that line and the direct line read alike; one keep-alive connection "
+        "each; every request writes its `accessed` event first, as in production."
+        + (f" Peak RSS of the API process: {memory}." if memory else ""),
+        f"- {args.repeat} rounds, cases interleaved (the order rotating); seconds are the median "
+        "(min–max); first byte: median seconds until the first body byte arrived (for the API "
+        "that includes writing the `accessed` event and the API's own GET to the archive); "
+        "MB/s after the first byte: the median run's bytes over its time after that; CPU is the "
+        "median run's user+sys of each process (client = this process). "
+        f"MB = 10^6 bytes. Load average at start {notes.get('load_start', '?')}, at the end "
+        f"{notes.get('load_end', '?')} (2 CPUs: moto, the API and the client share them).",
         "",
-        "| case | what | bytes | seconds | MB/s | vs direct | client CPU s | API CPU s | moto CPU s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | what | bytes | seconds | first byte s | MB/s | vs direct | MB/s after the first byte "
+        "| client CPU s | API CPU s | moto CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
         base = bases.get(case.label)
         versus = (f"{case.mb_per_s / by_label[base].mb_per_s:.2f}×" if base in by_label else "1.00×")
         span = f"{case.seconds:.2f} ({min(case.runs_s):.2f}–{max(case.runs_s):.2f})"
+        first = statistics.median(case.first_byte_s)
         lines.append(
             f"| ({case.label}) | {case.description} | {case.size_bytes / MIB:,.0f} MiB | {span} | "
-            f"{case.mb_per_s:.0f} | {versus} | {_cpu(case, case.client_cpu_s)} | "
-            f"{_cpu(case, case.api_cpu_s)} | {_cpu(case, case.moto_cpu_s)} |")
+            f"{first:.2f} | {case.mb_per_s:.0f} | {versus} | {case.after_first_mb_per_s:.0f} | "
+            f"{_cpu(case, case.client_cpu_s)} | {_cpu(case, case.api_cpu_s)} | "
+            f"{_cpu(case, case.moto_cpu_s)} |")
     lines += ["", "Targets:", ""]
     s3_ratio = ratio(by_label, "s-api", "s-direct")
     if s3_ratio is None:
@@ -540,6 +622,20 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
             f"- the same for the {args.range_mib} MiB range: "
             f"**{'met' if range_ratio >= RATIO_TARGET else 'MISSED'}** — {range_ratio:.2f}× "
             f"({by_label['s-api-range'].mb_per_s:.0f} vs {by_label['s-direct-range'].mb_per_s:.0f} MB/s)")
+    same_client = ratio(by_label, "s-api-u3", "s-direct")
+    if same_client is not None:
+        lines.append(
+            f"- (context) the same with the same HTTP client as the direct GET (urllib3): "
+            f"{same_client:.2f}× ({by_label['s-api-u3'].mb_per_s:.0f} vs "
+            f"{by_label['s-direct'].mb_per_s:.0f} MB/s), "
+            f"{'within' if same_client >= RATIO_TARGET else 'below'} {RATIO_TARGET}×")
+    if "s-api" in by_label and "s-direct" in by_label:
+        api_case, direct_case = by_label["s-api"], by_label["s-direct"]
+        lines.append(
+            f"- (context) the same counted from the first byte on (moto needs "
+            f"{statistics.median(direct_case.first_byte_s):.2f} s to start any GET of this object; "
+            f"a real MinIO milliseconds): {api_case.after_first_mb_per_s / direct_case.after_first_mb_per_s:.2f}× "
+            f"({api_case.after_first_mb_per_s:.0f} vs {direct_case.after_first_mb_per_s:.0f} MB/s)")
     fs_ratio = ratio(by_label, "f-api", "f-direct")
     if fs_ratio is not None:
         lines.append(
@@ -585,6 +681,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     range_length = args.range_mib * MIB
     if size <= 0 or args.repeat < 1 or not 0 < range_length <= size:
         parser.error("need --gib > 0, --repeat >= 1 and 0 < --range-mib <= the original's size")
+    if args.skip_s3 and args.skip_fs:
+        parser.error("--skip-s3 and --skip-fs together leave nothing to measure")
     if not args.skip_s3 and not MOTO_SERVER.exists():
         parser.error(f"{MOTO_SERVER} is missing (pip install 'moto[server]'), or give --skip-s3")
     range_offset = (size - range_length) // 2
@@ -593,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join([".venv/bin/python benchmarks/api_range.py",
                         *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     work = Path(tempfile.mkdtemp(prefix="api-range-bench-", dir=args.workdir or "/var/tmp"))
-    notes: dict[str, Any] = {}
+    notes: dict[str, Any] = {"load_start": load_average()}
     try:
         footage = work / "card" / FILE_NAME
         print(f"generating {args.gib:g} GiB in {footage} ...", flush=True)
@@ -602,7 +700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_s3:
             cases += s3_cases(work, footage, args, size, range_offset, range_length, notes)
         if not args.skip_fs:
-            cases += filesystem_cases(work, footage, args, size, range_offset, range_length)
+            cases += filesystem_cases(work, footage, args, size, range_offset, range_length, notes)
+        notes["load_end"] = load_average()
         section = markdown(run_at=run_at, total_s=time.perf_counter() - began, command=command,
                            cases=cases, args=args, notes=notes)
         print()

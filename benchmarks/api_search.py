@@ -201,8 +201,8 @@ def build_catalog(database: Database, count: int, rng: random.Random) -> Catalog
     for seq, plan in enumerate(plans, start=1):
         sha256 = plan["sha256"]
         duration_s = min(1800.0, max(8.0, rng.lognormvariate(5.6, 0.8)))
-        start: datetime = plan["start"]
-        end = start + timedelta(seconds=duration_s)
+        recorded_start: datetime = plan["start"]
+        end = recorded_start + timedelta(seconds=duration_s)
         deadline = end + timedelta(hours=24)
         if rng.random() < 0.04:  # docked late: after the 24 h deadline
             archived = deadline + timedelta(hours=rng.uniform(0.1, 72))
@@ -219,7 +219,7 @@ def build_catalog(database: Database, count: int, rng: random.Random) -> Catalog
         media = None if "unplayable" in flags else _media(rng, duration_s)
         size_bytes = media["size_bytes"] if media else rng.randint(1_000_000, 900_000_000)
         time_source = rng.choices(("filename", "metadata", "mtime", None), (90, 6, 3, 1))[0]
-        name = (f"{plan['device']}_{plan['officer']}_{start:%Y%m%d%H%M%S}_"
+        name = (f"{plan['device']}_{plan['officer']}_{recorded_start:%Y%m%d%H%M%S}_"
                 f"{rng.randint(1, 9999):04d}.MP4")
         manifest = {
             "archive_deadline": deadline.isoformat() if time_source else None,
@@ -233,7 +233,7 @@ def build_catalog(database: Database, count: int, rng: random.Random) -> Catalog
             "officer_id": plan["officer"],
             "original_key": keys.original_key(sha256, "mp4"),
             "recorded_end": end.isoformat() if time_source else None,
-            "recorded_start": start.isoformat() if time_source else None,
+            "recorded_start": recorded_start.isoformat() if time_source else None,
             "recording": sha256,
             "sha256": sha256,
             "size_bytes": size_bytes,
@@ -562,8 +562,13 @@ def overall(samples: dict[str, Samples]) -> Samples:
     return merged
 
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def markdown(*, run_at: str, total_s: float, command: str, catalogue: Catalogue,
-             samples: dict[str, Samples], plans: dict[str, list[str]], per_kind: int) -> str:
+             samples: dict[str, Samples], plans: dict[str, list[str]], per_kind: int,
+             load: tuple[str, str]) -> str:
     def line(label: str, figures: dict[str, float]) -> str:
         ratio = figures["http_p50"] / figures["direct_p50"] if figures["direct_p50"] else float("nan")
         return (f"| {label} | {figures['http_p50']:.1f} | {figures['http_p95']:.1f} | "
@@ -603,7 +608,9 @@ def markdown(*, run_at: str, total_s: float, command: str, catalogue: Catalogue,
         "a warm-up; `limit=50`. HTTP: from sending the request to the whole answer read. "
         "Baseline: `Catalog.search` in the benchmark process (same SQL and row conversion, own "
         "SQLite connection to the same file, warm), run alternately before and after each HTTP "
-        "request with the same parameters; every HTTP answer listed the same ids.",
+        "request with the same parameters; every HTTP answer listed the same ids. "
+        f"Load average before the timed requests {load[0]}, after {load[1]} (2 CPUs, shared by "
+        "the server and this client).",
         "",
         "| query kind | HTTP p50 ms | HTTP p95 ms | HTTP max ms | direct p50 ms | direct p95 ms | "
         "direct max ms | HTTP − direct p50 ms | HTTP / direct p50 | rows |",
@@ -614,7 +621,7 @@ def markdown(*, run_at: str, total_s: float, command: str, catalogue: Catalogue,
     lines.append(line("**all of the above**", all_figures))
     for kind in CONTEXT_KINDS:
         if kind in samples:
-            label = ("(context) `flag=` (json_each, no index)" if kind == "flag"
+            label = ("(context) `flag=` (partial index recordings_flagged)" if kind == "flag"
                      else "(context) `GET /api/v1/me`: token + framework, no search")
             lines.append(line(label, samples[kind].figures()))
     lines += ["", "Query plans (`EXPLAIN QUERY PLAN` of the SQL `Catalog.search` ran):", ""]
@@ -729,7 +736,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           headers={"Authorization": f"Bearer {token}"}) as client:
             run_queries(client, catalog, user, warm_up, record=False)
             print(f"timing {len(queries)} requests ...", flush=True)
+            load_before = load_average()
             samples = run_queries(client, catalog, user, queries, record=True)
+            load_after = load_average()
         baseline_db.database.close()
         server.stop()
         server = None
@@ -741,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"plan {kind:18} {'index' if uses_index(plan) else 'NO INDEX':9} {' / '.join(plan)}")
         section = markdown(run_at=run_at, total_s=time.perf_counter() - began, command=command,
                            catalogue=catalogue, samples=samples, plans=plans,
-                           per_kind=args.requests)
+                           per_kind=args.requests, load=(load_before, load_after))
         print()
         print(section)
         out = args.out if args.out.is_absolute() else Path.cwd() / args.out
@@ -750,6 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps({
             "run_at": run_at, "command": command, "machine": machine(), "versions": versions(),
+            "load_average": {"before": load_before, "after": load_after},
             "catalog": {**catalogue.counts, "manifest_bytes_mean": catalogue.manifest_bytes_mean,
                         "db_mb": catalogue.db_mb, "build_s": catalogue.build_s},
             "target_p95_ms": P95_TARGET_MS,

@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 SESSION_COOKIE = "evidence_session"
 SESSION_MAX_AGE_S = 12 * 3600  # a working day; the console signs in again after it
-STREAM_CHUNK_BYTES = 1024 * 1024
+# Each chunk costs a thread hop and a pass through the middleware: 2 MiB streamed 5-25 %
+# faster than 1 MiB, for ~4 MB more memory a stream (benchmarks/api_range.py).
+STREAM_CHUNK_BYTES = 2 * 1024 * 1024
 CONTENT_KINDS = ("original", "proxy", "poster")
 ContentKind = Literal["original", "proxy", "poster"]
 _CASE_ID = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,100}$")

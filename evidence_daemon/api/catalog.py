@@ -132,7 +132,8 @@ class Catalog:
             where.append("r.sha256 IN (SELECT sha256 FROM case_links WHERE case_id = ?)")
             params.append(filters.case)
         if filters.flag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(r.flags) WHERE value = ?)")
+            # "flags != '[]'" matches the partial index recordings_flagged
+            where.append("r.flags != '[]' AND EXISTS (SELECT 1 FROM json_each(r.flags) WHERE value = ?)")
             params.append(filters.flag)
         if filters.held is not None:
             where.append("r.held = ?")
@@ -145,8 +146,10 @@ class Catalog:
             params.extend([prefix, prefix + "g"])
         if cursor is not None:
             after_time, after_sha = decode_cursor(cursor)
-            where.append("(r.sort_time < ? OR (r.sort_time = ? AND r.sha256 < ?))")
-            params.extend([after_time, after_time, after_sha])
+            # A row value, so SQLite seeks the (sort_time, sha256) index: page 1000 costs
+            # what page 2 does.
+            where.append("(r.sort_time, r.sha256) < (?, ?)")
+            params.extend([after_time, after_sha])
         sql = "SELECT r.* FROM recordings r"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -137,6 +137,10 @@ API_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX ledger_dedupe ON ledger (writer, dedupe_key) WHERE dedupe_key IS NOT NULL
     """,
+    # 2: flagged recordings are few: a partial index lets flag= searches walk only them
+    """
+    CREATE INDEX recordings_flagged ON recordings (sort_time, sha256) WHERE flags != '[]'
+    """,
 )
 
 
