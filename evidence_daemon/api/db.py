@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..state.db import Database
+from ..state.db import LEDGER_INDEX_SCHEMA, Database
 
 CATALOG_TABLES = ("case_links", "recordings", "events", "writers")
 
@@ -123,20 +123,7 @@ API_MIGRATIONS: tuple[str, ...] = (
     );
 
     -- This node's own ledger index, as custody.ledger.LedgerWriter expects it.
-    CREATE TABLE ledger (
-        writer      TEXT NOT NULL,
-        seq         INTEGER NOT NULL,
-        entry_hash  TEXT NOT NULL,
-        time        TEXT NOT NULL,
-        event       TEXT NOT NULL,
-        recording   TEXT,
-        actor       TEXT NOT NULL,
-        details     TEXT NOT NULL,
-        dedupe_key  TEXT,
-        PRIMARY KEY (writer, seq)
-    );
-    CREATE UNIQUE INDEX ledger_dedupe ON ledger (writer, dedupe_key) WHERE dedupe_key IS NOT NULL
-    """,
+    """ + LEDGER_INDEX_SCHEMA,
     # 2: flagged recordings are few: a partial index lets flag= searches walk only them
     """
     CREATE INDEX recordings_flagged ON recordings (sort_time, sha256) WHERE flags != '[]'

@@ -675,7 +675,11 @@ class S3Archive:
             wanted = max(wanted, current.retain_until)
         if wanted <= self._clock():
             return _iso(current.retain_until) if current.retain_until else None
-        retention = Retention(COMPLIANCE, wanted)
+        return self._set_retention(key, info, wanted)
+
+    def _set_retention(self, key: str, info: Object, until: datetime) -> str:
+        """COMPLIANCE until ``until`` on this version; callers make sure it only lengthens."""
+        retention = Retention(COMPLIANCE, until)
         self._call(
             f"set retention on {key}",
             lambda: self.client.set_object_retention(
@@ -683,7 +687,7 @@ class S3Archive:
             ),
             key=key,
         )
-        return _iso(wanted)
+        return _iso(until)
 
     # -- small objects -----------------------------------------------------------------
 
@@ -814,15 +818,7 @@ class S3Archive:
         wanted = until.astimezone(timezone.utc).replace(microsecond=0)
         if current.retain_until is not None and current.retain_until >= wanted:
             return _iso(current.retain_until)  # never shortened
-        retention = Retention(COMPLIANCE, wanted)
-        self._call(
-            f"extend retention on {key}",
-            lambda: self.client.set_object_retention(
-                self.bucket, key, retention, version_id=info.version_id
-            ),
-            key=key,
-        )
-        return _iso(wanted)
+        return self._set_retention(key, info, wanted)
 
     def list_keys(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
         def listing() -> list[str]:

@@ -21,6 +21,24 @@ from typing import Any
 
 from ..errors import StateError
 
+# The index of the entries one ledger writer has stored (custody.ledger.LedgerWriter reads
+# and writes it); stations and API nodes both have one.
+LEDGER_INDEX_SCHEMA = """
+    CREATE TABLE ledger (
+        writer      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        entry_hash  TEXT NOT NULL,
+        time        TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        recording   TEXT,
+        actor       TEXT NOT NULL,
+        details     TEXT NOT NULL,
+        dedupe_key  TEXT,
+        PRIMARY KEY (writer, seq)
+    );
+    CREATE UNIQUE INDEX ledger_dedupe ON ledger (writer, dedupe_key) WHERE dedupe_key IS NOT NULL
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: work queue, catalog, ledger index
     """
@@ -71,19 +89,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sources_state ON sources (state);
     CREATE INDEX sources_sha256 ON sources (sha256);
 
-    CREATE TABLE ledger (
-        writer      TEXT NOT NULL,
-        seq         INTEGER NOT NULL,
-        entry_hash  TEXT NOT NULL,
-        time        TEXT NOT NULL,
-        event       TEXT NOT NULL,
-        recording   TEXT,
-        actor       TEXT NOT NULL,
-        details     TEXT NOT NULL,
-        dedupe_key  TEXT,
-        PRIMARY KEY (writer, seq)
-    );
-    CREATE UNIQUE INDEX ledger_dedupe ON ledger (writer, dedupe_key) WHERE dedupe_key IS NOT NULL;
+    """ + LEDGER_INDEX_SCHEMA + """;
     CREATE INDEX ledger_recording ON ledger (recording);
     """,
     # 2: device registry, officer assignments, ledger events waiting for the archive
