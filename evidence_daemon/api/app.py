@@ -55,7 +55,6 @@ SESSION_MAX_AGE_S = 12 * 3600  # a working day; the console signs in again after
 # Each chunk costs a thread hop and a pass through the middleware: 2 MiB streamed 5-25 %
 # faster than 1 MiB, for ~4 MB more memory a stream (benchmarks/api_range.py).
 STREAM_CHUNK_BYTES = 2 * 1024 * 1024
-CONTENT_KINDS = ("original", "proxy", "poster")
 ContentKind = Literal["original", "proxy", "poster"]
 _CASE_ID = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,100}$")
 _HOLD_ID = re.compile(r"^[0-9a-f]{16}$")
