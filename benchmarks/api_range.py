@@ -54,7 +54,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -74,6 +73,7 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 import urllib3  # noqa: E402
 
+from benchmarks.api_common import free_port, load_average, machine, write_doc  # noqa: E402
 from evidence_daemon.api import app as api_app  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -96,12 +96,6 @@ FILE_NAME = "DSJ001_10086_20261125083000_0001.MP4"
 
 # -- processes ---------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def peak_rss_mb(pid: int) -> float | None:
     """The kernel's high-water mark of a process's resident memory (VmHWM)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
@@ -109,10 +103,6 @@ def peak_rss_mb(pid: int) -> float | None:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024 / MB
     return None
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def cpu_s(pid: int) -> float:
@@ -510,16 +500,6 @@ def s3_cases(work: Path, footage: Path, args: argparse.Namespace, size: int,
 
 # -- report ----------------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPUs ({cpu}), {memory_gib:.1f} GiB RAM, Linux {platform.release()}"
-
-
 def versions() -> str:
     import minio
     import moto
@@ -646,18 +626,6 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
     return "\n".join(lines) + "\n"
 
 
-def write_doc(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + section.rstrip("\n") + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
-
-
 # -- main --------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -707,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(section)
         out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-        write_doc(out, section)
+        write_doc(out, section, BEGIN, END)
         results = args.results if args.results.is_absolute() else Path.cwd() / args.results
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps({

@@ -56,7 +56,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -74,6 +73,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
+from benchmarks.api_common import free_port, load_average, machine, write_doc  # noqa: E402
 from evidence_daemon.api.auth import AUDITOR, User, Users  # noqa: E402
 from evidence_daemon.api.catalog import Catalog, SearchFilters, parse_instant  # noqa: E402
 from evidence_daemon.api.db import open_api_database  # noqa: E402
@@ -392,12 +392,6 @@ def uses_index(plan: list[str]) -> bool:
 
 # -- the server --------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def write_api_config(directory: Path, archive: Path, state_dir: Path, port: int) -> Path:
     path = directory / "api.toml"
     path.write_text(
@@ -527,16 +521,6 @@ def run_queries(client: httpx.Client, catalog: Catalog, user: User, queries: lis
 
 # -- report --------------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPUs ({cpu}), {memory_gib:.1f} GiB RAM, Linux {platform.release()}"
-
-
 def versions() -> str:
     import fastapi
     import starlette
@@ -560,10 +544,6 @@ def overall(samples: dict[str, Samples]) -> Samples:
         merged.direct_ms += samples[kind].direct_ms
         merged.rows += samples[kind].rows
     return merged
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def markdown(*, run_at: str, total_s: float, command: str, catalogue: Catalogue,
@@ -648,18 +628,6 @@ def markdown(*, run_at: str, total_s: float, command: str, catalogue: Catalogue,
         END,
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_doc(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + section.rstrip("\n") + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
 
 
 def print_table(samples: dict[str, Samples]) -> None:
@@ -754,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(section)
         out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-        write_doc(out, section)
+        write_doc(out, section, BEGIN, END)
         results = args.results if args.results.is_absolute() else Path.cwd() / args.results
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps({
