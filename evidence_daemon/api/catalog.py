@@ -99,6 +99,14 @@ def summary(row: Any) -> dict[str, Any]:
     }
 
 
+def event_dict(row: Any) -> dict[str, Any]:
+    """One indexed ledger entry as the API shows it (custody timeline, audit trail)."""
+    return {"writer": row["writer"], "seq": row["seq"], "time": row["time"],
+            "event": row["event"], "actor": row["actor"], "recording": row["recording"],
+            "details": json.loads(row["details"]), "entry_hash": row["entry_hash"],
+            "verified": bool(row["verified"]), "problem": row["problem"]}
+
+
 class Catalog:
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -177,14 +185,8 @@ class Catalog:
         return rows[0]
 
     def events_of(self, sha256: str) -> list[dict[str, Any]]:
-        return [
-            {"writer": row["writer"], "seq": row["seq"], "time": row["time"],
-             "event": row["event"], "actor": row["actor"], "recording": row["recording"],
-             "details": json.loads(row["details"]), "entry_hash": row["entry_hash"],
-             "verified": bool(row["verified"]), "problem": row["problem"]}
-            for row in self.database.query(
-                "SELECT * FROM events WHERE recording = ? ORDER BY time, writer, seq", (sha256,))
-        ]
+        return [event_dict(row) for row in self.database.query(
+            "SELECT * FROM events WHERE recording = ? ORDER BY time, writer, seq", (sha256,))]
 
     def detail(self, row: Any) -> dict[str, Any]:
         events = self.events_of(row["sha256"])
@@ -261,18 +263,12 @@ class Catalog:
             writer, _, seq = after_key.rpartition("#")
             if not seq.isdigit():
                 raise UsageError("cursor: not a cursor this API returned")
-            where.append("(e.time < ? OR (e.time = ? AND (e.writer < ? OR (e.writer = ? AND e.seq < ?))))")
-            params.extend([after_time, after_time, writer, writer, int(seq)])
+            where.append("(e.time, e.writer, e.seq) < (?, ?, ?)")
+            params.extend([after_time, writer, int(seq)])
         rows = self.database.query(
             "SELECT e.* FROM events e WHERE " + " AND ".join(where)
             + " ORDER BY e.time DESC, e.writer DESC, e.seq DESC LIMIT ?", [*params, limit + 1])
-        items = [
-            {"writer": row["writer"], "seq": row["seq"], "time": row["time"], "event": row["event"],
-             "actor": row["actor"], "recording": row["recording"],
-             "details": json.loads(row["details"]), "verified": bool(row["verified"]),
-             "problem": row["problem"]}
-            for row in rows[:limit]
-        ]
+        items = [event_dict(row) for row in rows[:limit]]
         last = rows[limit - 1] if len(rows) > limit else None
         next_cursor = encode_cursor(last["time"], f"{last['writer']}#{last['seq']}") if last else None
         return items, next_cursor
