@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.s3_fixtures", "tests.dock_fixtures", "tests.api_fixtures"]
+pytest_plugins = ["tests.s3_fixtures", "tests.dock_fixtures", "tests.api_fixtures", "tests.faultlog"]
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +17,9 @@ def _no_evidence_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("EVIDENCE_"):
             monkeypatch.delenv(name)
     yield
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from .faultlog import write_artifact
+
+    write_artifact()
