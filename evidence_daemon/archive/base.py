@@ -32,6 +32,20 @@ class StoredObject:
     retain_until: str | None = None  # Object Lock retain-until date (ISO 8601), when set
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """Where the bytes of a stored object that never verified went (``set_aside``)."""
+
+    key: str  # the key it was stored under, free again for the verified copy
+    location: str  # for humans and the ledger: "rejected/<key>.<tag>" or "version <id>"
+    version_id: str | None = None  # S3: the version left behind (a new one replaces it)
+
+
+def rejected_key(key: str, tag: str) -> str:
+    """Where a set-aside object goes when the backend cannot keep it as an old version."""
+    return f"rejected/{key}.{tag}"
+
+
 class ArchiveStore(Protocol):
     """One archive. Implementations: ``FilesystemArchive`` and ``S3Archive``."""
 
@@ -52,13 +66,23 @@ class ArchiveStore(Protocol):
         sha256: str,
         size_bytes: int,
         metadata: Mapping[str, str],
+        replacing: SetAside | None = None,
     ) -> StoredObject:
         """Store ``source`` under ``key`` and verify the stored bytes hash to ``sha256``.
 
         If ``key`` already holds an object of that size and SHA-256, return it without
         writing (re-docking the same file is a no-op). Raises ``IntegrityError`` when the
         stored bytes do not match, ``ObjectExistsError`` when the key holds something else.
+        ``replacing``: the object at ``key`` was set aside (``set_aside``); write over it.
         """
+        ...
+
+    def set_aside(self, key: str, *, tag: str) -> SetAside:
+        """Move the object at ``key`` out of the way so ``key`` can be written again, keeping
+        every byte: only for an object no custody event names (it never verified). The
+        filesystem moves it to ``rejected_key(key, tag)``; S3 keeps it as a noncurrent version
+        (versioned bucket; the next ``put_original`` with ``replacing`` makes a new one) or
+        copies it there first. Idempotent: a retry after a crash finds it done."""
         ...
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> None:

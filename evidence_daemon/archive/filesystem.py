@@ -3,7 +3,7 @@
 The embedded default for a single station and the demo. Every write is crash-safe (temp file in
 the target directory, fsync, rename, fsync the directory) and create-only; originals are made
 read-only (0444). When the spool is on the same filesystem an original is stored by hard link,
-which costs no second copy; the stored file is then re-read and hashed before it counts.
+which costs no second copy; the copy is re-read and hashed before it is published under its key.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
+from ..durable import write_all
 from ..errors import IntegrityError, ObjectExistsError, ObjectMissingError, StorageError
 from ..failpoints import failpoint
 from . import keys
-from .base import READ_CHUNK_BYTES, StoredObject, hash_file, require_match
+from .base import READ_CHUNK_BYTES, SetAside, StoredObject, hash_file, rejected_key, require_match
 
 _STAGING = ".staging"
 
@@ -87,6 +88,7 @@ class FilesystemArchive:
         sha256: str,
         size_bytes: int,
         metadata: Mapping[str, str],
+        replacing: SetAside | None = None,
     ) -> StoredObject:
         target = self._path(key)
         existing = self.stat(key)
@@ -107,19 +109,50 @@ class FilesystemArchive:
                     raise
                 self._copy(source, temp)
             os.chmod(temp, 0o444)
+            # Proven before it is published: a copy that does not hash to the id never
+            # appears under the recording's name (where it would block the key).
+            stored = self._verify(key, temp, sha256, size_bytes, "readback")
             self._publish(temp, target)
         except ObjectExistsError:
-            pass  # written meanwhile by another worker: verify what is there
+            # written meanwhile by another worker: verify what is there
+            return self._verify(key, target, sha256, size_bytes, "readback")
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
-        return self._verify(key, target, sha256, size_bytes, "readback")
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return stored
+
+    def set_aside(self, key: str, *, tag: str) -> SetAside:
+        target = self._path(key)
+        destination = self._path(rejected_key(key, tag))
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(target, destination)  # never replaces: a rejected name is written once
+            except FileExistsError:
+                if not os.path.samefile(target, destination):
+                    raise StorageError(
+                        f"cannot set {key} aside: {destination.relative_to(self.root)} already "
+                        "holds other bytes"
+                    ) from None
+            except FileNotFoundError:
+                if destination.exists():  # moved by an attempt that died before saying so
+                    return SetAside(key, destination.relative_to(self.root).as_posix())
+                raise ObjectMissingError(f"{key} is not in the archive {self.root}") from None
+            fsync_directory(destination.parent)
+            target.unlink()
+            fsync_directory(target.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot set {key} aside in {self.root}: {exc.strerror}") from exc
+        return SetAside(key, destination.relative_to(self.root).as_posix())
 
     def _copy(self, source: Path, temp: Path) -> None:
         with source.open("rb", buffering=0) as reader, temp.open("xb", buffering=0) as writer:
             first = True
             while chunk := reader.read(READ_CHUNK_BYTES):
-                writer.write(chunk)
+                write_all(writer.fileno(), chunk)
                 if first:
                     failpoint("archive.mid_upload")
                     first = False
@@ -143,9 +176,8 @@ class FilesystemArchive:
             raise ObjectExistsError(f"{key} already exists in {self.root}")
         temp = self._staging_path()
         try:
-            with temp.open("xb") as handle:
-                handle.write(data)
-                handle.flush()
+            with temp.open("xb", buffering=0) as handle:
+                write_all(handle.fileno(), data)
                 os.fsync(handle.fileno())
             os.chmod(temp, 0o444)
             self._publish(temp, target)

@@ -37,7 +37,7 @@ from urllib.parse import quote, unquote
 import certifi
 import urllib3
 from minio import Minio
-from minio.commonconfig import COMPLIANCE
+from minio.commonconfig import COMPLIANCE, CopySource
 from minio.datatypes import Object
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.objectlockconfig import YEARS
@@ -59,7 +59,7 @@ from ..errors import (
     StorageError,
 )
 from ..failpoints import failpoint
-from .base import READ_CHUNK_BYTES, StoredObject, require_match
+from .base import READ_CHUNK_BYTES, SetAside, StoredObject, rejected_key, require_match
 
 if TYPE_CHECKING:
     from minio.helpers import ObjectWriteResult
@@ -528,11 +528,15 @@ class S3Archive:
         sha256: str,
         size_bytes: int,
         metadata: Mapping[str, str],
+        replacing: SetAside | None = None,
     ) -> StoredObject:
         user_metadata = _user_metadata(metadata, sha256)
         self._lock_policy()  # fail before uploading if the bucket is not acceptable
         existing = self._head(key)
-        if existing is not None:
+        if existing is not None and not (
+            replacing is not None and replacing.key == key
+            and (replacing.version_id is None or replacing.version_id == existing.version_id)
+        ):
             return self._accept_existing(key, source, existing, sha256, size_bytes)
 
         headers: dict[str, str] = dict(user_metadata)
@@ -597,6 +601,27 @@ class S3Archive:
             verified_by=verified_by,
             retain_until=retain_until,
         )
+
+    def set_aside(self, key: str, *, tag: str) -> SetAside:
+        existing = self._head(key)
+        if existing is None:
+            raise ObjectMissingError(f"{key} is not in the archive {self.location}")
+        if self._versioned():
+            # The version stays (Object Lock may forbid its deletion anyway); the next upload
+            # makes a new current version and the ledger names this one.
+            return SetAside(key, f"version {existing.version_id}", existing.version_id)
+        # No versioning: the upload would destroy these bytes, so copy them aside first.
+        destination = rejected_key(key, tag)
+        if self._head(destination) is None:
+            source = CopySource(self.bucket, key)
+            self._call(f"copy {key} aside", lambda: self.client.copy_object(
+                self.bucket, destination, source), key=key)
+        return SetAside(key, destination)
+
+    def _versioned(self) -> bool:
+        config = self._call("read the bucket versioning",
+                            lambda: self.client.get_bucket_versioning(self.bucket))
+        return str(config.status) == "Enabled"
 
     def _accept_existing(
         self, key: str, source: Path, existing: Object, sha256: str, size_bytes: int

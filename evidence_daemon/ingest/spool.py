@@ -21,9 +21,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
+from ..archive.base import hash_file
 from ..archive.filesystem import fsync_directory
+from ..durable import NO_SPACE_ERRNOS, write_all
 from ..errors import IngestError
 from ..failpoints import failpoint
+
+
+class SpoolFullError(IngestError):
+    """The spool cannot take the copy: no space left (the source file is not to blame)."""
 
 
 @dataclass(frozen=True)
@@ -77,13 +83,13 @@ class Spool:
                 raise IngestError("became a symbolic link after it was found; not followed") from exc
             raise IngestError(f"cannot open: {exc.strerror}") from exc
         part = self.incoming / f"{source_id}.part"
+        size_bytes = 0
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise IngestError("is no longer a regular file")
             sha256 = hashlib.sha256()
             sm3 = hashes.Hash(hashes.SM3()) if self.hash_sm3 else None
-            size_bytes = 0
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
             def hash_chunk(chunk: memoryview) -> None:
@@ -115,7 +121,7 @@ class Spool:
                         break
                     chunk = memoryview(buffer)[:count]
                     hashing = hasher.submit(hash_chunk, chunk)
-                    writer.write(chunk)
+                    write_all(writer.fileno(), chunk)
                     size_bytes += count
                     if on_bytes is not None:
                         on_bytes(count)
@@ -134,6 +140,11 @@ class Spool:
             return Copied(sha256.hexdigest(), sm3.finalize().hex() if sm3 else None, size_bytes, part)
         except OSError as exc:
             part.unlink(missing_ok=True)
+            if exc.errno in NO_SPACE_ERRNOS:
+                raise SpoolFullError(
+                    f"the spool {self.root} is full ({exc.strerror}) after {size_bytes} of "
+                    f"{expected_size} bytes; the file stays on the device and is read again"
+                ) from exc
             raise IngestError(f"cannot write the spool copy in {self.root}: {exc.strerror}") from exc
         except BaseException:
             part.unlink(missing_ok=True)
@@ -159,9 +170,34 @@ class Spool:
             fsync_directory(self.objects)
         except OSError as exc:
             copied.part.unlink(missing_ok=True)
+            if exc.errno in NO_SPACE_ERRNOS:
+                raise SpoolFullError(
+                    f"the spool {self.root} is full ({exc.strerror}); the file is read again"
+                ) from exc
             raise IngestError(f"cannot make the spool copy durable in {self.root}: {exc.strerror}") from exc
         failpoint("ingest.after_spool")
         return target
+
+    def check(self, sha256: str, size_bytes: int) -> str | None:
+        """Why the spool copy of ``sha256`` cannot be archived (missing, wrong size, wrong
+        hash), or None when it is whole. Reads the whole copy: for when a stored copy failed."""
+        path = self.path_for(sha256)
+        try:
+            actual_sha256, actual_size = hash_file(path)
+        except FileNotFoundError:
+            return "the spool copy is missing"
+        except OSError as exc:
+            return f"the spool copy cannot be read: {exc.strerror}"
+        if actual_size != size_bytes:
+            return f"the spool copy is damaged ({actual_size} of {size_bytes} bytes)"
+        if actual_sha256 != sha256:
+            return f"the spool copy is damaged (it hashes to {actual_sha256[:12]})"
+        return None
+
+    def discard_damaged(self, sha256: str) -> None:
+        """Drop a spool copy that does not hash to its name. It is no evidence (its bytes are
+        not the recording's) and its source is still on the device, to be read again."""
+        self.path_for(sha256).unlink(missing_ok=True)
 
     def release(self, sha256: str) -> None:
         """Drop the spool copy of a recording whose archived copy is verified."""

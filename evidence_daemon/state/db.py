@@ -220,7 +220,7 @@ class Database:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StateError(f"{self.what} {self.path}: {exc}") from exc
+                raise StateError(f"{self.what} {self.path}: {exc}{self._hint(exc)}") from exc
             try:
                 yield self._conn
             except BaseException:
@@ -229,7 +229,17 @@ class Database:
             try:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StateError(f"{self.what} {self.path}: commit failed: {exc}") from exc
+                if self._conn.in_transaction:  # SQLite may keep it open: never leave it so
+                    self._conn.execute("ROLLBACK")
+                raise StateError(
+                    f"{self.what} {self.path}: commit failed: {exc}{self._hint(exc)}"
+                ) from exc
+
+    def _hint(self, exc: sqlite3.Error) -> str:
+        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+            return (f" (free space on the disk of {self.path.parent}; what was committed is "
+                    "kept and the run can be repeated)")
+        return ""
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One statement in its own transaction; returns the number of rows it changed."""
