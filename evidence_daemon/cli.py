@@ -28,11 +28,20 @@ from .compliance.rules import STATES as COMPLIANCE_STATES
 from .config import Config, load_config
 from .custody.verify import Problem, verify_archive
 from .errors import ConfigError, EvidenceError, StorageError
-from .ingest.pipeline import Origin, Summary
+from .ingest.pipeline import (
+    ALREADY_ARCHIVED,
+    ALREADY_IN_ARCHIVE,
+    NOT_STARTED,
+    RETRY_LATER,
+    SPOOL_FULL,
+    Origin,
+    Summary,
+)
 from .media.proxy import ProxyQueue, ProxyWorker
 from .state import transitions as st
 from .state.db import Database
 from .station import IngestLock, Station, build_store, open_station
+from .terminal import safe
 
 log = logging.getLogger("evidence_daemon")
 
@@ -116,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "proxies": cmd_proxies, "report": cmd_report, **API_HANDLERS}[args.command]
         return handler(config, args)
     except EvidenceError as exc:
-        print(f"evidence-daemon: error: {exc.message}", file=sys.stderr)
+        print(f"evidence-daemon: error: {safe(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("evidence-daemon: interrupted; finished work is kept, the rest resumes next run",
@@ -165,7 +174,7 @@ class Progress:
             return
         self.last_draw = now
         rate = self.bytes_done / max(now - self.started, 1e-6) / 1e6
-        line = f"file {self.files}: {self.current[-50:]}  {self.bytes_done / 1e6:,.1f} MB  {rate:,.0f} MB/s"
+        line = f"file {self.files}: {safe(self.current)[-50:]}  {self.bytes_done / 1e6:,.1f} MB  {rate:,.0f} MB/s"
         self.stream.write("\r\033[K" + line[: 120])
         self.stream.flush()
 
@@ -190,46 +199,59 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     finally:
         station.close()
     _print_summary(args.path, summary, recordings, time.monotonic() - started, sys.stdout)
+    return _ingest_exit(summary, sys.stderr)
+
+
+def _ingest_exit(summary: Summary, err: TextIO) -> int:
+    """The exit code of an ingest run: 0 only when every file found is archived (or was)."""
     if summary.archive_error:
-        print(
+        err.write(
             f"evidence-daemon: error: {summary.pending} file(s) are safe in the spool but not yet "
-            f"archived: {summary.archive_error}\nRun the same command again once the archive is "
-            "reachable; nothing will be copied twice.",
-            file=sys.stderr,
+            f"archived: {safe(summary.archive_error)}\nRun the same command again once the "
+            "archive is reachable; nothing will be copied twice.\n"
         )
         return 6
-    if summary.pending:
-        print(f"evidence-daemon: error: {summary.pending} file(s) could not be archived yet; "
-              "see the problems above and run again", file=sys.stderr)
+    if summary.not_archived:
+        err.write(f"evidence-daemon: error: {summary.not_archived} file(s) are not archived; "
+                  "each is listed above with its reason. Nothing was lost: they are still on the "
+                  "source (or safe in the spool). Run again once the cause is fixed.\n")
+        if summary.spool_error:
+            err.write(f"evidence-daemon: the spool is full: {safe(summary.spool_error)}\n"
+                      "Free space in ingest.spool_dir (or give it a larger disk) and run again.\n")
         return 5
     return 0
 
 
 _LABELS = {
     st.ARCHIVED: "archived (new recordings)",
+    ALREADY_IN_ARCHIVE: "already in the archive (verified again, nothing stored twice)",
     st.DUPLICATE: "duplicates of archived content",
-    "already archived": "already archived earlier",
+    ALREADY_ARCHIVED: "already archived earlier",
     st.SKIPPED: "skipped (links, special files)",
-    st.FAILED: "could not be read",
-    "retry later": "stored copy did not verify",
+    st.FAILED: "not archived: could not be read, changed while read, or spool copy bad",
+    RETRY_LATER: "not archived: stored copy did not verify",
+    SPOOL_FULL: "not archived: not copied, the spool is full",
+    NOT_STARTED: "not archived: not started (stopping)",
 }
 
 
 def _print_summary(
     root: Path, summary: Summary, recordings: list[dict[str, Any]], seconds: float, out: TextIO
 ) -> None:
-    out.write(f"Ingest of {root}\n")
+    out.write(f"Ingest of {safe(root)}\n")
     for key, label in _LABELS.items():
         if summary.counts.get(key):
             out.write(f"  {summary.counts[key]:6d}  {label}\n")
-    if not summary.counts:
+    if summary.pending:
+        out.write(f"  {summary.pending:6d}  waiting in the spool for the archive\n")
+    if not summary.counts and not summary.pending:
         out.write("  no files found\n")
     rate = summary.bytes_copied / max(seconds, 1e-6) / 1e6
     out.write(f"  copied {summary.bytes_copied / 1e6:,.1f} MB in {seconds:.1f} s ({rate:,.1f} MB/s)\n")
     if summary.problems:
         out.write("Problems (each is recorded in the custody ledger):\n")
         for path, reason in summary.problems:
-            out.write(f"  {path}: {reason}\n")
+            out.write(f"  {safe(path)}: {safe(reason)}\n")
     states = Counter(recording["compliance"] for recording in recordings)
     out.write("Compliance (all recordings of this station): "
               + ", ".join(f"{states[name]} {name.replace('_', ' ')}" for name in COMPLIANCE_STATES)
@@ -258,8 +280,9 @@ def cmd_recordings(config: Config, args: argparse.Namespace) -> int:
         end = recording["recorded_end"] or "-"
         flags = ",".join(recording["flags"])
         print(f"{recording['id'][:12]}  {recording['size_bytes']:>10,}  "
-              f"{(recording['device_id'] or '-')[:10]:10}  {(recording['officer_id'] or '-')[:8]:8}  "
-              f"{end[:25]:25}  {recording['compliance']:10}  {flags + ' ' if flags else ''}{source}")
+              f"{safe(recording['device_id'] or '-')[:10]:10}  "
+              f"{safe(recording['officer_id'] or '-')[:8]:8}  "
+              f"{end[:25]:25}  {recording['compliance']:10}  {flags + ' ' if flags else ''}{safe(source)}")
     return 0
 
 
@@ -276,7 +299,7 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     for writer, fingerprint in sorted(report.writers.items()):
         print(f"ledger writer {writer}: key {fingerprint}")
     for problem in report.problems:
-        print(f"FAIL {problem}")
+        print(f"FAIL {safe(problem)}")
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"verified {report.recordings_checked} recording(s) and {report.entries_checked} ledger "
           f"entries from {len(report.writers)} writer(s) in {store.location}: {verdict}")
@@ -338,7 +361,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     else:
         print(f"daemon running (pid {daemon_status['pid']})")
         for job in daemon_status.get("jobs", []):
-            print("  " + _describe_job(job))
+            print("  " + safe(_describe_job(job)))
     print(f"station {config.station.id}  archive {config.archive.backend}  "
           f"recordings {len(recordings)}")
     print("queue    " + "  ".join(f"{state} {count}" for state, count in queue_counts.items()))

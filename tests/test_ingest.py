@@ -184,7 +184,9 @@ def test_an_unreadable_file_is_recorded_with_its_reason_and_the_rest_goes_on(
         code, out, err = result.returncode, result.stdout, result.stderr
     else:
         code, out, err = run_cli(capsys, "--config", str(config), "ingest", str(root))
-    assert code == 0, err
+    assert code == 5, err  # a file left unarchived is never a success, though the rest went on
+    assert "1 file(s) are not archived" in err
+    assert "1  not archived: could not be read" in out
     assert "locked.mp4: cannot open: Permission denied" in out
     ledger = [json.loads(p.read_bytes()) for p in (tmp_path / "archive" / "ledger").rglob("*.json")]
     reasons = [e["details"]["reason"] for e in ledger if e["event"] == "quarantined"]

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from .. import __version__
 from ..archive import keys
-from ..archive.base import ArchiveStore
+from ..archive.base import ArchiveStore, SetAside, StoredObject, hash_stored, rejected_key
 from ..compliance.rules import archive_deadline
 from ..config import Config
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
@@ -54,7 +54,7 @@ from ..state import transitions as st
 from ..state.db import Database
 from .naming import parse_file_name
 from .scanner import FILE, Found, scan_paths, scan_tree
-from .spool import Copied, Spool
+from .spool import Copied, Spool, SpoolFullError
 from .timing import derive_times, parse_iso_time
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,17 @@ class NoMetrics:
         pass
 
 
+# What happened to one file in one run, beside the source states of ``state.transitions``
+# (archived, duplicate, failed, skipped). Each file of a run is counted exactly once.
+ALREADY_ARCHIVED = "already archived"  # archived by an earlier run of this station
+ALREADY_IN_ARCHIVE = "already in the archive"  # found verified in the archive (state rebuilt)
+RETRY_LATER = "retry later"  # the archive is up but this copy did not verify
+SPOOL_FULL = "spool full"  # not copied: no space in the spool; still on the device
+NOT_STARTED = "not started (stopping)"
+# Outcomes that leave a file's bytes not (yet) in the archive.
+NOT_ARCHIVED_OUTCOMES = (st.FAILED, RETRY_LATER, SPOOL_FULL, NOT_STARTED)
+
+
 @dataclass
 class Summary:
     """What one ingest run did, for the CLI and the daemon's status."""
@@ -104,11 +115,17 @@ class Summary:
     bytes_copied: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     archive_error: str | None = None
-    pending: int = 0
+    pending: int = 0  # copied into the spool, not yet archived (archive away)
+    spool_error: str | None = None  # the spool filled up: why the run stopped copying
+
+    @property
+    def not_archived(self) -> int:
+        """Files of this run whose bytes are not proven in the archive: each is listed."""
+        return self.pending + sum(self.counts[outcome] for outcome in NOT_ARCHIVED_OUTCOMES)
 
     @property
     def ok(self) -> bool:
-        return self.archive_error is None and self.pending == 0
+        return self.archive_error is None and self.not_archived == 0
 
 
 @dataclass(frozen=True)
@@ -219,12 +236,14 @@ class Ingestor:
         for worker in workers:
             worker.start()
         taken: list[int] = []  # sources this run queued: its summary speaks for these only
+        taken_ids: set[int] = set()  # the same, to count a file found again by the scan once
         try:
             for row in self.db.query(
                 "SELECT id FROM sources WHERE state = ? OR (state IN (?, ?) AND reported = 0)"
                 " ORDER BY id", (st.SPOOLED, st.FAILED, st.SKIPPED),
             ):
                 taken.append(int(row["id"]))
+                taken_ids.add(int(row["id"]))
                 work.put((int(row["id"]), None))
             skip_names = (*self.config.ingest.skip, *skip)
             found_entries = (
@@ -233,11 +252,15 @@ class Ingestor:
             )
             for found in found_entries:
                 if stop is not None and stop.is_set():
-                    summary.counts["not started (stopping)"] += 1
+                    summary.counts[NOT_STARTED] += 1
                     continue
-                item = self._take(origin, found, summary, progress)
+                if summary.spool_error is not None:
+                    summary.counts[SPOOL_FULL] += 1
+                    continue
+                item = self._take_with_room(origin, found, summary, progress, work, taken_ids)
                 if item is not None:
                     taken.append(item[0])
+                    taken_ids.add(item[0])
                     work.put(item)
         finally:
             for _ in workers:
@@ -265,15 +288,45 @@ class Ingestor:
 
     # -- copy stage (one thread) ---------------------------------------------------------
 
-    def _take(
+    def _take_with_room(
         self, origin: Origin, found: Found, summary: Summary,
         progress: Callable[[str, dict[str, Any]], None],
+        work: queue.Queue[WorkItem | None], taken_ids: set[int],
     ) -> WorkItem | None:
-        """Register one entry and copy it into the spool; returns the work for a worker."""
+        """``_take``; when the spool is full, wait once for the workers to archive (and so
+        release) what is queued, then try again. A spool that is still full stops the copying:
+        every later file would fail the same way, and all of them stay on the device."""
+        try:
+            return self._take(origin, found, summary, progress, taken_ids)
+        except SpoolFullError as first:
+            if work.unfinished_tasks:
+                log.warning("%s; waiting for queued files to be archived", first.message)
+                work.join()
+                try:
+                    return self._take(origin, found, summary, progress, taken_ids)
+                except SpoolFullError as again:
+                    error = again
+            else:
+                error = first
+        summary.spool_error = error.message
+        summary.counts[SPOOL_FULL] += 1
+        summary.problems.append((found.display_path, error.message))
+        log.error("%s: %s", found.display_path, error.message)
+        return None
+
+    def _take(
+        self, origin: Origin, found: Found, summary: Summary,
+        progress: Callable[[str, dict[str, Any]], None], taken_ids: set[int],
+    ) -> WorkItem | None:
+        """Register one entry and copy it into the spool; returns the work for a worker.
+        Raises ``SpoolFullError`` (the source is left as it was: the spool, not the file, is
+        to blame)."""
         key = source_key(origin.name, found)
         row = self.db.query_one("SELECT id, state FROM sources WHERE source_key = ?", (key,))
+        if row is not None and int(row["id"]) in taken_ids and row["state"] != st.FAILED:
+            return None  # queued from the resume list: counted when its worker finishes it
         if row is not None and row["state"] in st.FINAL_STATES:
-            summary.counts["already archived" if row["state"] != st.SKIPPED else "skipped"] += 1
+            summary.counts[ALREADY_ARCHIVED if row["state"] != st.SKIPPED else st.SKIPPED] += 1
             return None
         if row is not None and row["state"] == st.SPOOLED:
             return None  # queued from the resume list already
@@ -307,6 +360,10 @@ class Ingestor:
                 expected_mtime_ns=found.mtime_ns,
                 on_bytes=lambda count: progress("bytes", {"count": count}),
             )
+        except SpoolFullError as exc:
+            self.db.execute("UPDATE sources SET reason = ?, updated_at = ? WHERE id = ?",
+                            (exc.message, now, source_id))
+            raise
         except IngestError as exc:
             self._set_state(source_id, st.FAILED, exc.message, count_attempt=True)
             self.metrics.file_finished(st.FAILED, 0)
@@ -325,7 +382,7 @@ class Ingestor:
         except IngestError as exc:
             self._set_state(source_id, st.FAILED, exc.message, count_attempt=True)
             summary.counts[st.FAILED] += 1
-            summary.problems.append((f"source {source_id}", exc.message))
+            summary.problems.append((self._describe_source(source_id), exc.message))
             log.error("source %s: %s", source_id, exc.message)
             return
         with self.db.transaction() as conn:
@@ -411,44 +468,66 @@ class Ingestor:
         self, work: queue.Queue[WorkItem | None], summary: Summary, archive_down: threading.Event
     ) -> None:
         while (item := work.get()) is not None:
-            source_id, copied = item
             try:
-                if copied is not None:
-                    self._make_durable(source_id, copied, summary)
-                self.catalog(source_id)
-                if archive_down.is_set():
-                    continue  # stays spooled; the next run (or the daemon's retry) takes it
-                outcome = self.process(source_id)
-            except (IntegrityError, ObjectExistsError) as exc:
-                # This file's stored copy is wrong (or was altered): the archive itself is up.
-                summary.counts["retry later"] += 1
-                summary.problems.append((f"source {source_id}", exc.message))
-                log.error("source %s: %s", source_id, exc.message)
-                self.db.execute(
-                    "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
-                    (exc.message, source_id),
-                )
-                continue
-            except StorageError as exc:
-                self.metrics.upload_failed()
-                archive_down.set()
-                summary.archive_error = exc.message
-                log.error("archive unreachable, files stay safe in the spool: %s", exc.message)
-                self.db.execute(
-                    "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
-                    (f"not yet archived: {exc.message}", source_id),
-                )
-                continue
-            except EvidenceError as exc:
-                # Anything else about this one file (its spool copy lost, ...): record, go on.
-                summary.counts["retry later"] += 1
-                summary.problems.append((f"source {source_id}", exc.message))
-                log.error("source %s: %s", source_id, exc.message)
-                continue
-            if outcome:
-                summary.counts[outcome] += 1
-                size = self.db.scalar("SELECT size_bytes FROM sources WHERE id = ?", (source_id,))
-                self.metrics.file_finished(outcome, int(size or 0))
+                self._work_on(item, summary, archive_down)
+            finally:
+                work.task_done()  # the copy thread may wait for the queue to drain (spool full)
+        work.task_done()
+
+    def _work_on(self, item: WorkItem, summary: Summary, archive_down: threading.Event) -> None:
+        source_id, copied = item
+        try:
+            if copied is not None:
+                self._make_durable(source_id, copied, summary)
+            self.catalog(source_id)
+            if archive_down.is_set():
+                return  # stays spooled; the next run (or the daemon's retry) takes it
+            outcome = self.process(source_id)
+        except (IntegrityError, ObjectExistsError) as exc:
+            # This file's stored copy is wrong (or was altered): the archive itself is up.
+            summary.counts[RETRY_LATER] += 1
+            summary.problems.append((self._describe_source(source_id), exc.message))
+            log.error("source %s: %s", source_id, exc.message)
+            self.db.execute(
+                "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
+                (exc.message, source_id),
+            )
+            return
+        except StorageError as exc:
+            self.metrics.upload_failed()
+            archive_down.set()
+            summary.archive_error = exc.message
+            log.error("archive unreachable, files stay safe in the spool: %s", exc.message)
+            self.db.execute(
+                "UPDATE sources SET reason = ?, attempts = attempts + 1 WHERE id = ?",
+                (f"not yet archived: {exc.message}", source_id),
+            )
+            return
+        except IngestError as exc:
+            # The spool copy turned out bad: the source is failed, to be read again.
+            summary.counts[st.FAILED] += 1
+            summary.problems.append((self._describe_source(source_id), exc.message))
+            log.error("source %s: %s", source_id, exc.message)
+            return
+        except EvidenceError as exc:
+            # Anything else about this one file (the state database refused, ...): record, go on.
+            summary.counts[RETRY_LATER] += 1
+            summary.problems.append((self._describe_source(source_id), exc.message))
+            log.error("source %s: %s", source_id, exc.message)
+            return
+        if outcome:
+            summary.counts[outcome] += 1
+            size = self.db.scalar("SELECT size_bytes FROM sources WHERE id = ?", (source_id,))
+            self.metrics.file_finished(st.ARCHIVED if outcome == ALREADY_IN_ARCHIVE else outcome,
+                                       int(size or 0))
+
+    def _describe_source(self, source_id: int) -> str:
+        """The source's path as on the device, for a problem line (its id if unreadable)."""
+        try:
+            row = self.db.query_one("SELECT rel_path FROM sources WHERE id = ?", (source_id,))
+        except EvidenceError:
+            row = None
+        return str(row["rel_path"]) if row is not None else f"source {source_id}"
 
     def _lock_for(self, sha256: str) -> threading.Lock:
         with self._locks_guard:
@@ -485,8 +564,7 @@ class Ingestor:
             if recording["archived_at"] is not None:
                 self._record_duplicate(source, recording)
                 return st.DUPLICATE
-            self._archive(source, recording)
-            return st.ARCHIVED
+            return self._archive(source, recording)
 
     def _source_details(self, source: Any) -> dict[str, Any]:
         details = {
@@ -504,7 +582,7 @@ class Ingestor:
             details["path_b64"] = source["rel_path_b64"]
         return details
 
-    def _archive(self, source: Any, recording: Any) -> None:
+    def _archive(self, source: Any, recording: Any) -> str:
         started = time.monotonic()
         sha256 = recording["sha256"]
         spool_path = Path(source["spool_path"])
@@ -517,9 +595,8 @@ class Ingestor:
         metadata = {"sha256": sha256, "station": self.config.station.id}
         if recording["sm3"]:
             metadata["sm3"] = recording["sm3"]
-        stored = self.store.put_original(
-            object_key, spool_path, sha256=sha256, size_bytes=recording["size_bytes"], metadata=metadata,
-        )
+        already_in_archive = self.store.stat(keys.manifest_key(sha256)) is not None
+        stored = self._store_original(source, recording, spool_path, metadata)
         failpoint("archive.after_upload")
         manifest_bytes = self._write_manifest(source, recording, stored.verified_by, stored.version_id,
                                               stored.retain_until)
@@ -554,6 +631,8 @@ class Ingestor:
                 (st.ARCHIVED, format_time(self.clock()), source["id"]),
             )
         self._release_spool(sha256)
+        if already_in_archive:
+            return ALREADY_IN_ARCHIVE
         deadline = recording["archive_deadline"]
         self.metrics.recording_archived(
             duration_s=time.monotonic() - started,
@@ -561,6 +640,77 @@ class Ingestor:
             and datetime.fromisoformat(manifest["verified_at"]) > datetime.fromisoformat(deadline),
         )
         log.info("archived %s (%s) as %s", source["rel_path"], sha256[:12], object_key)
+        return st.ARCHIVED
+
+    def _store_original(
+        self, source: Any, recording: Any, spool_path: Path, metadata: dict[str, str]
+    ) -> StoredObject:
+        """``put_original``, and the way out when the key holds a copy that never verified.
+
+        A stored original that does not hash to its recording id blocks the key (the store
+        never overwrites). If no custody event ever named it — no manifest, no ``archived``
+        event: it was never proven, so it is no evidence of anything — it is set aside
+        (``set_aside``: moved, or left as an old version, never deleted) with a signed
+        ``set-aside`` event first, and the spool copy is stored. If the spool copy is the bad
+        one, it is dropped and its sources are read again from the device at the next dock.
+        """
+        sha256, size_bytes = recording["sha256"], recording["size_bytes"]
+        object_key = recording["object_key"]
+
+        def put(replacing: SetAside | None = None) -> StoredObject:
+            return self.store.put_original(
+                object_key, spool_path, sha256=sha256, size_bytes=size_bytes, metadata=metadata,
+                replacing=replacing,
+            )
+
+        try:
+            return put()
+        except (IntegrityError, ObjectExistsError) as exc:
+            problem = exc.message
+            refused = exc
+        damage = self.spool.check(sha256, size_bytes)
+        if damage is not None:
+            self._spool_copy_damaged(sha256, damage)
+            raise IngestError(f"{source['rel_path']}: {damage}; nothing was archived from it, "
+                              "the file is read again from the device at the next dock")
+        if self.store.stat(keys.manifest_key(sha256)) is not None or self.db.query_one(
+            "SELECT 1 FROM ledger WHERE event = 'archived' AND recording = ?", (sha256,)
+        ) is not None:
+            raise IntegrityError(
+                f"{problem}; the archive holds a manifest or an 'archived' event for it, so "
+                "it is evidence of tampering and stays as it is (run verify)"
+            )
+        if self.store.stat(object_key) is None:
+            raise refused  # nothing was published under the key: nothing to set aside
+        found_sha256, found_size = hash_stored(self.store, object_key)
+        found = self.store.stat(object_key)
+        version_id = found.version_id if found is not None else None
+        tag = found_sha256[:16]
+        where = (f"version {version_id}" if version_id and version_id != "null"
+                 else rejected_key(object_key, tag))
+        self.ledger.append(
+            "set-aside", recording=sha256, actor=self.actor, once=True,
+            details={
+                "source_key": f"set-aside:{object_key}:{found_sha256}:{version_id}",
+                "key": object_key, "found_sha256": found_sha256, "found_size_bytes": found_size,
+                "expected_size_bytes": size_bytes, "version_id": version_id,
+                "set_aside_as": where, "reason": problem,
+            },
+        )
+        aside = self.store.set_aside(object_key, tag=tag)
+        log.warning("%s held a copy that never verified (%s); set aside as %s, storing the "
+                    "spool copy", object_key, problem, aside.location)
+        return put(replacing=aside)
+
+    def _spool_copy_damaged(self, sha256: str, reason: str) -> None:
+        self.spool.discard_damaged(sha256)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE sources SET state = ?, reason = ?, reported = 0, attempts = attempts + 1,"
+                " updated_at = ? WHERE sha256 = ? AND state = ?",
+                (st.FAILED, f"{reason}; read again at the next dock", format_time(self.clock()),
+                 sha256, st.SPOOLED),
+            )
 
     def _write_manifest(
         self, source: Any, recording: Any, verified_by: str | None, version_id: str | None,
