@@ -242,8 +242,8 @@ def _print_summary(
     for key, label in _LABELS.items():
         if summary.counts.get(key):
             out.write(f"  {summary.counts[key]:6d}  {label}\n")
-    if summary.pending:
-        out.write(f"  {summary.pending:6d}  waiting in the spool for the archive\n")
+    if summary.waiting_for_archive:
+        out.write(f"  {summary.waiting_for_archive:6d}  waiting in the spool for the archive\n")
     if not summary.counts and not summary.pending:
         out.write("  no files found\n")
     rate = summary.bytes_copied / max(seconds, 1e-6) / 1e6

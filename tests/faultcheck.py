@@ -12,6 +12,7 @@ what it claims), the way an auditor would:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -41,9 +42,12 @@ def hashes_of(paths: Iterable[Path]) -> dict[Path, str]:
     return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 
 
-def measure(config_path: Path, sources: dict[Path, str]) -> Measured:
-    """``sources``: each source file and the SHA-256 it had when the test made it."""
+def measure(config_path: Path, sources: dict[Path, str], *, endpoint: str | None = None) -> Measured:
+    """``sources``: each source file and the SHA-256 it had when the test made it; ``endpoint``
+    reads the S3 archive directly when the station's own way to it is being broken."""
     config = load_config(config_path)
+    if endpoint is not None:
+        config = dataclasses.replace(config, archive=dataclasses.replace(config.archive, endpoint=endpoint))
     store = build_store(config)
     result = run_cli_process("--config", str(config_path), "recordings", "--json")
     catalog = {r["id"]: r for r in json.loads(result.stdout)} if result.returncode == 0 else {}

@@ -225,6 +225,7 @@ def test_a_bad_original_with_a_manifest_is_tampering_and_stays(
     assert original.read_bytes() == b"forged"  # kept for the examiner, not set aside
     assert not (archive / "rejected").exists()
     assert "tampering" in out + err
+    assert "1 file(s) are not archived" in err  # counted once, though it stays in the spool
     fault_log("stored copy never verified", "altered original that a manifest names",
               injected_by="original overwritten after archival, state dir lost",
               files_lost=0, wrongly_archived=0, duplicates=0, exit_code=code,

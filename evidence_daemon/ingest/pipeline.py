@@ -103,8 +103,9 @@ ALREADY_IN_ARCHIVE = "already in the archive"  # found verified in the archive (
 RETRY_LATER = "retry later"  # the archive is up but this copy did not verify
 SPOOL_FULL = "spool full"  # not copied: no space in the spool; still on the device
 NOT_STARTED = "not started (stopping)"
-# Outcomes that leave a file's bytes not (yet) in the archive.
-NOT_ARCHIVED_OUTCOMES = (st.FAILED, RETRY_LATER, SPOOL_FULL, NOT_STARTED)
+# Outcomes that leave a file's bytes outside the archive and outside the spool (still on the
+# source). A file whose stored copy did not verify (RETRY_LATER) stays spooled: ``pending``.
+UNREAD_OUTCOMES = (st.FAILED, SPOOL_FULL, NOT_STARTED)
 
 
 @dataclass
@@ -115,13 +116,18 @@ class Summary:
     bytes_copied: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     archive_error: str | None = None
-    pending: int = 0  # copied into the spool, not yet archived (archive away)
+    pending: int = 0  # in the spool, not yet archived (archive away, or a copy to retry)
     spool_error: str | None = None  # the spool filled up: why the run stopped copying
 
     @property
     def not_archived(self) -> int:
         """Files of this run whose bytes are not proven in the archive: each is listed."""
-        return self.pending + sum(self.counts[outcome] for outcome in NOT_ARCHIVED_OUTCOMES)
+        return self.pending + sum(self.counts[outcome] for outcome in UNREAD_OUTCOMES)
+
+    @property
+    def waiting_for_archive(self) -> int:
+        """Spooled files that only wait for the archive (not counted under another outcome)."""
+        return max(0, self.pending - self.counts[RETRY_LATER])
 
     @property
     def ok(self) -> bool:
