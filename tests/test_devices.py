@@ -261,8 +261,9 @@ def test_a_schema_1_database_is_migrated(tmp_path: Path) -> None:
 # -- attribution during ingest, in process ------------------------------------------------------
 
 def test_shared_device_reassigned_mid_day_attributes_by_recorded_time(
-    tmp_path: Path, station: Station
+    tmp_path: Path, station: Station, clock: FakeClock
 ) -> None:
+    clock.advance(hours=24)  # the card is docked after the shift, not before it was recorded
     registry = station.devices()
     registry.assign("DSJ001", "10086", datetime.fromisoformat("2026-11-25T08:00:00+08:00"))
     registry.assign("DSJ001", "10087", datetime.fromisoformat("2026-11-25T13:00:00+08:00"))
@@ -304,8 +305,11 @@ def test_without_a_docked_device_id_no_assignment_applies(tmp_path: Path, statio
     assert recording["officer_id"] is None and recording["flags"] == []
 
 
-def test_recording_without_a_start_time_uses_its_end(tmp_path: Path, station: Station) -> None:
+def test_recording_without_a_start_time_uses_its_end(
+    tmp_path: Path, station: Station, clock: FakeClock
+) -> None:
     """No name pattern, no probe: the mtime is the recorded end, and that picks the officer."""
+    clock.advance(hours=24)  # docked after the footage was recorded
     registry = station.devices()
     registry.assign("CAM-7", "10086", utc(25, 0))
     registry.assign("CAM-7", "10087", utc(25, 5))
