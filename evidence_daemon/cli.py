@@ -533,7 +533,8 @@ if __name__ == "__main__":
 # -- report -------------------------------------------------------------------------------
 
 REPORT_COLUMNS = ("group", "total", "on_time", "late", "overdue", "pending", "at_risk",
-                  "late_hours_median", "late_hours_max")
+                  "late_hours_median", "late_hours_max", "time_implausible",
+                  "time_implausible_late")
 
 
 def _period_bound(text: str, option: str, zone: ZoneInfo, *, end: bool) -> datetime:
@@ -581,11 +582,19 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
             print("no recordings in this period")
             return 0
         print(f"{args.by.upper():20} {'TOTAL':>6} {'ON TIME':>8} {'LATE':>6} {'OVERDUE':>8} "
-              f"{'PENDING':>8} {'AT RISK':>8} {'LATE H MEDIAN':>14} {'LATE H MAX':>11}")
+              f"{'PENDING':>8} {'AT RISK':>8} {'LATE H MEDIAN':>14} {'LATE H MAX':>11} "
+              f"{'BAD CLOCK':>10}")
         for group in groups:
             median = "-" if group["late_hours_median"] is None else f"{group['late_hours_median']:.1f}"
             longest = "-" if group["late_hours_max"] is None else f"{group['late_hours_max']:.1f}"
+            bad_clock = str(group["time_implausible"])
+            if group["time_implausible_late"]:
+                bad_clock += f" ({group['time_implausible_late']} late)"
             print(f"{group['group'][:20]:20} {group['total']:>6} {group['on_time']:>8} "
                   f"{group['late']:>6} {group['overdue']:>8} {group['pending']:>8} "
-                  f"{group['at_risk']:>8} {median:>14} {longest:>11}")
+                  f"{group['at_risk']:>8} {median:>14} {longest:>11} {bad_clock:>10}")
+        if any(group["time_implausible"] for group in groups):
+            print("BAD CLOCK: recordings whose recorder clock was not believed (flag "
+                  "time_implausible), counted in no other column; \"late\" there means more than "
+                  f"{config.compliance.deadline_hours:g} h after the station first saw them.")
     return 0
