@@ -189,8 +189,8 @@ WINDOW = ClockWindow(earliest=datetime(2015, 1, 1, tzinfo=SHANGHAI), seen_at=SEE
                      tolerance=timedelta(hours=2))
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
