@@ -506,19 +506,34 @@ def _print_devices(devices: list[dict[str, Any]], waiting: int, as_json: bool, o
         out.write("no devices registered yet\n")
     else:
         out.write(f"{'DEVICE':20}  {'MODEL':12}  {'ROLE':8}  {'DOCKS':>5}  "
-                  f"{'LAST DOCKED (local)':19}  OFFICER NOW\n")
+                  f"{'LAST DOCKED (local)':19}  {'CLOCK':>10}  OFFICER NOW\n")
     for device in devices:
         out.write(f"{device['device_id'][:20]:20}  {(device['model'] or '-')[:12]:12}  "
                   f"{(device['role'] or '-')[:8]:8}  {device['docks']:>5}  "
                   f"{_minutes(device['last_docked_at']) or 'never':19}  "
+                  f"{_offset(device['clock_offset_s']):>10}  "
                   f"{device['current_officer'] or '-'}"
                   f"{'' if device['in_service'] else '  (out of service)'}\n")
         for assignment in device["assignments"]:
             note = f"  {assignment['note']}" if assignment["note"] else ""
             out.write(f"    officer {assignment['officer_id']}  from {_minutes(assignment['valid_from'])}"
                       f"  to {_minutes(assignment['valid_to']) or 'open-ended'}{note}\n")
+    if any(device["clock_offset_s"] is not None for device in devices):
+        out.write("CLOCK: newest file time on the device minus its last dock time (a little "
+                  "negative is normal; + means ahead)\n")
     if waiting:
         out.write(f"{waiting} device event(s) wait for the archive before entering the ledger\n")
+
+
+def _offset(seconds: float | None) -> str:
+    """A device's apparent clock offset in a unit a person reads at a glance."""
+    if seconds is None:
+        return "-"
+    if abs(seconds) < 3600:
+        return f"{seconds / 60:+.0f} min"
+    if abs(seconds) < 72 * 3600:
+        return f"{seconds / 3600:+.1f} h"
+    return f"{seconds / 86400:+,.0f} d"
 
 
 def _minutes(text: str | None) -> str | None:

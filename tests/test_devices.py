@@ -107,6 +107,33 @@ def test_docking_registers_once_and_counts_every_dock(
     assert registry.pending_events() == 0
 
 
+def test_a_dock_keeps_the_apparent_clock_offset_of_its_newest_file(
+    tmp_path: Path, station: Station, clock: FakeClock
+) -> None:
+    registry = station.devices()
+    registry.docked(DeviceIdentity("DSJ001"))  # an empty card: nothing to tell the clock by
+    [device] = registry.list()
+    assert (device["clock_offset_s"], device["newest_file_at"]) == (None, None)
+    clock.advance(hours=24)
+    registry.docked(DeviceIdentity("DSJ001"),
+                    newest_file_time=datetime(1980, 1, 1, tzinfo=timezone.utc))  # a reset clock
+    [device] = registry.list()
+    assert device["newest_file_at"] == "1980-01-01T08:00:00+08:00"
+    assert device["clock_offset_s"] == (datetime(1980, 1, 1, tzinfo=timezone.utc) - clock.now).total_seconds()
+    with pytest.raises(ValueError, match="no time zone"):
+        registry.docked(DeviceIdentity("DSJ001"), newest_file_time=datetime(2026, 11, 25))
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (None, "-"), (-50 * 60, "-50 min"), (90, "+2 min"), (3 * 3600, "+3.0 h"),
+    (-71 * 3600, "-71.0 h"), (-46 * 365.25 * 86400, "-16,802 d"),
+])
+def test_clock_offsets_are_shown_in_a_unit_people_read(seconds: float | None, shown: str) -> None:
+    from evidence_daemon.cli import _offset
+
+    assert _offset(seconds) == shown
+
+
 def test_two_docks_at_the_same_instant_are_two_events(station: Station, tmp_path: Path) -> None:
     """The clock does not move (a frozen or coarse clock): each dock is still in the ledger."""
     registry = station.devices()
