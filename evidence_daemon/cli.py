@@ -529,19 +529,34 @@ def _print_devices(devices: list[dict[str, Any]], waiting: int, as_json: bool, o
         out.write("no devices registered yet\n")
     else:
         out.write(f"{'DEVICE':20}  {'MODEL':12}  {'ROLE':8}  {'DOCKS':>5}  "
-                  f"{'LAST DOCKED (local)':19}  OFFICER NOW\n")
+                  f"{'LAST DOCKED (local)':19}  {'CLOCK':>10}  OFFICER NOW\n")
     for device in devices:
         out.write(f"{device['device_id'][:20]:20}  {(device['model'] or '-')[:12]:12}  "
                   f"{(device['role'] or '-')[:8]:8}  {device['docks']:>5}  "
                   f"{_minutes(device['last_docked_at']) or 'never':19}  "
+                  f"{_offset(device['clock_offset_s']):>10}  "
                   f"{device['current_officer'] or '-'}"
                   f"{'' if device['in_service'] else '  (out of service)'}\n")
         for assignment in device["assignments"]:
             note = f"  {assignment['note']}" if assignment["note"] else ""
             out.write(f"    officer {assignment['officer_id']}  from {_minutes(assignment['valid_from'])}"
                       f"  to {_minutes(assignment['valid_to']) or 'open-ended'}{note}\n")
+    if any(device["clock_offset_s"] is not None for device in devices):
+        out.write("CLOCK: newest file time on the device minus its last dock time (a little "
+                  "negative is normal; + means ahead)\n")
     if waiting:
         out.write(f"{waiting} device event(s) wait for the archive before entering the ledger\n")
+
+
+def _offset(seconds: float | None) -> str:
+    """A device's apparent clock offset in a unit a person reads at a glance."""
+    if seconds is None:
+        return "-"
+    if abs(seconds) < 3600:
+        return f"{seconds / 60:+.0f} min"
+    if abs(seconds) < 72 * 3600:
+        return f"{seconds / 3600:+.1f} h"
+    return f"{seconds / 86400:+,.0f} d"
 
 
 def _minutes(text: str | None) -> str | None:
@@ -556,7 +571,8 @@ if __name__ == "__main__":
 # -- report -------------------------------------------------------------------------------
 
 REPORT_COLUMNS = ("group", "total", "on_time", "late", "overdue", "pending", "at_risk",
-                  "late_hours_median", "late_hours_max")
+                  "late_hours_median", "late_hours_max", "time_implausible",
+                  "time_implausible_late")
 
 
 def _period_bound(text: str, option: str, zone: ZoneInfo, *, end: bool) -> datetime:
@@ -604,11 +620,19 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
             print("no recordings in this period")
             return 0
         print(f"{args.by.upper():20} {'TOTAL':>6} {'ON TIME':>8} {'LATE':>6} {'OVERDUE':>8} "
-              f"{'PENDING':>8} {'AT RISK':>8} {'LATE H MEDIAN':>14} {'LATE H MAX':>11}")
+              f"{'PENDING':>8} {'AT RISK':>8} {'LATE H MEDIAN':>14} {'LATE H MAX':>11} "
+              f"{'BAD CLOCK':>10}")
         for group in groups:
             median = "-" if group["late_hours_median"] is None else f"{group['late_hours_median']:.1f}"
             longest = "-" if group["late_hours_max"] is None else f"{group['late_hours_max']:.1f}"
+            bad_clock = str(group["time_implausible"])
+            if group["time_implausible_late"]:
+                bad_clock += f" ({group['time_implausible_late']} late)"
             print(f"{group['group'][:20]:20} {group['total']:>6} {group['on_time']:>8} "
                   f"{group['late']:>6} {group['overdue']:>8} {group['pending']:>8} "
-                  f"{group['at_risk']:>8} {median:>14} {longest:>11}")
+                  f"{group['at_risk']:>8} {median:>14} {longest:>11} {bad_clock:>10}")
+        if any(group["time_implausible"] for group in groups):
+            print("BAD CLOCK: recordings whose recorder clock was not believed (flag "
+                  "time_implausible), counted in no other column; \"late\" there means more than "
+                  f"{config.compliance.deadline_hours:g} h after the station first saw them.")
     return 0

@@ -18,6 +18,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,17 @@ class IngestConfig:
 class ComplianceConfig:
     deadline_hours: float = 24.0
     at_risk_margin_hours: float = 4.0
+    # A recorder time before this (ISO date or time; without an offset, station time) is a
+    # reset clock, not old footage: body cameras with this software's naming are younger.
+    earliest_plausible: str = "2015-01-01"
+    # A recorder time later than when the station first saw the file plus this is a clock
+    # that runs ahead (drift and a forgotten DST change stay well inside it).
+    clock_tolerance_hours: float = 2.0
+
+    def earliest_plausible_at(self, zone: tzinfo) -> datetime:
+        """``earliest_plausible`` as an aware time (a validated config parses)."""
+        moment = datetime.fromisoformat(self.earliest_plausible.strip())
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
 DEFAULT_MOUNT_COMMANDS = tuple(sorted({
@@ -470,6 +482,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("compliance.deadline_hours: must be positive")
     if config.compliance.at_risk_margin_hours < 0:
         raise ConfigError("compliance.at_risk_margin_hours: must not be negative")
+    if config.compliance.clock_tolerance_hours < 0:
+        raise ConfigError("compliance.clock_tolerance_hours: must not be negative")
+    try:
+        config.compliance.earliest_plausible_at(zoneinfo.ZoneInfo(station.timezone))
+    except ValueError:
+        raise ConfigError(f"compliance.earliest_plausible: {config.compliance.earliest_plausible!r} "
+                          "is not an ISO 8601 date or time (for example \"2015-01-01\")") from None
 
 
 def _resolve_secrets(config: Config) -> Config:

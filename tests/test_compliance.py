@@ -111,6 +111,25 @@ def test_snapshot_counts_ages_and_smallest_time_left() -> None:
     assert snapshot.min_deadline_remaining_s == -3 * 3600
 
 
+def test_snapshot_counts_implausible_clocks_and_ages_them_from_first_seen() -> None:
+    reset = datetime(1980, 1, 1, tzinfo=timezone.utc)
+    recordings = [
+        # a reset clock's 1980, seen at h(20): its deadline counts from then
+        RecordingFacts("a" * 64, h(44), None, reset, h(20), time_implausible=True),
+        # a clock in 2099, archived within a day of being seen
+        RecordingFacts("b" * 64, h(25), h(3), datetime(2099, 1, 1, tzinfo=timezone.utc), h(1),
+                       time_implausible=True),
+        RecordingFacts("c" * 64, DEADLINE, None, END, h(1)),  # a real clock, waiting since END
+    ]
+    snapshot = compliance_snapshot(recordings, now=h(22), at_risk_margin_hours=4)
+    assert snapshot.time_implausible == 2
+    assert snapshot.counts == {ON_TIME: 1, LATE: 0, PENDING: 1, AT_RISK: 1, OVERDUE: 0}
+    # 22 h (END), not the 46 years since 1980
+    assert snapshot.oldest_pending_age_s == 22 * 3600
+    only_reset = compliance_snapshot(recordings[:1], now=h(22), at_risk_margin_hours=4)
+    assert only_reset.oldest_pending_age_s == 2 * 3600
+
+
 def test_snapshot_of_nothing_pending() -> None:
     snapshot = compliance_snapshot([RecordingFacts("a" * 64, DEADLINE, h(2), END, h(1))],
                                    now=h(27), at_risk_margin_hours=4)

@@ -72,6 +72,9 @@ def test_secret_key_file_is_read_and_never_shown(tmp_path: Path) -> None:
         ("[station\n", {}, "is not valid TOML"),
         ("", {"EVIDENCE_ARCHIVE_RETRIES": "-1"}, "archive.retries"),
         ("", {"EVIDENCE_COMPLIANCE_DEADLINE_HOURS": "soon"}, "compliance.deadline_hours"),
+        ('[compliance]\nearliest_plausible = "2015-13-01"\n', {}, "compliance.earliest_plausible"),
+        ('[compliance]\nearliest_plausible = "long ago"\n', {}, "not an ISO 8601 date"),
+        ('[compliance]\nclock_tolerance_hours = -1\n', {}, "compliance.clock_tolerance_hours"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:

@@ -107,6 +107,33 @@ def test_docking_registers_once_and_counts_every_dock(
     assert registry.pending_events() == 0
 
 
+def test_a_dock_keeps_the_apparent_clock_offset_of_its_newest_file(
+    tmp_path: Path, station: Station, clock: FakeClock
+) -> None:
+    registry = station.devices()
+    registry.docked(DeviceIdentity("DSJ001"))  # an empty card: nothing to tell the clock by
+    [device] = registry.list()
+    assert (device["clock_offset_s"], device["newest_file_at"]) == (None, None)
+    clock.advance(hours=24)
+    registry.docked(DeviceIdentity("DSJ001"),
+                    newest_file_time=datetime(1980, 1, 1, tzinfo=timezone.utc))  # a reset clock
+    [device] = registry.list()
+    assert device["newest_file_at"] == "1980-01-01T08:00:00+08:00"
+    assert device["clock_offset_s"] == (datetime(1980, 1, 1, tzinfo=timezone.utc) - clock.now).total_seconds()
+    with pytest.raises(ValueError, match="no time zone"):
+        registry.docked(DeviceIdentity("DSJ001"), newest_file_time=datetime(2026, 11, 25))
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (None, "-"), (-50 * 60, "-50 min"), (90, "+2 min"), (3 * 3600, "+3.0 h"),
+    (-71 * 3600, "-71.0 h"), (-46 * 365.25 * 86400, "-16,802 d"),
+])
+def test_clock_offsets_are_shown_in_a_unit_people_read(seconds: float | None, shown: str) -> None:
+    from evidence_daemon.cli import _offset
+
+    assert _offset(seconds) == shown
+
+
 def test_two_docks_at_the_same_instant_are_two_events(station: Station, tmp_path: Path) -> None:
     """The clock does not move (a frozen or coarse clock): each dock is still in the ledger."""
     registry = station.devices()
@@ -261,8 +288,9 @@ def test_a_schema_1_database_is_migrated(tmp_path: Path) -> None:
 # -- attribution during ingest, in process ------------------------------------------------------
 
 def test_shared_device_reassigned_mid_day_attributes_by_recorded_time(
-    tmp_path: Path, station: Station
+    tmp_path: Path, station: Station, clock: FakeClock
 ) -> None:
+    clock.advance(hours=24)  # the card is docked after the shift, not before it was recorded
     registry = station.devices()
     registry.assign("DSJ001", "10086", datetime.fromisoformat("2026-11-25T08:00:00+08:00"))
     registry.assign("DSJ001", "10087", datetime.fromisoformat("2026-11-25T13:00:00+08:00"))
@@ -304,8 +332,11 @@ def test_without_a_docked_device_id_no_assignment_applies(tmp_path: Path, statio
     assert recording["officer_id"] is None and recording["flags"] == []
 
 
-def test_recording_without_a_start_time_uses_its_end(tmp_path: Path, station: Station) -> None:
+def test_recording_without_a_start_time_uses_its_end(
+    tmp_path: Path, station: Station, clock: FakeClock
+) -> None:
     """No name pattern, no probe: the mtime is the recorded end, and that picks the officer."""
+    clock.advance(hours=24)  # docked after the footage was recorded
     registry = station.devices()
     registry.assign("CAM-7", "10086", utc(25, 0))
     registry.assign("CAM-7", "10087", utc(25, 5))

@@ -3,8 +3,10 @@ tested as root in test_dock.py): which devices are served, wipe rules, removal m
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from evidence_daemon.dock.wipe import wipe_decision
 from evidence_daemon.sources.rules import DeviceInfo, DockMatch
 from evidence_daemon.station import open_station
 
-from .helpers import write_config
+from .helpers import run_cli, write_config
+from .test_compliance_support import SteppedClock, write_footage
 
 
 class FakeMounter:
@@ -42,9 +45,11 @@ class FakeMounter:
 class FakeRegistry:
     def __init__(self) -> None:
         self.docked_devices: list[DeviceIdentity] = []
+        self.newest_file_times: list[datetime | None] = []
 
-    def docked(self, identity: DeviceIdentity) -> None:
+    def docked(self, identity: DeviceIdentity, *, newest_file_time: datetime | None = None) -> None:
         self.docked_devices.append(identity)
+        self.newest_file_times.append(newest_file_time)
 
 
 def card(tmp_path: Path) -> Path:
@@ -96,6 +101,67 @@ def test_a_tagged_device_is_mounted_ingested_registered_and_unmounted(tmp_path: 
     assert [d.device_id for d in registry.docked_devices] == ["generic-label-SN0042"]
     assert mounter.writable == []  # no rule asked for a wipe
     assert job["files_done"] == 3 and job["bytes_done"] == 15000
+    assert job["files_total"] == 3  # the fusefat label file is not counted
+    [newest] = registry.newest_file_times
+    assert newest is not None and newest == max(
+        datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+        for path in (mounter.tree / "DCIM").iterdir())
+
+
+def test_each_dock_records_the_devices_apparent_clock_offset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Newest file time on the device minus the dock time, with the real registry: in the
+    device row, its device-docked event and `devices list`. A clock 3 h ahead, then set right."""
+    dock = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
+    clock = SteppedClock(dock)
+    config = load_config(write_config(tmp_path, extra="[ingest]\nprobe = false\n[dock]\nsettle_s = 0\n"),
+                         environ={})
+    station = open_station(config, clock=clock)
+    tree = card(tmp_path)
+    ahead = dock + timedelta(hours=3)
+    for index, path in enumerate(sorted((tree / "DCIM").iterdir())):
+        moment = ahead - timedelta(minutes=10 * index)
+        os.utime(path, (moment.timestamp(), moment.timestamp()))
+    # junk the station never takes says nothing about the recorder's clock
+    far = datetime(2099, 1, 1, tzinfo=timezone.utc).timestamp()
+    os.utime(tree / "BODYCAM", (far, far))
+    (tree / ".DS_Store").write_bytes(b"a Mac was here")
+    os.utime(tree / ".DS_Store", (far, far))
+    mounter = FakeMounter(tree)
+    manager = DockManager(config, station.ingestor(), station.devices(), mounter, station.database,
+                          station.ledger)
+    manager.device_added(info(role="recorder"))
+    finish(manager)
+    [device] = station.devices().list()
+    assert device["clock_offset_s"] == 3 * 3600
+    assert device["newest_file_at"] == "2026-11-29T21:00:00+08:00"
+
+    # the clock is set right; footage ends 50 minutes before the next dock
+    clock.advance(hours=24)
+    right = clock.now - timedelta(minutes=50)
+    for path in (tree / "DCIM").iterdir():
+        path.unlink()
+    write_footage(tree / "DCIM", "DSJ001_10086_20261130173000_0004.MP4", b"new", ended=right)
+    manager.device_added(info(role="recorder"))
+    finish(manager)
+    [device] = station.devices().list()
+    assert (device["docks"], device["clock_offset_s"]) == (2, -50 * 60)
+    docked = [json.loads(path.read_bytes()) for path in sorted((tmp_path / "archive" / "ledger").rglob("*.json"))]
+    assert [(entry["details"]["dock"], entry["details"]["clock_offset_s"], entry["details"]["newest_file_at"])
+            for entry in docked if entry["event"] == "device-docked"] == [
+        (1, 3 * 3600.0, "2026-11-29T13:00:00.000000+00:00"),
+        (2, -3000.0, "2026-11-30T09:10:00.000000+00:00")]
+    manager.shutdown()
+    station.close()
+
+    code, out, err = run_cli(capsys, "--config", str(tmp_path / "config.toml"), "devices", "list", "--json")
+    assert code == 0, err
+    [listed] = json.loads(out)
+    assert (listed["clock_offset_s"], listed["newest_file_at"]) == (-3000.0, "2026-11-30T17:10:00+08:00")
+    code, out, err = run_cli(capsys, "--config", str(tmp_path / "config.toml"), "devices", "list")
+    assert code == 0, err
+    assert "CLOCK" in out and "-50 min" in out and "newest file time on the device" in out
 
 
 def test_wipe_runs_only_when_the_rule_says_so_and_deletes_verified_files(tmp_path: Path) -> None:

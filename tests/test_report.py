@@ -58,6 +58,35 @@ def test_report_groups_counts_and_late_hours() -> None:
         compliance_report(catalog, by="colour", station="s", start=START, end=END)
 
 
+def test_implausible_clocks_are_kept_apart_from_real_lateness() -> None:
+    def bad_clock(recorded_end: datetime, compliance: str, *, archived_h: float | None) -> dict[str, Any]:
+        seen = T0  # the deadline of a recording with a bad clock counts from first seen
+        return {
+            "officer_id": "10086", "device_id": "DSJ-1", "compliance": compliance,
+            "recorded_end": recorded_end.isoformat(), "first_seen_at": seen.isoformat(),
+            "archive_deadline": (seen + timedelta(hours=24)).isoformat(),
+            "archived_at": (seen + timedelta(hours=archived_h)).isoformat() if archived_h else None,
+            "flags": ["time_implausible"],
+        }
+
+    catalog = [
+        recording("10086", "late", archived_h=30),  # really 6 h late
+        # A reset clock says 1980: once ~410,000 h "late", now in its own column, archived 3 h
+        # after the first-seen deadline.
+        bad_clock(datetime(1980, 1, 1, tzinfo=timezone.utc), "late", archived_h=27),
+        # A clock in 2099: once "on time" 73 years early; here on time against first seen.
+        bad_clock(datetime(2099, 11, 20, tzinfo=timezone.utc), "on_time", archived_h=2),
+        bad_clock(datetime(2099, 11, 20, tzinfo=timezone.utc), "overdue", archived_h=None),
+    ]
+    [group] = compliance_report(catalog, by="officer", station="s", start=START, end=END)
+    assert (group.total, group.on_time, group.late, group.overdue, group.pending) == (4, 0, 1, 0, 0)
+    assert (group.time_implausible, group.time_implausible_late) == (3, 2)
+    assert (group.late_hours_median, group.late_hours_max) == (6.0, 6.0)
+    # They belong to the period when the station saw them, not to 1980 or 2099.
+    assert compliance_report(catalog, by="officer", station="s", start=START.replace(year=1979),
+                             end=START.replace(year=1981)) == []
+
+
 def test_report_command_in_every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clock = SteppedClock(T0 + timedelta(hours=1))
     station = make_station(tmp_path, clock)
@@ -78,7 +107,8 @@ def test_report_command_in_every_format(tmp_path: Path, capsys: pytest.CaptureFi
     report = json.loads(out)
     assert report["groups"] == [{
         "group": "10086", "total": 2, "on_time": 1, "late": 1, "overdue": 0, "pending": 0,
-        "at_risk": 0, "late_hours_median": 7.0, "late_hours_max": 7.0}]
+        "at_risk": 0, "late_hours_median": 7.0, "late_hours_max": 7.0, "time_implausible": 0,
+        "time_implausible_late": 0}]
 
     code, out, _ = run_cli(capsys, "--config", config, "report", "--from", "2026-11-20",
                            "--to", "2026-11-21", "--by", "device", "--format", "csv")

@@ -9,8 +9,10 @@ import pytest
 
 from evidence_daemon.ingest.timing import (
     MAX_PLAUSIBLE_DURATION_S,
+    ClockWindow,
     RecordingTimes,
     derive_times,
+    judge_clock,
     parse_iso_time,
 )
 
@@ -178,3 +180,79 @@ def test_parse_iso_time(text: str | None, expected: datetime | None) -> None:
     assert parsed == expected
     if parsed is not None:
         assert parsed.tzinfo is UTC
+
+
+# -- is the recorder's clock believed? --------------------------------------------------------
+
+SEEN = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)  # when the station first saw the file
+WINDOW = ClockWindow(earliest=datetime(2015, 1, 1, tzinfo=SHANGHAI), seen_at=SEEN,
+                     tolerance=timedelta(hours=2))
+
+
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("times", "invalid_name_time", "reason_says", "counts_from"),
+    [
+        pytest.param(RecordingTimes(at(2026, 11, 29, 8), at(2026, 11, 29, 9), "filename"), None,
+                     None, at(2026, 11, 29, 9), id="an hour before the dock: believed"),
+        pytest.param(RecordingTimes(at(2026, 11, 29, 11), at(2026, 11, 29, 12), "filename"), None,
+                     None, at(2026, 11, 29, 12), id="2 h ahead is within the tolerance"),
+        pytest.param(RecordingTimes(at(2026, 11, 29, 11), at(2026, 11, 29, 12, 0, 1), "metadata"),
+                     None, "the container's creation time says 2026-11-29T20:00:01+08:00, 2.0 h after",
+                     SEEN, id="a second past the tolerance"),
+        pytest.param(RecordingTimes(at(2099, 11, 29, 1), at(2099, 11, 29, 2), "filename"), None,
+                     "the file name says 2099-11-29T10:00:00+08:00, 26,663 days after the station "
+                     "first saw the file (2026-11-29T18:00:00+08:00): the recorder's clock is ahead",
+                     SEEN, id="2099: clock decades ahead"),
+        pytest.param(RecordingTimes(None, at(1980, 1, 1), "mtime"), None,
+                     "the file's modification time says 1980-01-01T08:00:00+08:00, before "
+                     "2015-01-01T00:00:00+08:00 (compliance.earliest_plausible): the recorder's "
+                     "clock was probably reset", SEEN, id="1980 mtime: reset clock"),
+        pytest.param(RecordingTimes(at(1970, 1, 1), at(1970, 1, 1, 0, 5), "metadata"), None,
+                     "before 2015-01-01", SEEN, id="1970: the Unix epoch"),
+        pytest.param(RecordingTimes(at(2000, 1, 1), at(2000, 1, 1), "filename"), None,
+                     "before 2015-01-01", SEEN, id="2000: another reset value"),
+        pytest.param(RecordingTimes(at(2014, 12, 31, 16), at(2014, 12, 31, 16, 10), "filename"),
+                     None, None, at(2014, 12, 31, 16, 10),
+                     id="exactly the epoch (midnight station time) is believed"),
+        pytest.param(RecordingTimes(at(2014, 12, 31, 15, 59), at(2014, 12, 31, 16, 10), "filename"),
+                     None, "before 2015-01-01", SEEN,
+                     id="a start before the epoch condemns a recording that ends after it"),
+        pytest.param(RecordingTimes(at(2026, 11, 29, 8), at(2026, 11, 29, 13), "filename"), None,
+                     "3.0 h after the station first saw the file", SEEN,
+                     id="a start that is fine but an end after the dock (impossible duration)"),
+        pytest.param(RecordingTimes(None, at(2026, 11, 28), "mtime"), "20261325083000",
+                     "file name says 20261325083000, which is not a valid date", SEEN,
+                     id="month 13 in the name: a sane mtime does not vouch for the clock"),
+        pytest.param(RecordingTimes(None, None, None), "00001125083000",
+                     "file name says 00001125083000, which is not a valid date", SEEN,
+                     id="year 0000 and nothing else known"),
+        pytest.param(RecordingTimes(None, None, None), None, None, None,
+                     id="no time at all: nothing to judge, no deadline"),
+    ],
+)  # fmt: skip
+def test_judge_clock(
+    times: RecordingTimes, invalid_name_time: str | None, reason_says: str | None,
+    counts_from: datetime | None,
+) -> None:
+    verdict = judge_clock(times, WINDOW, invalid_name_time=invalid_name_time, zone=SHANGHAI)
+    if reason_says is None:
+        assert verdict.implausible is None
+    else:
+        assert verdict.implausible is not None and reason_says in verdict.implausible
+    assert verdict.counts_from == counts_from
+
+
+def test_judge_clock_refuses_a_naive_window() -> None:
+    with pytest.raises(ValueError, match="no time zone"):
+        judge_clock(RecordingTimes(None, None, None),
+                    ClockWindow(datetime(2015, 1, 1), SEEN, timedelta(hours=2)))
+
+
+def test_judge_clock_shows_times_at_the_edge_of_the_calendar() -> None:
+    last = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    verdict = judge_clock(RecordingTimes(last, last, "filename"), WINDOW, zone=SHANGHAI)
+    assert verdict.implausible is not None and "9999-12-31T23:00:00+00:00" in verdict.implausible

@@ -6,9 +6,11 @@ writes and never decides anything.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from ..state.db import Database
+from .rules import FLAG_TIME_IMPLAUSIBLE
 from .snapshot import DeviceFacts, RecordingFacts
 
 
@@ -24,9 +26,11 @@ def recording_facts(database: Database) -> list[RecordingFacts]:
             archived_at=_time(row["archived_at"]),
             recorded_end=_time(row["recorded_end"]),
             first_seen_at=datetime.fromisoformat(row["first_seen_at"]),
+            time_implausible=FLAG_TIME_IMPLAUSIBLE in json.loads(row["flags"]),
         )
         for row in database.query(
-            "SELECT sha256, archive_deadline, archived_at, recorded_end, first_seen_at FROM recordings"
+            "SELECT sha256, archive_deadline, archived_at, recorded_end, first_seen_at, flags"
+            " FROM recordings"
         )
     ]
 

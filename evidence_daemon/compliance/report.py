@@ -4,6 +4,11 @@ station over a period.
 Input is the catalog in the CLI's JSON contract (``Station.recordings()``), already carrying
 each recording's compliance state; a recording belongs to the period when it ended (or, with
 no known end, when the station first saw it) in ``[start, end)``.
+
+A recording whose recorder clock was not believed (flag ``time_implausible``) is counted in
+its own column, never as on time, late, overdue or pending: its recorded end says nothing, so
+it belongs to the period when the station first saw it, and ``time_implausible_late`` counts
+those that missed the deadline counted from then. Its hours never enter the late-hours figures.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from .rules import AT_RISK, LATE, ON_TIME, OVERDUE, PENDING, late_hours
+from .rules import AT_RISK, FLAG_TIME_IMPLAUSIBLE, LATE, ON_TIME, OVERDUE, PENDING, late_hours
 
 GROUPINGS = ("officer", "device", "station")
 UNKNOWN = "(unknown)"
@@ -31,6 +36,8 @@ class GroupReport:
     at_risk: int
     late_hours_median: float | None
     late_hours_max: float | None
+    time_implausible: int = 0  # recorder clock not believed: in none of the columns above
+    time_implausible_late: int = 0  # of those, late or overdue against first seen + deadline
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,8 +47,13 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def clock_implausible(recording: Mapping[str, Any]) -> bool:
+    return FLAG_TIME_IMPLAUSIBLE in (recording.get("flags") or ())
+
+
 def in_period(recording: Mapping[str, Any], start: datetime, end: datetime) -> bool:
-    moment = _time(recording.get("recorded_end")) or _time(recording.get("first_seen_at"))
+    recorded_end = None if clock_implausible(recording) else _time(recording.get("recorded_end"))
+    moment = recorded_end or _time(recording.get("first_seen_at"))
     return moment is not None and start <= moment < end
 
 
@@ -59,7 +71,8 @@ def compliance_report(
         groups.setdefault(key, []).append(recording)
     result = []
     for key in sorted(groups):
-        members = groups[key]
+        members = [member for member in groups[key] if not clock_implausible(member)]
+        implausible = [member["compliance"] for member in groups[key] if clock_implausible(member)]
         states = [member["compliance"] for member in members]
         hours = [
             value for member in members
@@ -68,7 +81,7 @@ def compliance_report(
         ]
         result.append(GroupReport(
             group=key,
-            total=len(members),
+            total=len(groups[key]),
             on_time=states.count(ON_TIME),
             late=states.count(LATE),
             overdue=states.count(OVERDUE),
@@ -76,5 +89,7 @@ def compliance_report(
             at_risk=states.count(AT_RISK),
             late_hours_median=round(statistics.median(hours), 2) if hours else None,
             late_hours_max=round(max(hours), 2) if hours else None,
+            time_implausible=len(implausible),
+            time_implausible_late=implausible.count(LATE) + implausible.count(OVERDUE),
         ))
     return result

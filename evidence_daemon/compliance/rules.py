@@ -5,6 +5,11 @@ the archive before the deadline, **late** when after it (forever), **overdue** w
 archived and past it, **at risk** while pending with less than the margin left, else
 **pending**. A recording without a known end has no deadline: it is on time once archived and
 pending until then, and the missing time is visible as ``time_source = null``.
+
+A recording whose recorder clock is not believed (flag ``time_implausible``: a reset clock's
+1980, a clock decades ahead, a file name with month 13) has its deadline counted from when the
+station first saw it instead (``ingest.timing.judge_clock``); reports keep such recordings apart
+from real lateness, since "late" against a wrong clock measures the clock, not the officers.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ PENDING = "pending"
 AT_RISK = "at_risk"
 OVERDUE = "overdue"
 STATES = (ON_TIME, LATE, PENDING, AT_RISK, OVERDUE)
+
+# The catalog flag of a recording whose recorder clock was not believed; its reason says why.
+FLAG_TIME_IMPLAUSIBLE = "time_implausible"
 
 
 def archive_deadline(recorded_end: datetime | None, deadline_hours: float = 24.0) -> datetime | None:

@@ -20,6 +20,9 @@ class RecordingFacts:
     archived_at: datetime | None
     recorded_end: datetime | None
     first_seen_at: datetime
+    # The recorder's clock was not believed (flag ``time_implausible``): its recorded end is
+    # no measure of anything, and its deadline already counts from first_seen_at.
+    time_implausible: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class ComplianceSnapshot:
     # The smallest (deadline - now) over recordings not yet archived; negative once overdue.
     min_deadline_remaining_s: float | None = None
     overdue: list[str] = field(default_factory=list)
+    # Recordings whose recorder clock was not believed (flag ``time_implausible``).
+    time_implausible: int = 0
 
 
 def compliance_snapshot(
@@ -51,9 +56,13 @@ def compliance_snapshot(
         result.counts[state] += 1
         if state == OVERDUE:
             result.overdue.append(recording.sha256)
+        if recording.time_implausible:
+            result.time_implausible += 1
         if recording.archived_at is not None:
             continue
-        waiting_since = recording.recorded_end or recording.first_seen_at
+        # A reset clock's 1980 would make footage look 46 years old; one set ahead, negative.
+        waiting_since = (recording.first_seen_at if recording.time_implausible
+                         else recording.recorded_end or recording.first_seen_at)
         age_s = max((now - waiting_since).total_seconds(), 0.0)
         if result.oldest_pending_age_s is None or age_s > result.oldest_pending_age_s:
             result.oldest_pending_age_s = age_s

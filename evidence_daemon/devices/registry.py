@@ -1,7 +1,8 @@
 """The station's registry of docked devices and of which officer holds each one, when.
 
 Every device seen is registered once (``device-registered``), every dock is counted
-(``device-docked``, each time) and every assignment is kept as history (``device-assigned``,
+(``device-docked``, each time, with the device's apparent clock offset: the newest file time
+on it minus the dock time) and every assignment is kept as history (``device-assigned``,
 naming the assignment it closed); rows are never deleted. A device may be assigned before it
 ever docks (officers get their recorder on the first day): it is then registered by the
 assignment, with no docks yet, and its first dock fills in model and identity.
@@ -78,8 +79,13 @@ class DeviceRegistry:
 
     # -- docking --------------------------------------------------------------------------
 
-    def docked(self, identity: DeviceIdentity) -> None:
-        """Record one dock of ``identity``, registering the device on first sight."""
+    def docked(self, identity: DeviceIdentity, *, newest_file_time: datetime | None = None) -> None:
+        """Record one dock of ``identity``, registering the device on first sight.
+
+        ``newest_file_time`` (aware; the newest file's mtime on the device, None when it has
+        none) gives the dock's apparent clock offset, kept on the device and in its
+        ``device-docked`` event.
+        """
         device_id = _clean_id(identity.device_id, "device id", DeviceError)
         facts = {
             "model": identity.model or None,
@@ -88,15 +94,19 @@ class DeviceRegistry:
             "fs_uuid": identity.fs_uuid or None,
             "fs_label": identity.fs_label or None,
         }
-        docked_at = format_time(self.clock())
+        now = self.clock()
+        docked_at = format_time(now)
+        offset_s = apparent_clock_offset_s(newest_file_time, now)
+        newest_at = format_time(newest_file_time) if newest_file_time is not None else None
         with self.database.transaction() as conn:
             row = conn.execute("SELECT docks FROM devices WHERE device_id = ?", (device_id,)).fetchone()
             if row is None:
                 conn.execute(
                     "INSERT INTO devices (device_id, model, role, serial, fs_uuid, fs_label,"
-                    " registered_at, first_docked_at, last_docked_at, docks)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                    (device_id, *facts.values(), docked_at, docked_at, docked_at),
+                    " registered_at, first_docked_at, last_docked_at, docks, last_newest_file_at,"
+                    " last_clock_offset_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                    (device_id, *facts.values(), docked_at, docked_at, docked_at, newest_at,
+                     offset_s),
                 )
                 self._queue(conn, "device-registered", {
                     "source_key": f"device:{device_id}", "device_id": device_id, **facts,
@@ -109,8 +119,9 @@ class DeviceRegistry:
                     "UPDATE devices SET model = COALESCE(?, model), role = COALESCE(?, role),"
                     " serial = COALESCE(?, serial), fs_uuid = COALESCE(?, fs_uuid),"
                     " fs_label = COALESCE(?, fs_label), first_docked_at = COALESCE(first_docked_at, ?),"
-                    " last_docked_at = ?, docks = docks + 1 WHERE device_id = ?",
-                    (*facts.values(), docked_at, docked_at, device_id),
+                    " last_docked_at = ?, docks = docks + 1, last_newest_file_at = ?,"
+                    " last_clock_offset_s = ? WHERE device_id = ?",
+                    (*facts.values(), docked_at, docked_at, newest_at, offset_s, device_id),
                 )
                 docks = int(row["docks"]) + 1
             self._queue(conn, "device-docked", {
@@ -118,6 +129,7 @@ class DeviceRegistry:
                 # the key is unique, so the once-only append can never swallow a real dock.
                 "source_key": f"device:{device_id}:dock:{docks}:{docked_at}",
                 "device_id": device_id, **facts, "docked_at": docked_at, "dock": docks,
+                "newest_file_at": newest_at, "clock_offset_s": offset_s,
             })
         log.info("device %s docked (dock %d)", device_id, docks)
         self.flush_ledger()
@@ -249,6 +261,8 @@ class DeviceRegistry:
                 "first_docked_at": self._show(row["first_docked_at"]),
                 "last_docked_at": self._show(row["last_docked_at"]),
                 "docks": int(row["docks"]),
+                "newest_file_at": self._show(row["last_newest_file_at"]),
+                "clock_offset_s": row["last_clock_offset_s"],
                 "current_officer": officer_for(assignments, now),
                 "assignments": [
                     {"officer_id": assignment.officer_id,
@@ -304,6 +318,19 @@ class DeviceRegistry:
 
     def _show(self, stored: str | None) -> str | None:
         return self._time(stored).isoformat() if stored else None
+
+
+def apparent_clock_offset_s(newest_file_time: datetime | None, docked_at: datetime) -> float | None:
+    """The newest file's time on a device minus the dock time, in seconds (None: no files).
+
+    Only an apparent offset: footage ends some time before the dock, so a right clock shows a
+    small negative number. A positive one is a clock ahead; years either way, a broken one.
+    """
+    if newest_file_time is None:
+        return None
+    if newest_file_time.utcoffset() is None:
+        raise ValueError(f"newest file time {newest_file_time.isoformat()} has no time zone")
+    return round((newest_file_time - docked_at).total_seconds(), 3)
 
 
 def _clean_id(value: str, what: str, error: type[EvidenceError]) -> str:

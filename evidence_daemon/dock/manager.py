@@ -3,7 +3,10 @@
 Subscribes to the sources' events (``device_added``, ``device_removed``, ``inbox_ready``) and
 runs one job per docked device on a bounded pool (``dock.max_concurrent_devices``)::
 
-    settle -> mount read-only -> register the dock -> ingest -> [opt-in wipe] -> unmount
+    settle -> mount read-only -> survey -> register the dock -> ingest -> [opt-in wipe] -> unmount
+
+The survey counts the files for the progress bar and finds the newest file time on the device:
+with the dock time it gives the device's apparent clock offset, kept in the dock's record.
 
 A device pulled mid-copy leaves its unread files as they were: the partial file is never
 archived (its copy fails its size/mtime check or a read error) and the rest is taken at the
@@ -17,9 +20,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +32,7 @@ from ..custody.ledger import LedgerWriter
 from ..devices.registry import DeviceIdentity
 from ..errors import EvidenceError
 from ..ingest.pipeline import Ingestor, Origin, Summary
-from ..ingest.scanner import display_path
+from ..ingest.scanner import FILE, display_path, scan_tree
 from ..sources.rules import DeviceInfo, DockMatch, device_identity, match_device
 from ..sources.watch import origin as inbox_origin
 from ..state.db import Database
@@ -46,7 +50,7 @@ class MounterLike(Protocol):
 
 
 class RegistryLike(Protocol):
-    def docked(self, identity: DeviceIdentity) -> None: ...
+    def docked(self, identity: DeviceIdentity, *, newest_file_time: datetime | None = None) -> None: ...
 
 
 @dataclass
@@ -99,18 +103,28 @@ class DockJob:
         }
 
 
-def count_tree(root: Path) -> tuple[int, int]:
-    """(files, bytes) under ``root`` without following links: the progress bar's 100 %."""
+@dataclass(frozen=True)
+class TreeSurvey:
+    files: int  # the progress bar's 100 %
+    size_bytes: int
+    newest_mtime: datetime | None  # the newest file's modification time (None: no files)
+
+
+def survey_tree(root: Path, skip: Sequence[str]) -> TreeSurvey:
+    """The files under ``root`` that ingest would take (the scanner's own walk, links not
+    followed, junk in ``skip`` left out): a FUSE label file or a PC's ``System Volume
+    Information`` says nothing about the recorder's clock."""
     files = total = 0
-    for directory, _, names in os.walk(root):
-        for name in names:
-            try:
-                info = os.lstat(os.path.join(directory, name))
-            except OSError:
-                continue
-            files += 1
-            total += info.st_size
-    return files, total
+    newest_ns: int | None = None
+    for found in scan_tree(os.fsencode(root), skip):
+        if found.kind != FILE:
+            continue
+        files += 1
+        total += found.size_bytes
+        if found.mtime_ns is not None and (newest_ns is None or found.mtime_ns > newest_ns):
+            newest_ns = found.mtime_ns
+    newest = datetime.fromtimestamp(newest_ns / 1e9, tz=timezone.utc) if newest_ns is not None else None
+    return TreeSurvey(files, total, newest)
 
 
 class DockManager:
@@ -203,15 +217,17 @@ class DockManager:
             job.state = "mounting"
             mountpoint = self.mounter.mount(info, job.name, match)
             job.mountpoint = str(mountpoint)
+            skip = fuse_artifacts(mountpoint, info)
+            survey = survey_tree(mountpoint, (*self.config.ingest.skip, *skip))
+            job.files_total, job.bytes_total = survey.files, survey.size_bytes
             self.registry.docked(DeviceIdentity(
                 device_id=job.name, model=match.model, role=match.role, serial=info.serial,
                 fs_uuid=info.fs_uuid, fs_label=info.fs_label,
-            ))
-            job.files_total, job.bytes_total = count_tree(mountpoint)
+            ), newest_file_time=survey.newest_mtime)
             job.state = "ingesting"
             summary = self.ingestor.ingest(
                 Origin(mountpoint, device_id=job.name), progress=job.on_progress, stop=self.stop,
-                skip=fuse_artifacts(mountpoint, info),
+                skip=skip,
             )
             job.result = dict(summary.counts)
             complete = summary.ok and not job.removed and not self.stop.is_set() and not _unread(summary)

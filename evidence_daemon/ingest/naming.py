@@ -6,8 +6,10 @@ how each device model does it; the first one that matches wins. The time in the 
 wall-clock time in the station's time zone.
 
 Pure: no I/O, no clock. It must never guess: a name that matches no pattern gives ``None``, and
-a time that is not a real date gives ``recorded_start = None`` (the caller then falls back to
-container metadata or the file's mtime). It must never raise for an odd or hostile name.
+a time that is not a real date (month 13, hour 25, year 0000) gives ``recorded_start = None``
+with the digits kept in ``invalid_start``, so that the caller can say why the recorder's clock
+is not believed instead of quietly using another time. It must never raise for an odd or
+hostile name.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class NameFacts:
     recorded_start: datetime | None  # timezone-aware, in UTC
     seq: str | None
     pattern_index: int  # which of the configured patterns matched
+    # The name's start time as written, when it is not a real date (month 13, year 0000, ...)
+    invalid_start: str | None = None
 
 
 def parse_file_name(file_name: str, patterns: Sequence[str], tz: ZoneInfo) -> NameFacts | None:
@@ -53,12 +57,15 @@ def parse_file_name(file_name: str, patterns: Sequence[str], tz: ZoneInfo) -> Na
         if match is None:
             continue
         groups = match.groupdict()
+        start_text = groups.get("start") or None
+        recorded_start = _local_start(start_text, tz)
         return NameFacts(
             device_id=groups.get("device") or None,
             officer_id=groups.get("officer") or None,
-            recorded_start=_local_start(groups.get("start"), tz),
+            recorded_start=recorded_start,
             seq=groups.get("seq") or None,
             pattern_index=index,
+            invalid_start=start_text if start_text and recorded_start is None else None,
         )
     return None
 

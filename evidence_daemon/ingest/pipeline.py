@@ -29,14 +29,14 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from .. import __version__
 from ..archive import keys
 from ..archive.base import ArchiveStore, SetAside, StoredObject, hash_stored, rejected_key
-from ..compliance.rules import archive_deadline
+from ..compliance.rules import FLAG_TIME_IMPLAUSIBLE, archive_deadline
 from ..config import Config
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
 from ..devices.attribution import attribute
@@ -55,7 +55,7 @@ from ..state.db import Database
 from .naming import parse_file_name
 from .scanner import FILE, Found, scan_paths, scan_tree
 from .spool import Copied, Spool, SpoolFullError
-from .timing import derive_times, parse_iso_time
+from .timing import ClockWindow, derive_times, judge_clock, parse_iso_time
 
 log = logging.getLogger(__name__)
 
@@ -424,11 +424,23 @@ class Ingestor:
             duration_s=media.get("duration_s") if media else None,
             mtime=datetime.fromtimestamp(source["mtime_ns"] / 1e9, tz=timezone.utc),
         )
-        deadline = archive_deadline(times.recorded_end, self.config.compliance.deadline_hours)
+        first_seen_at = self.clock()
+        verdict = judge_clock(
+            times, self._clock_window(first_seen_at),
+            invalid_name_time=name_facts.invalid_start if name_facts else None, zone=self.timezone,
+        )
+        if verdict.implausible is not None:
+            # Kept apart from real lateness: the deadline counts from when the station saw it.
+            flags[FLAG_TIME_IMPLAUSIBLE] = verdict.implausible
+            log.warning("%s: recorder clock not believed: %s", source["rel_path"], verdict.implausible)
+        deadline = archive_deadline(verdict.counts_from, self.config.compliance.deadline_hours)
         device_id = (name_facts.device_id if name_facts else None) or source["device_id"]
         # The assignment is that of the physical device docked (the source's), at the time the
         # recording started: a device handed over mid-recording stays with who started it.
-        recorded_at = times.recorded_start or times.recorded_end
+        # A recorder clock that is not believed says nothing about who held the device; the
+        # holder when the station first saw the file (usually whoever docked it) is the best known.
+        recorded_at = (times.recorded_start or times.recorded_end if verdict.implausible is None
+                       else first_seen_at)
         assigned_officer = (
             self.officer_lookup(source["device_id"], recorded_at)
             if self.officer_lookup is not None and source["device_id"] and recorded_at is not None
@@ -453,8 +465,16 @@ class Ingestor:
                  _iso(deadline, self.timezone), json.dumps(sorted(flags)),
                  json.dumps(flags, ensure_ascii=False),
                  json.dumps(media, ensure_ascii=False) if media is not None else None,
-                 format_time(self.clock())),
+                 format_time(first_seen_at)),
             )
+
+    def _clock_window(self, seen_at: datetime) -> ClockWindow:
+        """When a recorder's time is believed, for a file the station saw at ``seen_at``."""
+        compliance = self.config.compliance
+        return ClockWindow(
+            earliest=compliance.earliest_plausible_at(self.timezone), seen_at=seen_at,
+            tolerance=timedelta(hours=compliance.clock_tolerance_hours),
+        )
 
     def _set_state(self, source_id: int, state: str, reason: str | None, *, count_attempt: bool = False) -> None:
         with self.db.transaction() as conn:

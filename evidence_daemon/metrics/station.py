@@ -143,6 +143,10 @@ class StationCollector(Collector):
             by_state.add_metric([state], snapshot.counts[state])
         yield by_state
         yield GaugeMetricFamily(
+            "evidence_recordings_time_implausible", "Recordings in the local catalog whose "
+            "recorder clock was not believed (reset or far ahead; deadline counted from when the "
+            "station first saw them)", value=snapshot.time_implausible)
+        yield GaugeMetricFamily(
             "evidence_oldest_pending_age_seconds", "Age of the oldest recording not yet archived, "
             "since it ended (0 when none waits)", value=snapshot.oldest_pending_age_s or 0.0)
         if snapshot.min_deadline_remaining_s is not None:

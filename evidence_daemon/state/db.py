@@ -165,6 +165,13 @@ MIGRATIONS: tuple[str, ...] = (
         result       TEXT
     );
     """,
+    # 5 (recorder clocks): what the device's clock seemed to say at its latest dock: the
+    # newest file's mtime on it, and that minus the dock time. (No comments inside an ALTER:
+    # SQLite appends the column text, comment and all, to the stored CREATE TABLE.)
+    """
+    ALTER TABLE devices ADD COLUMN last_newest_file_at TEXT;
+    ALTER TABLE devices ADD COLUMN last_clock_offset_s REAL
+    """,
 )
 
 
