@@ -100,32 +100,45 @@ class Spool:
             # Hashing runs on a second thread while this one writes the chunk and reads the
             # next: hashlib and os.readv/os.write release the GIL, so the copy uses both cores.
             # Chunks are hashed strictly in order, each after the one before. Two buffers,
-            # reused, so no chunk costs a fresh allocation (and its page faults).
-            buffers = (bytearray(self.chunk_bytes), bytearray(self.chunk_bytes))
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher, \
-                    part.open("wb", buffering=0) as writer:
-                hashing: Future[None] | None = None
-                turn = 0
-                while True:
-                    buffer = buffers[turn]
-                    turn ^= 1
-                    try:
-                        count = os.readv(fd, [buffer])
-                    except OSError as exc:
-                        raise IngestError(
-                            f"read failed after {size_bytes} bytes: {exc.strerror}"
-                        ) from exc
-                    if hashing is not None:
-                        hashing.result()
-                    if not count:
-                        break
-                    chunk = memoryview(buffer)[:count]
-                    hashing = hasher.submit(hash_chunk, chunk)
-                    write_all(writer.fileno(), chunk)
-                    size_bytes += count
-                    if on_bytes is not None:
-                        on_bytes(count)
-                    failpoint("ingest.mid_copy")
+            # reused, so no chunk costs a fresh allocation (and its page faults); no larger
+            # than the file, and the chunk that reaches the file's end is hashed right here:
+            # a small file costs neither 8 MiB of zeroed pages nor a thread.
+            buffer_bytes = max(64 * 1024, min(self.chunk_bytes, expected_size + 1))
+            buffers = (bytearray(buffer_bytes), bytearray(buffer_bytes))
+            hasher: ThreadPoolExecutor | None = None
+            try:
+                with part.open("wb", buffering=0) as writer:
+                    hashing: Future[None] | None = None
+                    turn = 0
+                    while True:
+                        buffer = buffers[turn]
+                        turn ^= 1
+                        try:
+                            count = os.readv(fd, [buffer])
+                        except OSError as exc:
+                            raise IngestError(
+                                f"read failed after {size_bytes} bytes: {exc.strerror}"
+                            ) from exc
+                        if hashing is not None:
+                            hashing.result()
+                        if not count:
+                            break
+                        chunk = memoryview(buffer)[:count]
+                        if size_bytes + count >= expected_size:
+                            hash_chunk(chunk)
+                            hashing = None
+                        else:
+                            if hasher is None:
+                                hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
+                            hashing = hasher.submit(hash_chunk, chunk)
+                        write_all(writer.fileno(), chunk)
+                        size_bytes += count
+                        if on_bytes is not None:
+                            on_bytes(count)
+                        failpoint("ingest.mid_copy")
+            finally:
+                if hasher is not None:
+                    hasher.shutdown(wait=True)
             after = os.fstat(fd)
             if (
                 size_bytes != after.st_size
