@@ -146,7 +146,8 @@ def test_content_missing_from_the_archive_is_an_error_and_a_recorded_failed_atte
                                   headers=headers, params={"reason": "review of the stop"})
             assert missing.status_code == 503, missing.content[:200]
             assert f"original of recording {gone[:12]}" in missing.json()["error"]
-            assert "missing from the archive" in missing.json()["error"]
+            assert "missing from the archive; this attempt is recorded as api-missing#" \
+                in missing.json()["error"]
 
             player = session.post(f"/api/v1/recordings/{no_proxy}/grants", headers=headers,
                                   json={"kind": "proxy", "reason": "watch it"})
@@ -161,6 +162,7 @@ def test_content_missing_from_the_archive_is_an_error_and_a_recorded_failed_atte
 
             stale_grant = session.get(grant.json()["url"], headers=headers)
             assert stale_grant.status_code == 503 and stale_grant.content != b""
+            assert "recorded" not in stale_grant.json()["error"]  # its access was, at grant time
 
             trail = session.get("/api/v1/audit/accesses", headers=headers,
                                 params={"recording": gone}).json()["items"]

@@ -522,10 +522,12 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         try:
             return stored_size(row, kind, key, known)
         except (ObjectMissingError, IntegrityError) as exc:
-            node.record("access-failed", recording=row["sha256"], actor=user.actor, details={
-                "kind": kind, "key": key, "reason": reason, "via": via,
-                "problem": exc.message, "remote": address(request)})
-            raise
+            entry = node.record("access-failed", recording=row["sha256"], actor=user.actor,
+                                details={"kind": kind, "key": key, "reason": reason,
+                                         "via": via, "problem": exc.message,
+                                         "remote": address(request)})
+            raise type(exc)(f"{exc.message}; this attempt is recorded as "
+                            f"{entry['writer']}#{entry['seq']}") from exc
 
     def stream(key: str, size: int, range_header: str | None, media_type: str,
                filename: str, *, download: bool, before_first_byte: Any) -> Response:

@@ -50,10 +50,9 @@ def missing_content_problem(sha256: str, kind: str, key: str, catalogued_size: i
     what the catalog expects (None: not known for viewing copies)."""
     what = f"the {kind} of recording {sha256[:12]} ({key})"
     if stored_size is None:
-        return f"{what} is missing from the archive; the attempt is recorded"
+        return f"{what} is missing from the archive"
     if catalogued_size is not None and stored_size != catalogued_size:
-        return (f"{what} is {stored_size} bytes in the archive, not the {catalogued_size} "
-                "catalogued; the attempt is recorded")
+        return f"{what} is {stored_size} bytes in the archive, not the {catalogued_size} catalogued"
     return None
 
 
