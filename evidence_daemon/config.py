@@ -12,6 +12,7 @@ content wins and is never logged.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -198,8 +199,11 @@ class ApiConfig:
     state_dir: Path = Path("/var/lib/evidence-api")
     listen: str = "127.0.0.1:8480"
     poll_s: float = 10.0  # how often the catalog reads new ledger entries from the archive
-    failed_login_limit: int = 10  # failed sign-ins per client address per window, then 429
+    failed_login_limit: int = 10  # failed sign-ins per client, and per token prefix, then 429
     failed_login_window_s: float = 300.0
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks); from any
+    # other peer the header is ignored, so it cannot be forged to dodge the limit above.
+    trusted_proxies: tuple[str, ...] = ()
     grant_ttl_s: float = 900.0  # how long a player link (one recorded access) stays usable
     secure_cookies: bool = False  # mark the console's cookie Secure (set it behind TLS)
     max_export_recordings: int = 100
@@ -474,6 +478,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("api.poll_s: must be positive")
     if api.failed_login_limit < 1 or api.failed_login_window_s <= 0:
         raise ConfigError("api.failed_login_limit and api.failed_login_window_s: must be positive")
+    for index, proxy in enumerate(api.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"api.trusted_proxies[{index}]: {proxy!r} is not an IP address or "
+                              "network (e.g. \"10.0.0.5\" or \"10.0.0.0/24\")") from None
     if api.grant_ttl_s <= 0:
         raise ConfigError("api.grant_ttl_s: must be positive")
     if api.max_export_recordings < 1 or api.page_size_max < 1:

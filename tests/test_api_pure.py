@@ -1,4 +1,5 @@
-"""Pure pieces of the API: byte ranges, the role matrix, failed sign-in counting, cursors."""
+"""Pure pieces of the API: byte ranges, the role matrix, failed sign-in counting, cursors,
+client addresses behind proxies, audit texts, missing content, validation error details."""
 
 from __future__ import annotations
 
@@ -18,8 +19,17 @@ from evidence_daemon.api.auth import (
     allowed,
     may_see,
     token_hash,
+    token_label,
 )
-from evidence_daemon.api.catalog import check_id, decode_cursor, encode_cursor, parse_instant
+from evidence_daemon.api.catalog import (
+    check_id,
+    decode_cursor,
+    encode_cursor,
+    missing_content_problem,
+    parse_instant,
+)
+from evidence_daemon.api.clients import TrustedProxies, client_address, trusted_networks
+from evidence_daemon.api.reasons import checked_note, checked_reason, text_problem
 from evidence_daemon.api.ranges import RangeNotSatisfiable, parse_range
 from evidence_daemon.errors import UsageError
 
@@ -111,3 +121,135 @@ def test_a_trailing_newline_is_not_a_valid_id() -> None:
     with pytest.raises(ValueError):
         keys.check_sha256("a" * 64 + "\n")
     assert keys.parse_ledger_key("ledger/w/000000000001.json\n") is None
+
+
+# -- who is asking, behind proxies ------------------------------------------------------------
+
+PROXIES = trusted_networks(["127.0.0.1", "10.0.0.0/8", "fd00::/8"])
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "trusted", "expected"), [
+    ("127.0.0.1", [], (), "127.0.0.1"),
+    # from a peer that is not a trusted proxy the header is anyone's invention: ignored
+    ("198.51.100.7", ["203.0.113.5"], PROXIES, "198.51.100.7"),
+    ("127.0.0.1", ["203.0.113.5"], (), "127.0.0.1"),
+    # through a trusted proxy: the address it appended
+    ("127.0.0.1", ["203.0.113.5"], PROXIES, "203.0.113.5"),
+    # what the client wrote itself (left of the proxy's hop) proves nothing
+    ("127.0.0.1", ["1.2.3.4, 203.0.113.5"], PROXIES, "203.0.113.5"),
+    ("127.0.0.1", ["1.2.3.4", "203.0.113.5"], PROXIES, "203.0.113.5"),  # two header lines
+    # a chain of trusted proxies is walked to the first address that is not one
+    ("127.0.0.1", ["1.2.3.4, 203.0.113.5, 10.1.2.3"], PROXIES, "203.0.113.5"),
+    ("127.0.0.1", ["10.9.9.9, 10.1.2.3"], PROXIES, "10.9.9.9"),  # all trusted: the first
+    ("127.0.0.1", ["203.0.113.5:4711"], PROXIES, "203.0.113.5"),
+    ("127.0.0.1", ["[2001:db8::1]:4711"], PROXIES, "2001:db8::1"),
+    ("fd00::2", ["2001:DB8::1"], PROXIES, "2001:db8::1"),
+    ("::ffff:127.0.0.1", ["203.0.113.5"], PROXIES, "203.0.113.5"),
+    # a hop that is not an address: counted as the proxy that passed it on, never as the text
+    ("127.0.0.1", ["evil\nline"], PROXIES, "127.0.0.1"),
+    ("127.0.0.1", ["203.0.113.5, junk, 10.1.2.3"], PROXIES, "10.1.2.3"),
+    ("127.0.0.1", [" , "], PROXIES, "127.0.0.1"),
+    (None, ["203.0.113.5"], PROXIES, "unknown"),
+])
+def test_the_client_is_believed_only_through_trusted_proxies(
+        peer: str | None, forwarded: list[str], trusted: TrustedProxies, expected: str) -> None:
+    assert client_address(peer, forwarded, trusted) == expected
+
+
+def test_a_token_is_counted_and_logged_by_a_label_never_whole() -> None:
+    token = "evd_" + "A" * 43
+    assert token_label(token) == "evd_AAAA…"
+    assert token_label("evd_wrong") == "evd_…"  # at most half of a short token
+    assert token_label("ab") == "a…" and token_label("") == "…"
+    assert token_label("evd\x1b[2J\nxxxxxxxx") == "evd?[2J?…"  # no escape or newline reaches the log
+
+
+def test_failed_sign_ins_by_client_and_by_token_are_separate_counts() -> None:
+    now = [0.0]
+    by_client, by_token = (FailedLogins(2, 60, monotonic=lambda: now[0]) for _ in range(2))
+    for client in ("203.0.113.5", "203.0.113.6"):  # one stale token replayed from two clients
+        by_client.failed(client)
+        by_token.failed("evd_AAAA…")
+    assert by_token.blocked("evd_AAAA…") and not by_token.blocked("evd_BBBB…")
+    assert not by_client.blocked("203.0.113.5") and not by_client.blocked("203.0.113.6")
+
+
+# -- what may go into the audit chain ---------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("", "must not be blank"),
+    ("   ", "must not be blank"),
+    ("\t \n", "must not be blank"),
+    ("ab", "at least 3 characters"),
+    ("  ab  ", "at least 3 characters"),
+    ("x" * 501, "at most 500 characters, got 501"),
+    ("nul\x00here", "U+0000 at character 4"),
+    ("esc \x1b[31mred", "U+001B"),
+    ("two\nlines", "U+000A"),
+    ("carriage\rreturn", "U+000D"),
+    ("a\ttab", "U+0009"),
+    ("del\x7fete", "U+007F"),
+    ("c1 \x85 next line", "U+0085"),
+    ("c1 \x9b csi", "U+009B"),
+    ("line\u2028separator", "U+2028"),
+    ("abc \u202eevil", "U+202E"),  # right-to-left override: hides what a reader sees
+])
+def test_audit_text_problems_name_the_problem_never_the_text(text: str, problem: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        checked_reason(text, "reason")
+    assert caught.value.message.startswith("reason: ") and problem in caught.value.message
+    assert text.strip() not in caught.value.message or not text.strip()
+
+
+@pytest.mark.parametrize(("text", "stored"), [
+    ("  review of the stop  ", "review of the stop"),
+    ("复核执法过程", "复核执法过程"),
+    ("case （2026）城管罚字第12号 – é ü", "case （2026）城管罚字第12号 – é ü"),
+    ("x" * 500, "x" * 500),
+])
+def test_good_reasons_are_stored_trimmed(text: str, stored: str) -> None:
+    assert checked_reason(text) == stored
+
+
+def test_notes_are_longer_but_just_as_clean() -> None:
+    assert checked_note(" a ") == "a"
+    assert checked_note("y" * 4000) == "y" * 4000
+    assert text_problem("y" * 4001, min_chars=1, max_chars=4000) == "at most 4000 characters, got 4001"
+    with pytest.raises(UsageError, match="^text: control character U\\+000A"):
+        checked_note("first\nsecond")
+
+
+# -- content the catalog promises ------------------------------------------------------------
+
+@pytest.mark.parametrize(("catalogued", "stored", "problem"), [
+    (100, 100, None),
+    (None, 7, None),  # a viewing copy: size known only from the archive
+    (100, None, "the original of recording 0123456789ab (recordings/x/original.mp4) is missing "
+                "from the archive"),
+    (None, None, "is missing from the archive"),
+    (100, 99, "is 99 bytes in the archive, not the 100 catalogued"),
+])
+def test_content_missing_or_changed_in_the_archive(catalogued: int | None, stored: int | None,
+                                                   problem: str | None) -> None:
+    found = missing_content_problem("0123456789ab" * 5 + "cdef", "original",
+                                    "recordings/x/original.mp4", catalogued, stored)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+def test_validation_details_never_carry_the_input() -> None:
+    from evidence_daemon.api.app import validation_detail
+
+    huge = "x" * 1_000_000
+    errors = [{"type": "string_too_long", "loc": ("body", "reason"), "input": huge,
+               "msg": "String should have at most 500 characters", "ctx": {"max_length": 500}},
+              {"type": "value_error", "loc": ("body", huge), "input": huge, "msg": huge}]
+    errors += [{"type": "missing", "loc": ("query", str(n)), "msg": "Field required"}
+               for n in range(100)]
+    detail = validation_detail(errors)
+    assert len(detail) == 20 and all("input" not in item for item in detail)
+    assert detail[0] == {"type": "string_too_long", "loc": ["body", "reason"],
+                         "msg": "String should have at most 500 characters"}
+    assert len(str(detail)) < 20_000

@@ -181,8 +181,18 @@ def test_api_settings_are_validated_by_name(tmp_path: Path) -> None:
         ('[api]\nlisten = "8480"', "api.listen"),
         ("[api]\npoll_s = 0", "api.poll_s"),
         ("[api]\ngrant_ttl_s = -1", "api.grant_ttl_s"),
+        ('[api]\ntrusted_proxies = ["10.0.0.1", "proxy.local"]', r"api.trusted_proxies\[1\]"),
+        ('[api]\ntrusted_proxies = "10.0.0.0/33"', r"api.trusted_proxies\[0\]"),
     ]:
         path = tmp_path / "c.toml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=key):
             load_config(path, environ={})
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[api]\ntrusted_proxies = ["127.0.0.1", "10.20.0.0/16", "::1"]\n')
+    assert load_config(path, environ={}).api.trusted_proxies == ("127.0.0.1", "10.20.0.0/16", "::1")
+    from_environment = load_config(None, environ={"EVIDENCE_API_TRUSTED_PROXIES": "10.0.0.5, fd00::/8"})
+    assert from_environment.api.trusted_proxies == ("10.0.0.5", "fd00::/8")

@@ -1,11 +1,14 @@
 """The HTTP surface of the API node (FastAPI): authorise, record, then answer.
 
 Every route but ``/healthz`` resolves the caller from a bearer token and checks the role
-matrix (``auth.PERMISSIONS``) before doing anything. Content is only ever streamed after its
-``accessed`` event is stored in this node's signed ledger; if the ledger cannot be written,
-nothing is sent. Object keys come from the catalog row of a validated recording id, never from
-the request. This module must not hand-write HTTP: routing, parsing and streaming are
-FastAPI/Starlette's.
+matrix (``auth.PERMISSIONS``) before doing anything. Content is only ever streamed after the
+object was found in the archive and its ``accessed`` event is stored in this node's signed
+ledger; if the ledger cannot be written, nothing is sent, and an object that is not there (or
+not the size catalogued) is an ``access-failed`` event and an error — never an ``accessed``
+event followed by an empty body. Whatever a person writes into the chain passes
+``reasons.py``; a validation error never sends the input back. Object keys come from the
+catalog row of a validated recording id, never from the request. This module must not
+hand-write HTTP: routing, parsing and streaming are FastAPI/Starlette's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -21,12 +24,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 from starlette.background import BackgroundTask
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -39,12 +42,30 @@ from ..errors import (
     EvidenceError,
     IntegrityError,
     NotFoundError,
+    ObjectMissingError,
     StorageError,
     UsageError,
 )
-from .auth import Action, FailedLogins, User, allowed, load_or_create_secret, may_see
-from .catalog import SearchFilters, parse_instant
+from .auth import (
+    Action,
+    FailedLogins,
+    User,
+    allowed,
+    load_or_create_secret,
+    may_see,
+    token_label,
+)
+from .catalog import SearchFilters, missing_content_problem, parse_instant
+from .clients import client_address, trusted_networks
 from .ranges import RangeNotSatisfiable, parse_range
+from .reasons import (
+    NOTE_MAX_CHARS,
+    REASON_MAX_CHARS,
+    REASON_MIN_CHARS,
+    checked_reason,
+    checked_text,
+    text_problem,
+)
 from .service import ApiNode, Poller
 
 log = logging.getLogger(__name__)
@@ -56,7 +77,7 @@ SESSION_MAX_AGE_S = 12 * 3600  # a working day; the console signs in again after
 # faster than 1 MiB, for ~4 MB more memory a stream (benchmarks/api_range.py).
 STREAM_CHUNK_BYTES = 2 * 1024 * 1024
 ContentKind = Literal["original", "proxy", "poster"]
-_CASE_ID = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,100}$")
+CASE_ID_MAX_CHARS = 100
 _HOLD_ID = re.compile(r"^[0-9a-f]{16}$")
 _GRANT_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
@@ -80,8 +101,22 @@ class Unauthorized(Exception):
 
 # -- request and response bodies ---------------------------------------------------------
 
-Reason = Annotated[str, Field(min_length=3, max_length=500,
-                              description="Why; recorded in the audit chain")]
+def _audit_text(min_chars: int, max_chars: int) -> AfterValidator:
+    """The body-field form of ``reasons.checked_text``: trimmed, or a validation error naming
+    the field (never quoting the value)."""
+    def check(text: str) -> str:
+        stripped = text.strip()
+        problem = text_problem(stripped, min_chars=min_chars, max_chars=max_chars)
+        if problem is not None:
+            raise PydanticCustomError("audit_text", problem)
+        return stripped
+    return AfterValidator(check)
+
+
+Reason = Annotated[str, Field(min_length=REASON_MIN_CHARS, max_length=REASON_MAX_CHARS,
+                              description="Why; recorded in the audit chain (trimmed; no "
+                                          "control characters)"),
+                   _audit_text(REASON_MIN_CHARS, REASON_MAX_CHARS)]
 
 
 class ReasonBody(BaseModel):
@@ -95,16 +130,17 @@ class GrantBody(BaseModel):
 
 class HoldBody(BaseModel):
     reason: Reason
-    case_id: str | None = Field(default=None, max_length=100)
+    case_id: str | None = Field(default=None, max_length=CASE_ID_MAX_CHARS)
 
 
 class CaseBody(BaseModel):
-    case_id: str = Field(min_length=1, max_length=100)
+    case_id: str = Field(min_length=1, max_length=CASE_ID_MAX_CHARS)
     reason: Reason
 
 
 class NoteBody(BaseModel):
-    text: str = Field(min_length=1, max_length=4000)
+    text: Annotated[str, Field(min_length=1, max_length=NOTE_MAX_CHARS),
+                    _audit_text(1, NOTE_MAX_CHARS)]
 
 
 class RetentionBody(BaseModel):
@@ -208,34 +244,51 @@ def _ref(entry: dict[str, Any]) -> AuditRef:
 bearer = HTTPBearer(auto_error=False, description="a token from `evidence-daemon users add`")
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 class Gate:
-    """Resolves a token to a user, counting failures per address (429 past the limit)."""
+    """Resolves a token to a user. Failed sign-ins are counted twice, and either count past
+    ``api.failed_login_limit`` answers 429: per client address (seen through the trusted
+    proxies: a brute force from one client is throttled, the other users behind the same
+    proxy are not) and per token label (a leaked or revoked token replayed from many
+    addresses). A valid token is refused only for its client's failures, never for its label's.
+    """
 
-    def __init__(self, node: ApiNode, failed_logins: FailedLogins) -> None:
+    def __init__(self, node: ApiNode, by_client: FailedLogins, by_token: FailedLogins) -> None:
         self.node = node
-        self.failed_logins = failed_logins
+        self.by_client = by_client
+        self.by_token = by_token
+        self.trusted_proxies = trusted_networks(node.config.api.trusted_proxies)
+
+    def client(self, request: Request) -> str:
+        """The address this request is counted and recorded under (``clients.py``)."""
+        return client_address(request.client.host if request.client else None,
+                              request.headers.getlist("x-forwarded-for"), self.trusted_proxies)
 
     def authenticate(self, request: Request, token: str | None) -> User:
-        remote = client_address(request)
-        if self.failed_logins.blocked(remote):
+        remote = self.client(request)
+        if self.by_client.blocked(remote):
             raise Unauthorized("too many failed sign-ins from this address; wait and retry",
-                               429, self.failed_logins.retry_after_s(remote))
+                               429, self.by_client.retry_after_s(remote))
         if not token:
             # Not a guess at a token, so not counted (a <video> without the session cookie
             # asks many times); still logged.
             log.info("request without a token from %s refused", remote)
             raise Unauthorized("a valid bearer token is required")
         user = self.node.users.authenticate(token)
-        if user is None:
-            failures = self.failed_logins.failed(remote)
-            log.warning("sign-in failed from %s (token not accepted; %d in the last %.0f s)",
-                        remote, failures, self.failed_logins.window_s)
-            raise Unauthorized("token not accepted (unknown or revoked)")
-        return user
+        if user is not None:
+            return user
+        label = token_label(token)
+        label_blocked = self.by_token.blocked(label)
+        # Counted against the client even when the label is already blocked, so guesses that
+        # share a label cannot go on unthrottled.
+        from_client = self.by_client.failed(remote)
+        with_token = self.by_token.failed(label)
+        log.warning("sign-in failed from %s with token %s (not accepted; %d from this client, "
+                    "%d with this token in the last %.0f s)", remote, label, from_client,
+                    with_token, self.by_client.window_s)
+        if label_blocked:
+            raise Unauthorized("too many failed sign-ins with this token; wait and retry",
+                               429, self.by_token.retry_after_s(label))
+        raise Unauthorized("token not accepted (unknown or revoked)")
 
 
 def current_user(request: Request,
@@ -257,8 +310,7 @@ def console_dir() -> Path:
 
 def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
     """The ASGI app of one API node. ``poll`` runs the catalog poller for the app's lifetime."""
-    failed_logins = FailedLogins(node.config.api.failed_login_limit,
-                                 node.config.api.failed_login_window_s)
+    limit, window_s = node.config.api.failed_login_limit, node.config.api.failed_login_window_s
     poller = Poller(node)
 
     @asynccontextmanager
@@ -286,9 +338,9 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    gate = Gate(node, failed_logins)
+    gate = Gate(node, FailedLogins(limit, window_s), FailedLogins(limit, window_s))
     app.state.gate = gate
-    address = client_address
+    address = gate.client
     authenticate = gate.authenticate
 
     @app.exception_handler(EvidenceError)
@@ -300,11 +352,14 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # One error shape for clients: {"error": text}, plus FastAPI's itemised detail.
-        problems = [f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
-                    for error in exc.errors()]
+        # One error shape for clients: {"error": text}, plus an itemised detail naming each
+        # field and problem. FastAPI's own detail echoes each input back (a 1 MB reason came
+        # back whole): never the input here.
+        detail = validation_detail(exc.errors())
+        problems = [f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                    for error in detail]
         return JSONResponse({"error": "; ".join(problems) or "invalid request",
-                             "detail": jsonable_encoder(exc.errors())}, status_code=422)
+                             "detail": detail}, status_code=422)
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -447,13 +502,32 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
             raise IntegrityError(f"catalog row of {sha256[:12]} names an unexpected key")
         return key, None, "image/jpeg", f"{sha256[:12]}_poster.jpg"
 
-    def object_size(key: str, known: int | None) -> int:
-        if known is not None:
-            return known
+    def stored_size(row: Any, kind: str, key: str, known: int | None) -> int:
+        """The size of the object to serve, checked in the archive (never only the catalog's
+        word): ``ObjectMissingError`` (503) if it is gone, ``IntegrityError`` if its size is
+        not the catalogued one."""
         stored = node.store.stat(key)
-        if stored is None:
-            raise NotFoundError(f"{key} is not in the archive")
-        return stored.size_bytes
+        stored_bytes = None if stored is None else stored.size_bytes
+        problem = missing_content_problem(row["sha256"], kind, key, known, stored_bytes)
+        if problem is not None or stored_bytes is None:
+            raise (ObjectMissingError if stored_bytes is None else IntegrityError)(
+                problem or f"{key} is not in the archive")
+        return stored_bytes
+
+    def checked_before_access(request: Request, user: User, row: Any, kind: str, key: str,
+                              known: int | None, reason: str, via: str) -> int:
+        """``stored_size``, and when the object cannot be served the failed attempt goes into
+        the audit chain as its own ``access-failed`` event (never an ``accessed``) before the
+        error is answered."""
+        try:
+            return stored_size(row, kind, key, known)
+        except (ObjectMissingError, IntegrityError) as exc:
+            entry = node.record("access-failed", recording=row["sha256"], actor=user.actor,
+                                details={"kind": kind, "key": key, "reason": reason,
+                                         "via": via, "problem": exc.message,
+                                         "remote": address(request)})
+            raise type(exc)(f"{exc.message}; this attempt is recorded as "
+                            f"{entry['writer']}#{entry['seq']}") from exc
 
     def stream(key: str, size: int, range_header: str | None, media_type: str,
                filename: str, *, download: bool, before_first_byte: Any) -> Response:
@@ -490,19 +564,21 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         user: CurrentUser,
         recording_id: str,
         kind: ContentKind,
-        reason: Annotated[str | None, Query(min_length=3, max_length=500)] = None,
-        x_evidence_reason: Annotated[str | None, Header(min_length=3, max_length=500)] = None,
+        reason: Annotated[str | None, Query(min_length=REASON_MIN_CHARS,
+                                            max_length=REASON_MAX_CHARS)] = None,
+        x_evidence_reason: Annotated[str | None, Header(min_length=REASON_MIN_CHARS,
+                                                        max_length=REASON_MAX_CHARS)] = None,
         download: bool = False,
         range_header: Annotated[str | None, Header(alias="range", max_length=200)] = None,
     ) -> Response:
         need(user, Action.CONTENT)
-        why = reason or x_evidence_reason
-        if not why:
+        if reason is None and x_evidence_reason is None:
             raise UsageError("reason: say why you access this recording (query parameter "
                              "reason or header X-Evidence-Reason); it is recorded")
+        why = checked_reason(reason if reason is not None else str(x_evidence_reason))
         row = visible(user, recording_id)
         key, known_size, media_type, filename = content_target(row, kind)
-        size = object_size(key, known_size)
+        size = checked_before_access(request, user, row, kind, key, known_size, why, "api")
 
         def record(asked_range: str | None) -> None:
             node.record("accessed", recording=row["sha256"], actor=user.actor, details={
@@ -519,7 +595,8 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         need(user, Action.CONTENT)
         row = visible(user, recording_id)
         key, known_size, _, _ = content_target(row, body.kind)
-        object_size(key, known_size)
+        checked_before_access(request, user, row, body.kind, key, known_size, body.reason,
+                              "player")
         grant_id = secrets.token_urlsafe(24)
         entry = node.record("accessed", recording=row["sha256"], actor=user.actor, details={
             "kind": body.kind, "key": key, "reason": body.reason, "via": "player",
@@ -565,8 +642,9 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         need(user, Action.CONTENT)
         row = visible(user, found["recording"])
         key, known_size, media_type, filename = content_target(row, found["kind"])
-        return stream(key, object_size(key, known_size), range_header, media_type, filename,
-                      download=download, before_first_byte=lambda _: None)
+        # Its access is on record already; an object gone since is an error, not an empty 200.
+        return stream(key, stored_size(row, found["kind"], key, known_size), range_header,
+                      media_type, filename, download=download, before_first_byte=lambda _: None)
 
     # -- verification and supervisors' annotations ----------------------------------------
 
@@ -593,11 +671,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
     def place_hold(user: CurrentUser, recording_id: str, body: HoldBody) -> Recorded:
         need(user, Action.ANNOTATE)
         row = visible(user, recording_id)
-        if body.case_id is not None and not _CASE_ID.fullmatch(body.case_id):
-            raise UsageError("case_id: 1-100 characters, no '/', '\\' or control characters")
+        case_id = None if body.case_id is None else checked_case_id(body.case_id)
         hold_id = secrets.token_hex(8)
         applied = node.store.set_legal_hold(row["original_key"], True)
-        details = {"hold_id": hold_id, "reason": body.reason, "case_id": body.case_id,
+        details = {"hold_id": hold_id, "reason": body.reason, "case_id": case_id,
                    "applied": applied}
         entry = node.record("hold-placed", recording=row["sha256"], actor=user.actor,
                             details=details)
@@ -606,8 +683,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
     @app.delete(f"{API}/recordings/{{recording_id}}/holds/{{hold_id}}", response_model=Recorded,
                 tags=["annotations"])
     def release_hold(user: CurrentUser, recording_id: str, hold_id: str,
-                     reason: Annotated[str, Query(min_length=3, max_length=500)]) -> Recorded:
+                     reason: Annotated[str, Query(min_length=REASON_MIN_CHARS,
+                                                  max_length=REASON_MAX_CHARS)]) -> Recorded:
         need(user, Action.ANNOTATE)
+        reason = checked_reason(reason)
         row = visible(user, recording_id)
         open_holds = node.catalog.open_holds(row["sha256"])
         if not _HOLD_ID.fullmatch(hold_id) or hold_id not in open_holds:
@@ -625,9 +704,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
     def link_case(user: CurrentUser, recording_id: str, body: CaseBody) -> Recorded:
         need(user, Action.ANNOTATE)
         row = visible(user, recording_id)
-        case_id = body.case_id.strip()
-        if not _CASE_ID.fullmatch(case_id):
-            raise UsageError("case_id: 1-100 characters, no '/', '\\' or control characters")
+        case_id = checked_case_id(body.case_id)
         if case_id in node.catalog.detail(row)["cases"]:
             raise ConflictError(f"recording {row['sha256'][:12]} is already linked to {case_id}")
         details = {"case_id": case_id, "reason": body.reason}
@@ -638,8 +715,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
     @app.delete(f"{API}/recordings/{{recording_id}}/cases/{{case_id}}", response_model=Recorded,
                 tags=["annotations"])
     def unlink_case(user: CurrentUser, recording_id: str, case_id: str,
-                    reason: Annotated[str, Query(min_length=3, max_length=500)]) -> Recorded:
+                    reason: Annotated[str, Query(min_length=REASON_MIN_CHARS,
+                                                 max_length=REASON_MAX_CHARS)]) -> Recorded:
         need(user, Action.ANNOTATE)
+        reason = checked_reason(reason)
         row = visible(user, recording_id)
         if case_id not in node.catalog.detail(row)["cases"]:
             raise NotFoundError(f"recording {row['sha256'][:12]} is not linked to {case_id!r}")
@@ -653,8 +732,6 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
     def add_note(user: CurrentUser, recording_id: str, body: NoteBody) -> Recorded:
         need(user, Action.ANNOTATE)
         row = visible(user, recording_id)
-        if not body.text.strip():
-            raise UsageError("text: a note cannot be blank")
         details = {"text": body.text}
         entry = node.record("note-added", recording=row["sha256"], actor=user.actor,
                             details=details)
@@ -772,6 +849,33 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         session_cookie=SESSION_COOKIE, max_age=SESSION_MAX_AGE_S, path=f"{API}/grants",
         same_site="strict", https_only=node.config.api.secure_cookies)
     return app
+
+
+def checked_case_id(text: str) -> str:
+    """A case id as it goes into the audit chain: audit text (``reasons.py``) without '/' or
+    '\\' (it appears in search filters and package paths)."""
+    case_id = checked_text(text, "case_id", min_chars=1, max_chars=CASE_ID_MAX_CHARS)
+    if "/" in case_id or "\\" in case_id:
+        raise UsageError("case_id: no '/' or '\\'")
+    return case_id
+
+
+_DETAIL_ITEMS = 20
+_DETAIL_CHARS = 200
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's validation errors without the input they were about: where (``loc``), what
+    kind (``type``) and the message, each cut short, and at most ``_DETAIL_ITEMS`` of them
+    (a list of a thousand bad ids is not answered with a thousand items)."""
+    def short(value: Any) -> str:
+        text = str(value)
+        return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + "…"
+
+    return [{"loc": [part if isinstance(part, int) else short(part)
+                     for part in error.get("loc", ())],
+             "type": short(error.get("type", "")), "msg": short(error.get("msg", ""))}
+            for error in list(errors)[:_DETAIL_ITEMS]]
 
 
 def _full_id(node: ApiNode, recording: str) -> str:

@@ -33,6 +33,9 @@ ADMIN = "admin"
 ROLES = (AUDITOR, SUPERVISOR, OFFICER, ADMIN)
 
 TOKEN_PREFIX = "evd_"
+# Failed sign-ins are counted, and logged, under a token's first characters: "evd_" and four
+# random ones (24 of its 256 bits) tell tokens apart without giving any away.
+TOKEN_LABEL_CHARS = 8
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _OFFICER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -88,6 +91,13 @@ def token_hash(token: str) -> str:
 
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_label(token: str) -> str:
+    """The few leading characters a presented token is counted and logged under: never more
+    than half of it (a short wrong token is not written out whole), printable ASCII only."""
+    shown = token[:min(TOKEN_LABEL_CHARS, len(token) // 2)]
+    return "".join(char if char.isascii() and char.isprintable() else "?" for char in shown) + "…"
 
 
 class Users:
@@ -190,7 +200,8 @@ def load_or_create_secret(path: Path) -> str:
 
 
 class FailedLogins:
-    """Failed sign-ins per client address in a sliding window (in memory, per API node)."""
+    """Failed sign-ins per key (a client address, or a token label) in a sliding window (in
+    memory, per API node)."""
 
     def __init__(self, limit: int, window_s: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -200,34 +211,34 @@ class FailedLogins:
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(address, deque())
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(key, deque())
         while failures and failures[0] <= now - self.window_s:
             failures.popleft()
         return failures
 
-    def blocked(self, address: str) -> bool:
+    def blocked(self, key: str) -> bool:
         with self._lock:
             now = self.monotonic()
-            blocked = len(self._recent(address, now)) >= self.limit
-            if not self._failures.get(address):
-                self._failures.pop(address, None)
+            blocked = len(self._recent(key, now)) >= self.limit
+            if not self._failures.get(key):
+                self._failures.pop(key, None)
             return blocked
 
-    def failed(self, address: str) -> int:
+    def failed(self, key: str) -> int:
         """Record a failure; returns how many are in the window now."""
         with self._lock:
             now = self.monotonic()
-            failures = self._recent(address, now)
+            failures = self._recent(key, now)
             failures.append(now)
-            if len(self._failures) > 10_000:  # bound memory under a spray of addresses
-                for stale in [a for a, f in self._failures.items() if not f or f[-1] <= now - self.window_s]:
+            if len(self._failures) > 10_000:  # bound memory under a spray of keys
+                for stale in [k for k, f in self._failures.items() if not f or f[-1] <= now - self.window_s]:
                     del self._failures[stale]
             return len(failures)
 
-    def retry_after_s(self, address: str) -> int:
+    def retry_after_s(self, key: str) -> int:
         with self._lock:
-            failures = self._failures.get(address)
+            failures = self._failures.get(key)
             if not failures:
                 return 0
             return max(1, int(failures[0] + self.window_s - self.monotonic()) + 1)

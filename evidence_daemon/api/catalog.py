@@ -43,6 +43,19 @@ def check_id(text: str) -> str:
     return lowered
 
 
+def missing_content_problem(sha256: str, kind: str, key: str, catalogued_size: int | None,
+                            stored_size: int | None) -> str | None:
+    """Why a recording's ``kind`` cannot be served as the catalog describes it, or None.
+    ``stored_size`` is what the archive holds at ``key`` (None: nothing), ``catalogued_size``
+    what the catalog expects (None: not known for viewing copies)."""
+    what = f"the {kind} of recording {sha256[:12]} ({key})"
+    if stored_size is None:
+        return f"{what} is missing from the archive"
+    if catalogued_size is not None and stored_size != catalogued_size:
+        return f"{what} is {stored_size} bytes in the archive, not the {catalogued_size} catalogued"
+    return None
+
+
 @dataclass(frozen=True)
 class SearchFilters:
     officer: str | None = None
@@ -242,8 +255,8 @@ class Catalog:
 
     def accesses(self, *, recording: str | None, actor: str | None, start_from: str | None,
                  start_to: str | None, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Content accesses and exports, newest first."""
-        where = ["e.event IN ('accessed', 'exported')"]
+        """Content accesses (and failed attempts) and exports, newest first."""
+        where = ["e.event IN ('accessed', 'access-failed', 'exported')"]
         params: list[Any] = []
         if recording is not None:
             where.append("(e.recording = ? OR (e.event = 'exported' AND EXISTS"

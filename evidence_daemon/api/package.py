@@ -73,6 +73,7 @@ from ..errors import (
     UsageError,
 )
 from ..state.db import Database
+from .reasons import checked_reason
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
 README_NAME = "README.txt"
 PACKAGE_JSON = "package.json"
 PACKAGE_SIG = "package.sig"
-REASON_MIN_CHARS = 3
-REASON_MAX_CHARS = 500
 # Members read whole when verifying (package.json, ledger entries, keys, manifests). Anything
 # larger is refused, so a hostile package cannot make the verifier allocate without bound.
 MAX_PACKAGE_JSON_BYTES = 64 * 1024 * 1024
@@ -173,15 +172,6 @@ class PlannedRecording:
 
 
 # -- choosing what goes in (pure, or catalog reads only) -----------------------------------
-
-def check_reason(reason: str) -> str:
-    text = reason.strip()
-    if not REASON_MIN_CHARS <= len(text) <= REASON_MAX_CHARS:
-        raise UsageError(
-            f"an export needs a reason of {REASON_MIN_CHARS} to {REASON_MAX_CHARS} characters"
-        )
-    return text
-
 
 def resolve_recordings(database: Database, requested: Sequence[str]) -> list[Any]:
     """Catalog rows of the requested recordings, in the order asked, each once.
@@ -382,7 +372,7 @@ def export_recordings(
     if the export fails after that (``IntegrityError`` when the archive's bytes or ledger do
     not verify, ``StorageError``) it stays on record, and no file is left at ``out``.
     """
-    reason = check_reason(reason)
+    reason = checked_reason(reason)
     planned = [plan_recording(row, include_proxies=include_proxies)
                for row in resolve_recordings(database, recording_ids)]
     signer = signing_key or ledger.private_key
