@@ -20,7 +20,7 @@ from .archive.base import ArchiveStore
 from .archive.filesystem import FilesystemArchive
 from .compliance.rules import compliance_state
 from .config import Config
-from .custody.ledger import Clock, LedgerWriter, utc_now
+from .custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
 from .errors import ConfigError, IngestError
@@ -116,13 +116,20 @@ def _parse(text: str | None) -> datetime | None:
 
 def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: bool = True) -> Station:
     """Open state, key and archive. With ``connect_archive`` the archive is checked and the
-    station's public key published (first run) or matched against the archive's copy."""
+    station's public key published (first run) or matched against the archive's copy.
+
+    A station without a key file whose key the archive already holds (its state was lost) is
+    refused before anything is created."""
+    store = build_store(config)
+    if not config.key_path.exists():
+        refuse_known_writer_without_key(
+            store, config.station.id, what="station", key_path=config.key_path,
+            state_setting="station.state_dir", id_setting="station.id")
     state_dir = config.station.state_dir
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
         raise ConfigError(f"station.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
-    store = build_store(config)
     database = Database(config.database_path)
     key = load_or_create_private_key(config.key_path)
     ledger = LedgerWriter(store, database, config.station.id, key, clock=clock)
