@@ -135,10 +135,10 @@ class Station:
             found = [leftover for leftover in removed if leftover.kind == kind]
             if not found:
                 continue
+            started = sorted(leftover.started_at.isoformat(timespec="seconds") for leftover in found)
             log.warning("archive %s: removed %d %s left by interrupted runs (begun %s to %s)",
-                        self.store.location, len(found), _LEFTOVER_NAMES[kind],
-                        min(leftover.started_at for leftover in found).isoformat(timespec="seconds"),
-                        max(leftover.started_at for leftover in found).isoformat(timespec="seconds"))
+                        self.store.location, len(found), _LEFTOVER_NAMES[kind], started[0],
+                        started[-1])
             if metrics is not None:
                 metrics.leftovers_cleaned(kind, len(found))
         return removed

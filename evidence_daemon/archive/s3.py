@@ -842,15 +842,19 @@ class S3Archive:
         to be ours: the cut-off, compared with the server's ``Initiated`` time, is what keeps
         other stations' uploads safe. The caller's policy needs ``s3:ListBucketMultipartUploads``
         and ``s3:AbortMultipartUpload`` (neither is a delete).
+
+        The listing has no prefix, filtered here: given a prefix, MinIO lists only the uploads
+        of the object of exactly that name (AWS, Ceph and moto list by prefix).
         """
         uploads = self._call("list unfinished uploads", self._unfinished_uploads)
         in_flight = self._in_flight.names()  # after listing: see InFlight
         removed: list[Leftover] = []
         for upload in uploads:
             key, initiated = upload.object_name, upload.initiated_time
-            if upload.upload_id is None or initiated is None or not is_leftover(
-                initiated, older_than=older_than, in_flight=key in in_flight
-            ):
+            if not key.startswith(keys.RECORDINGS_PREFIX) or upload.upload_id is None:
+                continue
+            if initiated is None or not is_leftover(initiated, older_than=older_than,
+                                                    in_flight=key in in_flight):
                 continue
             if self._abort_upload(key, upload.upload_id):
                 removed.append(Leftover("multipart", key, initiated))
@@ -862,8 +866,7 @@ class S3Archive:
         upload_id_marker: str | None = None
         while True:
             page = self.client._list_multipart_uploads(
-                self.bucket, prefix=keys.RECORDINGS_PREFIX, key_marker=key_marker,
-                upload_id_marker=upload_id_marker,
+                self.bucket, key_marker=key_marker, upload_id_marker=upload_id_marker,
             )
             uploads.extend(page.uploads)
             if not page.is_truncated or not page.uploads:
