@@ -191,6 +191,8 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
                 # Still copy everything into the spool, so the device can be released.
                 archive_error = exc.message
                 log.error("archive unreachable; copying to the spool only: %s", exc.message)
+            else:
+                station.remove_leftovers()  # what an interrupted run left half-written
             summary = station.ingestor(progress=Progress(sys.stderr)).ingest(
                 Origin(args.path, device_id=args.device_id, officer_id=args.officer_id),
                 archive_error=archive_error,

@@ -189,6 +189,10 @@ class UpkeepConfig:
     fixity_interval_s: float = 600.0
     spool_cleanup_s: float = 3600.0
     undocked_limit_hours: float = 24.0
+    leftover_cleanup_s: float = 3600.0
+    # Unfinished writes (staging temp files, multipart uploads) are removed once this old: longer
+    # than any upload takes, since other stations sharing the archive cannot be asked.
+    leftover_age_s: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -488,6 +492,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("api.grant_ttl_s: must be positive")
     if api.max_export_recordings < 1 or api.page_size_max < 1:
         raise ConfigError("api.max_export_recordings and api.page_size_max: must be at least 1")
+    if config.upkeep.leftover_age_s < 0 or config.upkeep.leftover_cleanup_s <= 0:
+        raise ConfigError("upkeep.leftover_age_s must not be negative and "
+                          "upkeep.leftover_cleanup_s must be positive")
     if config.compliance.deadline_hours <= 0:
         raise ConfigError("compliance.deadline_hours: must be positive")
     if config.compliance.at_risk_margin_hours < 0:

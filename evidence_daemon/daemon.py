@@ -130,7 +130,9 @@ class Daemon:
         if self.metrics_server is not None:
             self.metrics_server.start()
         if archive_error is None:
-            # Finish what an earlier run left spooled before the first device arrives.
+            # Clear what an earlier run left half-written, then finish what it left spooled,
+            # before the first device arrives.
+            self.station.remove_leftovers(self.metrics.pipeline)
             self.manager.ingestor.resume()
         for source in self.sources:
             source.start()

@@ -8,24 +8,33 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from .archive.base import ArchiveStore
+from .archive.base import LEFTOVER_KINDS, ArchiveStore, Leftover, LeftoverKind
 from .archive.filesystem import FilesystemArchive
 from .compliance.rules import compliance_state
 from .config import Config
-from .custody.ledger import Clock, LedgerWriter, utc_now
+from .custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
-from .errors import ConfigError, IngestError
+from .errors import ConfigError, EvidenceError, IngestError
 from .ingest.pipeline import IngestMetrics, Ingestor
 from .state.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class LeftoverMetrics(Protocol):
+    """Counts what ``Station.remove_leftovers`` removed (``metrics.PipelineMetrics``)."""
+
+    def leftovers_cleaned(self, kind: LeftoverKind, count: int) -> None: ...
 
 
 def build_store(config: Config) -> ArchiveStore:
@@ -106,8 +115,42 @@ class Station:
         self.store.check()
         self.ledger.publish_key()
 
+    def remove_leftovers(
+        self, metrics: LeftoverMetrics | None = None, *, now: datetime | None = None
+    ) -> list[Leftover]:
+        """Remove unfinished writes that interrupted runs left in the archive, once older than
+        ``upkeep.leftover_age_s``; never one this process has in flight (the store knows them).
+
+        Run at start (``ingest``, ``run``) and by upkeep. Best effort: a failure is logged and
+        the next run tries again; it never stops an ingest.
+        """
+        older_than = (now or utc_now()) - timedelta(seconds=self.config.upkeep.leftover_age_s)
+        try:
+            removed = self.store.remove_leftovers(older_than)
+        except EvidenceError as exc:
+            log.warning("archive %s: cannot remove what interrupted runs left: %s",
+                        self.store.location, exc.message)
+            return []
+        for kind in LEFTOVER_KINDS:
+            found = [leftover for leftover in removed if leftover.kind == kind]
+            if not found:
+                continue
+            started = sorted(leftover.started_at.isoformat(timespec="seconds") for leftover in found)
+            log.warning("archive %s: removed %d %s left by interrupted runs (begun %s to %s)",
+                        self.store.location, len(found), _LEFTOVER_NAMES[kind], started[0],
+                        started[-1])
+            if metrics is not None:
+                metrics.leftovers_cleaned(kind, len(found))
+        return removed
+
     def close(self) -> None:
         self.database.close()
+
+
+_LEFTOVER_NAMES: dict[LeftoverKind, str] = {
+    "staging": "unfinished temp file(s) in .staging/",
+    "multipart": "unfinished multipart upload(s)",
+}
 
 
 def _parse(text: str | None) -> datetime | None:
@@ -116,13 +159,20 @@ def _parse(text: str | None) -> datetime | None:
 
 def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: bool = True) -> Station:
     """Open state, key and archive. With ``connect_archive`` the archive is checked and the
-    station's public key published (first run) or matched against the archive's copy."""
+    station's public key published (first run) or matched against the archive's copy.
+
+    A station without a key file whose key the archive already holds (its state was lost) is
+    refused before anything is created."""
+    store = build_store(config)
+    if not config.key_path.exists():
+        refuse_known_writer_without_key(
+            store, config.station.id, what="station", key_path=config.key_path,
+            state_setting="station.state_dir", id_setting="station.id")
     state_dir = config.station.state_dir
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
         raise ConfigError(f"station.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
-    store = build_store(config)
     database = Database(config.database_path)
     key = load_or_create_private_key(config.key_path)
     ledger = LedgerWriter(store, database, config.station.id, key, clock=clock)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..archive.base import ArchiveStore
 from ..config import Config
-from ..custody.ledger import Clock, LedgerWriter, utc_now
+from ..custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
 from ..custody.signing import load_or_create_private_key
 from ..errors import ConfigError, EvidenceError
 from ..state.db import Database
@@ -69,12 +69,16 @@ class ApiNode:
 
 def open_api_node(config: Config, *, clock: Clock = utc_now,
                   connect_archive: bool = True) -> ApiNode:
+    store = build_store(config)
+    if not config.api_key_path.exists():  # a node whose state was lost is refused first
+        refuse_known_writer_without_key(
+            store, config.api.id, what="API node", key_path=config.api_key_path,
+            state_setting="api.state_dir", id_setting="api.id")
     state_dir = config.api.state_dir
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
         raise ConfigError(f"api.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
-    store = build_store(config)
     database = open_api_database(config.api_database_path)
     key = load_or_create_private_key(config.api_key_path)
     ledger = LedgerWriter(store, database, config.api.id, key, clock=clock)

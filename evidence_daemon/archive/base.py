@@ -3,16 +3,24 @@
 A backend stores bytes under the keys of ``archive.keys`` and proves what it stored. It must
 never overwrite or delete an existing key: originals, manifests, ledger entries and public keys
 are all create-only. ``put_original`` returns only after the stored copy is verified.
+
+The one thing a backend removes is a *leftover*: an unfinished write that a killed process
+left behind (a temp file in the filesystem archive's staging directory, an incomplete S3
+multipart upload). A leftover was never an object: nobody could read it, and removing it
+cannot touch a stored key. It must never remove a write still under way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..errors import IntegrityError
 
@@ -44,6 +52,60 @@ class SetAside:
 def rejected_key(key: str, tag: str) -> str:
     """Where a set-aside object goes when the backend cannot keep it as an old version."""
     return f"rejected/{key}.{tag}"
+
+
+LeftoverKind = Literal["staging", "multipart"]
+LEFTOVER_KINDS: tuple[LeftoverKind, ...] = ("staging", "multipart")
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """An unfinished write removed from the archive."""
+
+    kind: LeftoverKind  # "staging": a filesystem temp file; "multipart": an S3 upload
+    name: str  # the temp file's name, or the key the upload was for
+    started_at: datetime  # S3: when the upload was initiated; filesystem: last change
+
+
+def is_leftover(started_at: datetime | None, *, older_than: datetime, in_flight: bool) -> bool:
+    """Whether an unfinished write may be removed: begun before the cut-off and not one this
+    process is still making. A write whose start is unknown is never removed.
+
+    >>> from datetime import timezone
+    >>> day = datetime(2026, 11, 26, tzinfo=timezone.utc)
+    >>> is_leftover(day, older_than=day, in_flight=False)
+    False
+    """
+    return not in_flight and started_at is not None and started_at < older_than
+
+
+class InFlight:
+    """The unfinished writes this store object is making now, by name (temp file or key).
+
+    Each write registers before its temp file or upload exists and unregisters after it is
+    gone, so a clean-up that lists leftovers first and asks here second never sees one of this
+    process's writes as a leftover, whatever the clocks say.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: Counter[str] = Counter()
+
+    @contextmanager
+    def track(self, name: str) -> Iterator[None]:
+        with self._lock:
+            self._names[name] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._names[name] -= 1
+                if not self._names[name]:
+                    del self._names[name]
+
+    def names(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._names)
 
 
 class ArchiveStore(Protocol):
@@ -122,6 +184,13 @@ class ArchiveStore(Protocol):
     def extend_retention(self, key: str, until: datetime) -> str | None:
         """Make ``key`` retained at least until ``until`` (never shortens); the retain-until
         date now in force (ISO 8601), or None when the backend has no Object Lock."""
+        ...
+
+    def remove_leftovers(self, older_than: datetime) -> list[Leftover]:
+        """Remove unfinished writes begun before ``older_than`` (aware UTC): what a process
+        killed mid-write leaves. Never an object, and never a write this store object has in
+        flight, whatever its age. Other processes' writes (other stations sharing the archive)
+        are protected only by the cut-off, so the caller keeps it well in the past."""
         ...
 
 

@@ -4,6 +4,9 @@ The embedded default for a single station and the demo. Every write is crash-saf
 the target directory, fsync, rename, fsync the directory) and create-only; originals are made
 read-only (0444). When the spool is on the same filesystem an original is stored by hard link,
 which costs no second copy; the copy is re-read and hashed before it is published under its key.
+
+Temp files live in ``.staging/`` as ``<uuid>.tmp``; a process killed mid-write leaves its temp
+file there, and ``remove_leftovers`` removes those — nothing outside ``.staging/``, ever.
 """
 
 from __future__ import annotations
@@ -13,16 +16,28 @@ import os
 import stat as stat_module
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..durable import write_all
 from ..errors import IntegrityError, ObjectExistsError, ObjectMissingError, StorageError
 from ..failpoints import failpoint
 from . import keys
-from .base import READ_CHUNK_BYTES, SetAside, StoredObject, hash_file, rejected_key, require_match
+from .base import (
+    READ_CHUNK_BYTES,
+    InFlight,
+    Leftover,
+    SetAside,
+    StoredObject,
+    hash_file,
+    is_leftover,
+    rejected_key,
+    require_match,
+)
 
 _STAGING = ".staging"
+_TEMP_SUFFIX = ".tmp"
 
 
 def fsync_directory(directory: Path) -> None:
@@ -39,6 +54,7 @@ class FilesystemArchive:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._in_flight = InFlight()
 
     @property
     def location(self) -> str:
@@ -60,13 +76,17 @@ class FilesystemArchive:
             raise StorageError(f"refusing unsafe archive key {key!r}")
         return self.root.joinpath(*parts)
 
-    def _staging_path(self) -> Path:
+    @contextmanager
+    def _staging_file(self) -> Iterator[Path]:
+        """A fresh temp file name in ``.staging/``, known to be in flight while in use."""
         staging = self.root / _STAGING
         try:
             staging.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"archive {self.root} is not writable: {exc.strerror}") from exc
-        return staging / f"{uuid.uuid4().hex}.tmp"
+        name = f"{uuid.uuid4().hex}{_TEMP_SUFFIX}"
+        with self._in_flight.track(name):
+            yield staging / name
 
     def _publish(self, temp: Path, target: Path) -> None:
         """Move a durable temp file to ``target`` without ever replacing an existing file."""
@@ -100,28 +120,28 @@ class FilesystemArchive:
                     f"{key} already holds different content; it is never overwritten "
                     f"({exc.message})"
                 ) from exc
-        temp = self._staging_path()
-        try:
+        with self._staging_file() as temp:
             try:
-                os.link(source, temp)
+                try:
+                    os.link(source, temp)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                        raise
+                    self._copy(source, temp)
+                os.chmod(temp, 0o444)
+                # Proven before it is published: a copy that does not hash to the id never
+                # appears under the recording's name (where it would block the key).
+                stored = self._verify(key, temp, sha256, size_bytes, "readback")
+                self._publish(temp, target)
+            except ObjectExistsError:
+                # written meanwhile by another worker: verify what is there
+                return self._verify(key, target, sha256, size_bytes, "readback")
             except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                    raise
-                self._copy(source, temp)
-            os.chmod(temp, 0o444)
-            # Proven before it is published: a copy that does not hash to the id never
-            # appears under the recording's name (where it would block the key).
-            stored = self._verify(key, temp, sha256, size_bytes, "readback")
-            self._publish(temp, target)
-        except ObjectExistsError:
-            # written meanwhile by another worker: verify what is there
-            return self._verify(key, target, sha256, size_bytes, "readback")
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+                temp.unlink(missing_ok=True)
+                raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
         return stored
 
     def set_aside(self, key: str, *, tag: str) -> SetAside:
@@ -174,16 +194,16 @@ class FilesystemArchive:
         target = self._path(key)
         if target.exists():
             raise ObjectExistsError(f"{key} already exists in {self.root}")
-        temp = self._staging_path()
-        try:
-            with temp.open("xb", buffering=0) as handle:
-                write_all(handle.fileno(), data)
-                os.fsync(handle.fileno())
-            os.chmod(temp, 0o444)
-            self._publish(temp, target)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise StorageError(f"cannot write {key} in {self.root}: {exc.strerror}") from exc
+        with self._staging_file() as temp:
+            try:
+                with temp.open("xb", buffering=0) as handle:
+                    write_all(handle.fileno(), data)
+                    os.fsync(handle.fileno())
+                os.chmod(temp, 0o444)
+                self._publish(temp, target)
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                raise StorageError(f"cannot write {key} in {self.root}: {exc.strerror}") from exc
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -240,6 +260,49 @@ class FilesystemArchive:
         if self.stat(key) is None:
             raise ObjectMissingError(f"{key} is not in the archive {self.root}")
         return None
+
+    def remove_leftovers(self, older_than: datetime) -> list[Leftover]:
+        """Unlink ``.staging/*.tmp`` files last changed before ``older_than``.
+
+        Age is the later of mtime and ctime: an original hard-linked from the spool keeps the
+        spool copy's (possibly old) mtime, but linking and chmod set the ctime, and a copy in
+        progress changes both with every chunk. Only names, never a file's content, are removed:
+        a temp hard-linked from the spool leaves the spool copy untouched.
+        """
+        staging = self.root / _STAGING
+        try:
+            entries = list(os.scandir(staging))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {staging}: {exc.strerror}") from exc
+        in_flight = self._in_flight.names()  # after listing: see InFlight
+        removed: list[Leftover] = []
+        for entry in entries:
+            if not entry.name.endswith(_TEMP_SUFFIX):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            except OSError as exc:
+                raise StorageError(f"cannot stat {entry.path}: {exc.strerror}") from exc
+            if not stat_module.S_ISREG(info.st_mode):
+                continue
+            changed = datetime.fromtimestamp(max(info.st_mtime, info.st_ctime), timezone.utc)
+            if not is_leftover(changed, older_than=older_than,
+                               in_flight=entry.name in in_flight):
+                continue
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot remove {entry.path}: {exc.strerror}") from exc
+            removed.append(Leftover("staging", entry.name, changed))
+        if removed:
+            fsync_directory(staging)
+        return removed
 
     def list_keys(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
         # Walk only the directory the prefix names; keys are '/'-separated paths.

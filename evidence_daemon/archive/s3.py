@@ -8,7 +8,11 @@ and hashed. Originals get Object Lock retention (COMPLIANCE): from the bucket's 
 when it has a sufficient one, else set on each object after upload.
 
 This module must never overwrite, delete or shorten the retention of anything in the bucket;
-every write is create-only. It must never read a whole original into memory (parts are read
+every write is create-only. The one removal is ``remove_leftovers``: aborting incomplete
+multipart uploads under ``recordings/`` that a killed process left (their parts are billed and
+kept for ever otherwise). An abort cannot touch an object — a completed upload answers
+NoSuchUpload — and Object Lock never blocks it: it protects object versions, and an unfinished
+upload has none. It must never read a whole original into memory (parts are read
 one at a time, ``num_parallel_uploads=1``), never publish an object whose bytes do not hash to
 the recording id, and never put the secret key in a message or a log line.
 
@@ -38,7 +42,7 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, CopySource
-from minio.datatypes import Object
+from minio.datatypes import Object, Upload
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.objectlockconfig import YEARS
 from minio.retention import Retention
@@ -59,7 +63,17 @@ from ..errors import (
     StorageError,
 )
 from ..failpoints import failpoint
-from .base import READ_CHUNK_BYTES, SetAside, StoredObject, rejected_key, require_match
+from . import keys
+from .base import (
+    READ_CHUNK_BYTES,
+    InFlight,
+    Leftover,
+    SetAside,
+    StoredObject,
+    is_leftover,
+    rejected_key,
+    require_match,
+)
 
 if TYPE_CHECKING:
     from minio.helpers import ObjectWriteResult
@@ -149,10 +163,6 @@ class _UploadDigests:
                 self._part_md5 = _md5()
                 self._part_filled = 0
 
-    @property
-    def parts_done(self) -> int:
-        return len(self._part_digests)
-
     def sha256(self) -> str:
         return self._sha256.hexdigest()
 
@@ -184,13 +194,19 @@ class _UploadReader:
     """
 
     def __init__(
-        self, handle: BinaryIO, size_bytes: int, digests: _UploadDigests, sha256: str
+        self,
+        handle: BinaryIO,
+        size_bytes: int,
+        digests: _UploadDigests,
+        sha256: str,
+        part_size_bytes: int,
     ) -> None:
         self._handle = handle
         self._size_bytes = size_bytes
         self._digests = digests
         self._sha256 = sha256
-        self._first_part_read = False
+        self._part_size_bytes = part_size_bytes
+        self._failpoint_passed = False
 
     def read(self, size: int = -1) -> bytes:
         remaining = self._size_bytes - self._digests.bytes_seen
@@ -203,8 +219,12 @@ class _UploadReader:
             )
         self._digests.update(data)
         done = self._digests.bytes_seen == self._size_bytes
-        if not self._first_part_read and (self._digests.parts_done or done):
-            self._first_part_read = True
+        # Mid-upload: a single PUT before it is sent; a multipart upload once its first part
+        # is sent (the SDK reads the second part only then), so a kill leaves it unfinished.
+        mid_upload = (self._digests.bytes_seen > self._part_size_bytes
+                      if self._digests.multipart else done)
+        if mid_upload and not self._failpoint_passed:
+            self._failpoint_passed = True
             failpoint("archive.mid_upload")
         if done and self._digests.sha256() != self._sha256:
             raise _SourceMismatch(f"file now hashes to {self._digests.sha256()[:12]}")
@@ -338,6 +358,7 @@ class S3Archive:
         self._lock_policy_value: str | None = None
         self._lock_policy_mutex = threading.Lock()
         self._warned_no_lock = False
+        self._in_flight = InFlight()  # keys being uploaded now: never aborted as leftovers
 
     @classmethod
     def from_config(
@@ -551,7 +572,7 @@ class S3Archive:
         def upload() -> tuple[ObjectWriteResult, _UploadDigests]:
             digests = _UploadDigests(size_bytes, self.part_size_bytes)
             with source.open("rb", buffering=0) as handle:
-                reader = _UploadReader(handle, size_bytes, digests, sha256)
+                reader = _UploadReader(handle, size_bytes, digests, sha256, self.part_size_bytes)
                 result = self.client.put_object(
                     self.bucket,
                     key,
@@ -566,7 +587,8 @@ class S3Archive:
             return result, digests
 
         try:
-            result, digests = self._call(f"store {key}", upload, key=key)
+            with self._in_flight.track(key):
+                result, digests = self._call(f"store {key}", upload, key=key)
         except _SourceMismatch as exc:
             raise IntegrityError(
                 f"{source} does not hash to {sha256[:12]} any more ({exc}); nothing was "
@@ -844,6 +866,63 @@ class S3Archive:
         if current.retain_until is not None and current.retain_until >= wanted:
             return _iso(current.retain_until)  # never shortened
         return self._set_retention(key, info, wanted)
+
+    def remove_leftovers(self, older_than: datetime) -> list[Leftover]:
+        """Abort incomplete multipart uploads under ``recordings/`` initiated before
+        ``older_than``, except those of keys this object is uploading now.
+
+        Only originals and proxies go up in parts (small objects are single PUTs). Keys are
+        content addresses shared by every station of the bucket, so an upload cannot be told
+        to be ours: the cut-off, compared with the server's ``Initiated`` time, is what keeps
+        other stations' uploads safe. The caller's policy needs ``s3:ListBucketMultipartUploads``
+        and ``s3:AbortMultipartUpload`` (neither is a delete).
+
+        The listing has no prefix, filtered here: given a prefix, MinIO lists only the uploads
+        of the object of exactly that name (AWS, Ceph and moto list by prefix).
+        """
+        uploads = self._call("list unfinished uploads", self._unfinished_uploads)
+        in_flight = self._in_flight.names()  # after listing: see InFlight
+        removed: list[Leftover] = []
+        for upload in uploads:
+            key, initiated = upload.object_name, upload.initiated_time
+            if not key.startswith(keys.RECORDINGS_PREFIX) or upload.upload_id is None:
+                continue
+            if initiated is None or not is_leftover(initiated, older_than=older_than,
+                                                    in_flight=key in in_flight):
+                continue
+            if self._abort_upload(key, upload.upload_id):
+                removed.append(Leftover("multipart", key, initiated))
+        return removed
+
+    def _unfinished_uploads(self) -> list[Upload]:
+        uploads: list[Upload] = []
+        key_marker: str | None = None
+        upload_id_marker: str | None = None
+        while True:
+            page = self.client._list_multipart_uploads(
+                self.bucket, key_marker=key_marker, upload_id_marker=upload_id_marker,
+            )
+            uploads.extend(page.uploads)
+            if not page.is_truncated or not page.uploads:
+                return uploads
+            # minio 7.2.20 files NextUploadIdMarker under a misspelt attribute; the last upload
+            # of the page is the same marker.
+            last = page.uploads[-1]
+            if (last.object_name, last.upload_id) == (key_marker, upload_id_marker):
+                return uploads  # a server that does not page: do not loop
+            key_marker, upload_id_marker = last.object_name, last.upload_id
+
+    def _abort_upload(self, key: str, upload_id: str) -> bool:
+        def abort() -> bool:
+            try:
+                self.client._abort_multipart_upload(self.bucket, key, upload_id)
+            except S3Error as exc:
+                if exc.code == "NoSuchUpload":
+                    return False  # completed or aborted meanwhile
+                raise
+            return True
+
+        return self._call(f"abort the unfinished upload of {key}", abort, key=key)
 
     def list_keys(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
         def listing() -> list[str]:

@@ -15,13 +15,14 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..archive import keys
 from ..archive.base import ArchiveStore
-from ..errors import IntegrityError, ObjectExistsError, StorageError
+from ..errors import IntegrityError, ObjectExistsError, StateError, StorageError
 from ..failpoints import failpoint
 from ..state.db import Database
 from . import canonical
@@ -38,6 +39,36 @@ def utc_now() -> datetime:
 
 def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def refuse_known_writer_without_key(
+    store: ArchiveStore, writer: str, *, what: str, key_path: Path, state_setting: str,
+    id_setting: str,
+) -> None:
+    """Call before a writer with no key file creates anything: refuse if the archive knows it.
+
+    A writer without its key file is new, or has lost its state. When ``keys/<writer>.pub`` is
+    already in the archive it is the latter (or another writer uses the id), and a fresh key
+    could never extend that chain. Refusing before the state directory, database or key file
+    exist leaves nothing in the way of restoring the backup. When the archive cannot be asked,
+    the key is made: ``publish_key`` refuses the clash once the archive answers, before the new
+    key has signed anything stored there.
+    """
+    public_key = keys.public_key_key(writer)
+    try:
+        published = store.stat(public_key)
+    except StorageError as exc:
+        log.warning("cannot ask the archive whether writer %s already has a key (%s); making a "
+                    "new key: if %s already holds another, archiving is refused until the key "
+                    "file is restored", writer, exc.message, public_key)
+        return
+    if published is not None:
+        raise StateError(
+            f"{state_setting}: no signing key at {key_path}, but the archive {store.location} "
+            f"already holds {public_key}: this {what}'s state was lost, or another {what} uses "
+            f"the id {writer!r}. Restore the state directory (at least the key file) from its "
+            f"backup, or configure a new {id_setting}. Nothing was created."
+        )
 
 
 class LedgerWriter:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..archive.base import LEFTOVER_KINDS, LeftoverKind
 from ..compliance.catalog import device_facts, fixity_failed_count, queue_depth, recording_facts
 from ..compliance.rules import STATES
 from ..compliance.snapshot import compliance_snapshot, device_dock_states
@@ -75,9 +76,14 @@ class PipelineMetrics:
                                        registry=registry)
         self.job_runs = Counter("evidence_upkeep_job_runs", "Scheduled upkeep job runs, by job "
                                 "and result", ["job", "result"], registry=registry)
+        self.leftovers = Counter("evidence_leftovers_cleaned", "Unfinished writes left in the "
+                                 "archive by interrupted runs and removed, by kind: staging (temp "
+                                 "files) or multipart (S3 uploads)", ["kind"], registry=registry)
         for result in (st.ARCHIVED, st.DUPLICATE, st.FAILED, st.SKIPPED):
             self.files.labels(result)
             self.bytes.labels(result)
+        for kind in LEFTOVER_KINDS:
+            self.leftovers.labels(kind)
 
     def file_finished(self, result: str, size_bytes: int) -> None:
         self.files.labels(result).inc()
@@ -103,6 +109,9 @@ class PipelineMetrics:
 
     def job_finished(self, job: str, result: str) -> None:
         self.job_runs.labels(job, result).inc()
+
+    def leftovers_cleaned(self, kind: LeftoverKind, count: int) -> None:
+        self.leftovers.labels(kind).inc(count)
 
 
 DiskUsage = Callable[[Path], tuple[int, int]]  # path -> (free bytes, total bytes)

@@ -1,5 +1,5 @@
 """The daemon's scheduled jobs: compliance scan, upload retry with backoff, device-event flush,
-spool clean-up and the fixity audit.
+spool clean-up, the fixity audit and the removal of unfinished writes left in the archive.
 
 Each job runs on APScheduler's ``BackgroundScheduler`` with ``max_instances=1`` and
 ``coalesce=True``: a job never overlaps itself, and runs missed while the station was busy or
@@ -8,6 +8,8 @@ restarted daemon waits out the rest of an interval instead of running everything
 job is idempotent: a run cut short by a crash is simply done again.
 
 Jobs never delete anything that is not proven archived, and never change an archived object.
+The leftover clean-up removes only what was never an object (temp files, unfinished multipart
+uploads), older than ``upkeep.leftover_age_s`` and not in flight in this process.
 Retention upkeep (legal holds and extensions applied to the archive) is not scheduled yet:
 nothing in the station records holds or extensions so far, so there is nothing to apply.
 """
@@ -42,6 +44,7 @@ RETRY_UPLOADS = "retry-uploads"
 FLUSH_DEVICE_EVENTS = "flush-device-events"
 SPOOL_CLEANUP = "spool-cleanup"
 FIXITY_AUDIT = "fixity-audit"
+LEFTOVER_CLEANUP = "leftover-cleanup"
 
 
 def fixity_batch_size(total: int, *, interval_s: float, period_days: float) -> int:
@@ -112,6 +115,7 @@ class Upkeep:
             (FLUSH_DEVICE_EVENTS, self.flush_device_events, upkeep.retry_base_s, False),
             (SPOOL_CLEANUP, self.spool_cleanup, upkeep.spool_cleanup_s, True),
             (FIXITY_AUDIT, self.fixity_audit, upkeep.fixity_interval_s, True),
+            (LEFTOVER_CLEANUP, self.leftover_cleanup, upkeep.leftover_cleanup_s, True),
         ]
         for name, function, interval_s, remember in jobs:
             self.scheduler.add_job(
@@ -243,6 +247,10 @@ class Upkeep:
         if removed:
             log.info("spool clean-up: removed %d copies already archived", removed)
         return removed
+
+    def leftover_cleanup(self) -> int:
+        """Remove unfinished writes interrupted runs left in the archive; how many."""
+        return len(self.station.remove_leftovers(self.metrics, now=self.wall_clock()))
 
     def fixity_audit(self) -> tuple[int, int]:
         """Re-hash the least recently checked share of archived originals: (checked, failed)."""
