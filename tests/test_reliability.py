@@ -407,7 +407,7 @@ def test_a_full_state_disk_stops_the_run_with_exit_3_and_nothing_is_lost(
     config.write_text(text)
     first = run_cli_process("--config", str(config), "ingest", str(card))
     assert first.returncode == 3, first.stdout + first.stderr
-    assert "database or disk is full (free space on the disk of" in first.stderr
+    assert "database or disk is full (the disk of" in first.stderr
     during = measure(config, sources)
     assert during.wrongly_archived == 0 and during.duplicates == 0
 
@@ -455,3 +455,148 @@ def test_a_full_archive_disk_leaves_files_in_the_spool_then_archives_them(
               files_lost=recovered.files_lost, wrongly_archived=during.wrongly_archived,
               duplicates=recovered.duplicates, exit_code=first.returncode,
               message=first.stderr.strip().splitlines()[-1])
+
+
+def test_a_corrupted_state_database_is_named_kept_and_rebuilt_once_moved_aside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fault_log: FaultLog
+) -> None:
+    card = tmp_path / "card"
+    card.mkdir()
+    for index in range(5):
+        (card / f"clip{index}.mp4").write_bytes(_random_bytes(10_000, 400 + index))
+    sources = hashes_of(sorted(card.iterdir()))
+    config = write_config(tmp_path, extra="[ingest]\nprobe = false\n")
+    assert run_cli(capsys, "--config", str(config), "ingest", str(card))[0] == 0
+    database = load_config(config).database_path
+    garbage = _random_bytes(16_384, 9)
+    database.write_bytes(garbage)
+    for extra in ("-wal", "-shm"):
+        Path(f"{database}{extra}").unlink(missing_ok=True)
+
+    code, out, refusal = run_cli(capsys, "--config", str(config), "ingest", str(card))
+    assert code == 3
+    assert f"{database}: file is not a database (the file is damaged. Move it aside" in refusal
+    assert database.read_bytes() == garbage  # never "repaired" or deleted by the station
+    database.rename(f"{database}.damaged")
+    code, out, err = run_cli(capsys, "--config", str(config), "ingest", str(card))
+    assert code == 0, err
+    assert "5  already in the archive" in out
+    measured = measure(config, sources)
+    assert (measured.archived, measured.duplicates, measured.wrongly_archived) == (5, 0, 0)
+    fault_log("corrupted or deleted SQLite", "state database overwritten with random bytes",
+              injected_by="16 KiB of random bytes over state.sqlite3", files_lost=measured.files_lost,
+              wrongly_archived=measured.wrongly_archived, duplicates=measured.duplicates,
+              exit_code=3, message=refusal.strip().splitlines()[-1][:200])
+
+
+@pytest.mark.parametrize("rows", ["all", "last-3"])
+def test_a_lost_ledger_index_is_read_back_from_the_archive_never_appended_twice(
+    tmp_path: Path, rows: str, capsys: pytest.CaptureFixture[str], fault_log: FaultLog
+) -> None:
+    import sqlite3
+
+    card = tmp_path / "card"
+    card.mkdir()
+    for index in range(4):
+        (card / f"clip{index}.mp4").write_bytes(_random_bytes(10_000, 500 + index))
+    config = write_config(tmp_path, extra="[ingest]\nprobe = false\n")
+    assert run_cli(capsys, "--config", str(config), "ingest", str(card))[0] == 0
+    database = load_config(config).database_path
+    with sqlite3.connect(database) as conn:
+        if rows == "all":
+            conn.execute("DELETE FROM ledger")
+        else:
+            conn.execute("DELETE FROM ledger WHERE seq > (SELECT MAX(seq) - 3 FROM ledger)")
+        # the sources forget too, so the same files are taken again and their events retried
+        conn.execute("DELETE FROM sources")
+        conn.execute("DELETE FROM recordings")
+    for index in range(4, 6):
+        (card / f"clip{index}.mp4").write_bytes(_random_bytes(10_000, 500 + index))
+    sources = hashes_of(sorted(card.iterdir()))
+    code, out, err = run_cli(capsys, "--config", str(config), "ingest", str(card))
+    assert code == 0, err
+    measured = measure(config, sources)
+    assert (measured.archived, measured.duplicates, measured.wrongly_archived) == (6, 0, 0)
+    assert run_cli(capsys, "--config", str(config), "verify")[0] == 0
+    fault_log("corrupted or deleted SQLite", f"ledger index lost ({rows} rows) and queue forgotten",
+              injected_by=f"DELETE FROM ledger ({rows}), sources, recordings",
+              files_lost=measured.files_lost, wrongly_archived=measured.wrongly_archived,
+              duplicates=measured.duplicates, exit_code=code,
+              message=out.splitlines()[1].strip())
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["archive", "state", "spool"])
+def test_enospc_at_every_durable_step(
+    tmp_path: Path, target: str, small_tmpfs: Any, fault_log: FaultLog
+) -> None:
+    """The disk fills at a different byte each case, so ENOSPC strikes each durable step in
+    turn: spool copy and its fsync, the original, the manifest, each ledger entry, the public
+    key, each SQLite commit. Then space is given back and the same command finishes."""
+    sizes = {"archive": list(range(4, 124, 4)), "state": list(range(16, 400, 32)),
+             "spool": list(range(4, 44, 4))}[target]
+    steps_hit: dict[str, int] = {}
+    worst = {"lost": 0, "wrong": 0, "dup": 0}
+    codes: set[int] = set()
+    for case, size_kib in enumerate(sizes):
+        root = tmp_path / f"case{case}"
+        card = root / "card"
+        card.mkdir(parents=True)
+        for index in range(3):
+            (card / f"clip{index}.mp4").write_bytes(_random_bytes(12_000, 600 + index))
+        sources = hashes_of(sorted(card.iterdir()))
+        disk = small_tmpfs(f"{target}{case}", f"{size_kib}k")
+        archive = disk if target == "archive" else root / "archive"
+        config = write_config(root, archive={"backend": "filesystem", "path": str(archive)},
+                              extra=f'[ingest]\nprobe = false\nspool_dir = '
+                                    f'"{disk if target == "spool" else root / "spool"}"\n')
+        if target == "state":
+            text = config.read_text().replace(f'state_dir = "{root / "state"}"', f'state_dir = "{disk}"')
+            config.write_text(text)
+        first = run_cli_process("--config", str(config), "ingest", str(card))
+        codes.add(first.returncode)
+        if first.returncode != 0:
+            assert first.returncode in (3, 5, 6, 7), first.stdout + first.stderr
+            assert "space" in (first.stdout + first.stderr).lower() or "is full" in first.stderr, \
+                first.stdout + first.stderr
+            step = _step_of(first.stdout + first.stderr)
+            steps_hit[step] = steps_hit.get(step, 0) + 1
+        try:
+            during = measure(config, sources)
+        except Exception:  # the archive's own key or ledger may be half there: read after
+            during = None
+        small_tmpfs.resize(disk, "64m")
+        second = run_cli_process("--config", str(config), "ingest", str(card))
+        assert second.returncode == 0, f"{target} at {size_kib} KiB:\n{first.stderr}\n{second.stdout}{second.stderr}"
+        after = measure(config, sources)
+        assert after.archived == 3 and after.duplicates == 0 and after.wrongly_archived == 0, \
+            f"{target} at {size_kib} KiB: {after}"
+        verify = run_cli_process("--config", str(config), "verify")
+        assert verify.returncode == 0, f"{target} at {size_kib} KiB: {verify.stdout}"
+        worst["lost"] = max(worst["lost"], after.files_lost)
+        worst["wrong"] = max(worst["wrong"], during.wrongly_archived if during else 0)
+        worst["dup"] = max(worst["dup"], after.duplicates)
+    # The sweep really moved the failure between steps in the archive (the spool and the state
+    # have one kind each that needs space: the copy, an SQLite commit).
+    assert len(steps_hit) >= (2 if target == "archive" else 1), steps_hit
+    fault_log(f"ENOSPC on the {'filesystem archive' if target == 'archive' else 'state database' if target == 'state' else 'spool'}",
+              f"sweep: {len(sizes)} disk sizes {sizes[0]}–{sizes[-1]} KiB, 3 files of 12 kB",
+              injected_by="tmpfs of each size, then remounted at 64 MiB and run again",
+              files_lost=worst["lost"], wrongly_archived=worst["wrong"], duplicates=worst["dup"],
+              exit_code=max(codes),
+              message="failed at: " + ", ".join(f"{step} ×{n}" for step, n in sorted(steps_hit.items()))
+                      + f"; exit codes {sorted(codes)}")
+
+
+def _step_of(output: str) -> str:
+    """Which durable step the disk filled at, from the first thing the operator was told."""
+    lines = [line for line in output.splitlines() if "space" in line.lower() or "full" in line]
+    for needle, step in (("public key", "public key"), ("ledger/", "ledger entry"),
+                         ("manifest.json", "manifest"), ("/original", "original"),
+                         ("cannot make the spool copy durable", "spool fsync"),
+                         ("spool", "spool copy"), ("state database", "SQLite commit"),
+                         (".staging", "archive temp file")):
+        if lines and needle in lines[0]:
+            return step
+    return lines[0][:80] if lines else "other"

@@ -12,6 +12,7 @@ ran. A database newer than this code is refused rather than guessed at.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -175,6 +176,11 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+# Below this much free space an SQLite I/O error is most likely the disk being full (SQLite
+# reports a failed WAL or shared-memory file extension as "disk I/O error").
+_LOW_SPACE_BYTES = 1024 * 1024
+
+
 class Database:
     """One SQLite connection shared by the threads of one process, serialised by a lock.
 
@@ -198,7 +204,7 @@ class Database:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open {what} {path}: {exc}") from exc
+            raise StateError(f"cannot open {what} {path}: {exc}{self._hint(exc)}") from exc
         self._lock = threading.RLock()
         self._migrate()
 
@@ -242,10 +248,23 @@ class Database:
                     f"{self.what} {self.path}: commit failed: {exc}{self._hint(exc)}"
                 ) from exc
 
-    def _hint(self, exc: sqlite3.Error) -> str:
-        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
-            return (f" (free space on the disk of {self.path.parent}; what was committed is "
-                    "kept and the run can be repeated)")
+    def _hint(self, exc: BaseException) -> str:
+        """What the operator can do about a database error, when we know."""
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "I/O error" in text):
+            try:
+                stats = os.statvfs(self.path.parent)
+                free_bytes = stats.f_bavail * stats.f_frsize
+            except OSError:
+                free_bytes = -1
+            if "full" in text or 0 <= free_bytes < _LOW_SPACE_BYTES:
+                return (f" (the disk of {self.path.parent} is full: {max(free_bytes, 0):,} bytes "
+                        "free. Free space there; what was committed is kept and the run can be "
+                        "repeated)")
+        if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+            return (f" (the file is damaged. Move it aside, keeping it for examination — e.g. "
+                    f"mv {self.path} {self.path}.damaged — and run again: the state is rebuilt "
+                    "from the archive and the devices, and nothing archived is stored twice)")
         return ""
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
