@@ -59,7 +59,7 @@ def test_ingest_recordings_and_status_show_hostile_names_escaped(
     assert code == 0
     assert "DSJ\\x1b[2J" in out and "clip\\x1b[2J" in out
     assert _raw_controls(out + err) == []
-    fault_log("hostile names", "escape sequences in file and device names",
+    fault_log("hostile names and trees", "escape sequences in file, FIFO and device names",
               injected_by="ESC/BEL/RLO in a file name, a FIFO name and a device name",
               files_lost=0, wrongly_archived=0, duplicates=0, exit_code=0,
               message="shown as \\x1b[2J in ingest, recordings and status")
