@@ -11,7 +11,7 @@ import pytest
 
 from evidence_daemon.config import DockRule, load_config
 from evidence_daemon.devices.registry import DeviceIdentity
-from evidence_daemon.dock.manager import DockManager, fuse_artifacts
+from evidence_daemon.dock.manager import DockManager, fat_label_names, fuse_artifacts
 from evidence_daemon.dock.wipe import wipe_decision
 from evidence_daemon.sources.rules import DeviceInfo, DockMatch
 from evidence_daemon.station import open_station
@@ -112,6 +112,24 @@ def test_fusefat_label_file_is_not_evidence(tmp_path: Path) -> None:
     tree = card(tmp_path)
     assert fuse_artifacts(tree, info(label="BODYCAM")) == ("BODYCAM",)
     assert fuse_artifacts(tree, info(label="OTHER")) == ()
+
+
+def test_a_label_longer_than_8_characters_is_seen_as_the_8_3_name_fusefat_lists(tmp_path: Path) -> None:
+    tree = card(tmp_path)
+    (tree / "BODYCAM0.07").write_bytes(b"")  # fusefat's listing of the label "BODYCAM007"
+    assert fuse_artifacts(tree, info(label="BODYCAM007")) == ("BODYCAM0.07",)
+    (tree / "BODYCAM1.07").write_bytes(b"x")  # a real file is evidence, whatever its name
+    assert fuse_artifacts(tree, info(label="BODYCAM107")) == ()
+
+
+@pytest.mark.parametrize(("label", "names"), [
+    ("BODYCAM", {"BODYCAM"}),
+    ("BODYCAM007", {"BODYCAM007", "BODYCAM0.07"}),
+    ("police cam1", {"POLICE CAM1", "POLICE C.AM1", "POLICEC.AM1"}),  # fusefat: POLICEC.AM1
+    ("NO NAME", {"NO NAME", "NONAME"}),
+])
+def test_fat_label_names(label: str, names: set[str]) -> None:
+    assert fat_label_names(label) == names
 
 
 @pytest.mark.parametrize(

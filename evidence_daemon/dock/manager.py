@@ -295,11 +295,28 @@ def fuse_artifacts(mountpoint: Path, info: DeviceInfo) -> tuple[str, ...]:
         entries = os.listdir(mountpoint)
     except OSError:
         return ()
+    label_names = fat_label_names(info.fs_label)
     return tuple(
         glob.escape(name) for name in entries
-        if name.strip().upper() == info.fs_label.strip().upper()
+        if name.strip().upper() in label_names
         and os.path.isfile(mountpoint / name) and os.path.getsize(mountpoint / name) == 0
     )
+
+
+def fat_label_names(label: str) -> frozenset[str]:
+    """The names (upper case) under which a FAT volume label can show up as a file.
+
+    The label is an 11-character directory entry, like an 8.3 name: fusefat lists
+    ``BODYCAM000`` as ``BODYCAM0.00`` and ``POLICE CAM1`` as ``POLICEC.AM1`` (it drops every
+    space; other drivers only trailing ones). Labels of up to 8 characters without a space read
+    the same every way.
+    """
+    padded = label.strip().upper().ljust(11)[:11]
+    names = {label.strip().upper()}
+    for base, extension in ((padded[:8].rstrip(), padded[8:].rstrip()),
+                            (padded[:8].replace(" ", ""), padded[8:].replace(" ", ""))):
+        names.add(f"{base}.{extension}" if extension else base)
+    return frozenset(names)
 
 
 def _unread(summary: Summary) -> bool:
