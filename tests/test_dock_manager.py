@@ -4,6 +4,7 @@ tested as root in test_dock.py): which devices are served, wipe rules, removal m
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +107,45 @@ def test_wipe_runs_only_when_the_rule_says_so_and_deletes_verified_files(tmp_pat
     assert job["state"] == "done" and job["result"]["wiped"] == 3, job
     assert mounter.writable == [mounter.tree]
     assert sorted(p.name for p in mounter.tree.rglob("*") if p.is_file()) == ["BODYCAM"]
+
+
+class HeldMounter(FakeMounter):
+    """Mounting waits until the test lets it go; records mounts and unmounts in order."""
+
+    def __init__(self, tree: Path) -> None:
+        super().__init__(tree)
+        self.calls: list[str] = []
+        self.mounting = threading.Event()
+        self.release = threading.Event()
+
+    def mount(self, info: DeviceInfo, identity: str, match: DockMatch) -> Path:
+        self.calls.append("mount")
+        self.mounting.set()
+        assert self.release.wait(30)
+        return super().mount(info, identity, match)
+
+    def unmount(self, mountpoint: Path) -> None:
+        self.calls.append("unmount")
+        super().unmount(mountpoint)
+
+
+def test_a_card_docked_again_on_the_same_node_while_its_last_job_ends_is_served(tmp_path: Path) -> None:
+    """Pulled mid-job and docked again at once (the reader gives it the same node): a new dock,
+    not udev repeating itself. It is served after the last job ended, never beside it."""
+    manager, _, _ = manager_for(tmp_path, "")
+    mounter = HeldMounter(card(tmp_path / "held"))
+    manager.mounter = mounter
+    manager.device_added(info(role="recorder"))
+    assert mounter.mounting.wait(30)
+    manager.device_removed(info(role="recorder"))  # pulled while it was being mounted
+    manager.device_added(info(role="recorder"))  # and docked again
+    manager.device_added(info(role="recorder"))  # udev repeats itself: still one new dock
+    mounter.release.set()
+    finish(manager)
+    jobs = manager.snapshot()
+    assert [job["state"] for job in jobs] == ["incomplete", "done"], jobs
+    assert jobs[1]["started_at"] >= jobs[0]["started_at"]
+    assert mounter.calls == ["mount", "unmount", "mount", "unmount"]  # one job per card at a time
 
 
 def test_fusefat_label_file_is_not_evidence(tmp_path: Path) -> None:
