@@ -12,23 +12,32 @@ with ``scripts/test`` installing the tools, so there they run.
 - ``loop_devices``: ``attach(image) -> "/dev/loopN"`` and ``detach(devnode)``; at the end of the
   test, even a failed one, everything mounted under its ``runtime_dir`` or from its loops is
   unmounted and every loop it attached is detached.
+- ``DaemonProcess``: ``evidence-daemon run`` as its own process, stopped with SIGTERM or killed
+  with SIGKILL; ``status(runtime_dir)`` reads its status file, ``mounts_under(directory)`` lists
+  what is mounted below a directory.
 
 Load with ``pytest_plugins = ["tests.dock_fixtures"]``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from evidence_daemon.sources.mounter import parse_mountinfo
+
+from .helpers import wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RULES_SOURCE = PROJECT_ROOT / "config" / "udev" / "99-evidence-dock.rules"
@@ -272,3 +281,80 @@ def loop_devices(tmp_path: Path) -> Iterator[LoopDevices]:
         yield devices
     finally:
         devices.cleanup()
+
+
+# -- the daemon --------------------------------------------------------------------------------
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """Mountpoints below ``directory``, as /proc/self/mountinfo lists them."""
+    root = os.path.realpath(directory)
+    return [entry.mountpoint for entry in parse_mountinfo(
+        Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape"))
+        if entry.mountpoint.startswith(root + "/")]
+
+
+def status(runtime_dir: Path) -> dict[str, Any]:
+    """The daemon's ``status.json`` (what ``evidence-daemon status`` reads); {} when absent."""
+    try:
+        loaded: dict[str, Any] = json.loads((runtime_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded
+
+
+class DaemonProcess:
+    """``evidence-daemon run`` in its own process: stopped with SIGTERM, or killed with SIGKILL.
+
+    Its output goes to ``daemon.log`` beside the config, appended across restarts. It is ready
+    once its status file names its own pid: a killed daemon leaves its status file behind.
+    """
+
+    def __init__(self, config: Path, runtime_dir: Path) -> None:
+        self.config = config
+        self.runtime_dir = runtime_dir
+        self.log_path = config.parent / "daemon.log"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout_s: float = 30) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EVIDENCE_", "NOTIFY_"))}
+        with self.log_path.open("a") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "evidence_daemon", "--config", str(self.config), "-v", "run"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
+            )
+        self.process = process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"the daemon exited ({process.returncode}) while starting:\n"
+                                     + self.output()[-3000:])
+            return status(self.runtime_dir).get("pid") == process.pid
+
+        wait_for(ready, timeout_s, "the daemon to be ready", every_s=0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=120)
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is unmounted, the status file stays."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def output(self, since: int = 0) -> str:
+        """What the daemon logged, from byte offset ``since`` (a ``log_size()`` taken earlier)."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode("utf-8", errors="replace")

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,15 @@ class Measured:
 
 def hashes_of(paths: Iterable[Path]) -> dict[Path, str]:
     return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+
+
+def hashes_on_card(image: Path, files: Mapping[str, bytes]) -> dict[Path, str]:
+    """The files written into a card image, each named ``<image>/<path on the card>``.
+
+    No such path exists on the host, so ``measure`` counts a card's file as lost unless its bytes
+    are archived or spooled: stricter than "lost", which is what a recovered station must meet.
+    """
+    return {image / relative: hashlib.sha256(data).hexdigest() for relative, data in files.items()}
 
 
 def measure(config_path: Path, sources: dict[Path, str], *, endpoint: str | None = None) -> Measured:

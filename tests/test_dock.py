@@ -10,68 +10,30 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .dock_fixtures import LoopDevices, make_card_image, require_root, require_tools
+from .dock_fixtures import (
+    DaemonProcess,
+    LoopDevices,
+    make_card_image,
+    mounts_under,
+    require_root,
+    require_tools,
+    status,
+)
+from .faultcheck import hashes_on_card, measure
+from .faultlog import FaultLog
 from .helpers import recordings_of as recordings
 from .helpers import run_cli_process, wait_for, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-
-
-
-
-def mounts_under(directory: Path) -> list[str]:
-    root = os.path.realpath(directory)
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-        return [line.split()[4] for line in handle if line.split()[4].startswith(root + "/")]
-
-
-def status(runtime_dir: Path) -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = json.loads((runtime_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return loaded
-
-
-class Daemon:
-    """``evidence-daemon run`` in its own process, stopped with SIGTERM at the end."""
-
-    def __init__(self, config: Path, runtime_dir: Path) -> None:
-        self.config = config
-        self.runtime_dir = runtime_dir
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("EVIDENCE_", "NOTIFY_"))}
-        self.log = (self.config.parent / "daemon.log").open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "evidence_daemon", "--config", str(self.config), "-v", "run"],
-            stdout=self.log, stderr=subprocess.STDOUT, text=True, env=env,
-        )
-        wait_for(lambda: bool(status(self.runtime_dir)), 30, "the daemon to be ready")
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=120)
-        self.log.close()
-        return code
-
-    def output(self) -> str:
-        return (self.config.parent / "daemon.log").read_text()
-
-
 @pytest.fixture
-def dock(tmp_path: Path, udevd: None, loop_devices: LoopDevices) -> Iterator[tuple[Path, Daemon, LoopDevices]]:
+def dock(tmp_path: Path, udevd: None, loop_devices: LoopDevices) -> Iterator[tuple[Path, DaemonProcess, LoopDevices]]:
     require_root()
     require_tools("fusefat", "mkfs.vfat", "mcopy")
     runtime_dir = loop_devices.runtime_dir
@@ -89,7 +51,7 @@ model = "wipe-test"
 label_pattern = "WIPECAM.*"
 wipe = true
 """)
-    daemon = Daemon(config, runtime_dir)
+    daemon = DaemonProcess(config, runtime_dir)
     daemon.start()
     try:
         yield config, daemon, loop_devices
@@ -106,7 +68,7 @@ def card_files(prefix: str, count: int, size_bytes: int) -> dict[str, bytes]:
 
 
 def test_a_docked_card_is_archived_with_no_command(
-    tmp_path: Path, dock: tuple[Path, Daemon, LoopDevices]
+    tmp_path: Path, dock: tuple[Path, DaemonProcess, LoopDevices]
 ) -> None:
     config, daemon, loops = dock
     files = card_files("DSJ001", 3, 200_000)
@@ -127,7 +89,7 @@ def test_a_docked_card_is_archived_with_no_command(
     assert run_cli_process("--config", str(config), "verify").returncode == 0
 
 
-def test_two_cards_docked_at_once(tmp_path: Path, dock: tuple[Path, Daemon, LoopDevices]) -> None:
+def test_two_cards_docked_at_once(tmp_path: Path, dock: tuple[Path, DaemonProcess, LoopDevices]) -> None:
     config, daemon, loops = dock
     first = make_card_image(tmp_path / "images", "BODYCAM2", card_files("DSJ002", 2, 300_000))
     second = make_card_image(tmp_path / "images", "BODYCAM3", card_files("DSJ003", 2, 300_000))
@@ -140,11 +102,12 @@ def test_two_cards_docked_at_once(tmp_path: Path, dock: tuple[Path, Daemon, Loop
 
 
 def test_a_card_pulled_mid_copy_is_finished_at_the_next_dock(
-    tmp_path: Path, dock: tuple[Path, Daemon, LoopDevices]
+    tmp_path: Path, dock: tuple[Path, DaemonProcess, LoopDevices], fault_log: FaultLog
 ) -> None:
     config, daemon, loops = dock
     files = card_files("DSJ004", 12, 6_000_000)
     image = make_card_image(tmp_path / "images", "BODYCAM4", files, size_mib=128)
+    sources = hashes_on_card(image, files)
     devnode = loops.attach(image)
     incoming = tmp_path / "state" / "spool" / "incoming"
     seen: set[str] = set()
@@ -173,15 +136,31 @@ def test_a_card_pulled_mid_copy_is_finished_at_the_next_dock(
     partial = recordings(config)
     assert len(partial) < 12
     assert all(r["archived_at"] for r in partial)  # nothing half-archived
+    [interrupted] = status(daemon.runtime_dir)["jobs"]
+    after_pull = measure(config, sources)
     loops.attach(image)
     wait_for(lambda: len(recordings(config)) == 12, what="the rest at the next dock", timeout_s=120)
     listed = recordings(config)
     assert sorted(s["path"] for r in listed for s in r["sources"] if s["state"] == "archived") == sorted(files)
-    assert daemon.stop() == 0, daemon.output()
+    exit_code = daemon.stop()
+    assert exit_code == 0, daemon.output()
     assert run_cli_process("--config", str(config), "verify").returncode == 0
+    recovered = measure(config, sources)
+    assert (after_pull.wrongly_archived, recovered.files_lost, recovered.wrongly_archived,
+            recovered.duplicates, recovered.archived) == (0, 0, 0, 0, 12)
+    removed = [line for line in daemon.output().splitlines() if "was removed while" in line]
+    fault_log("device pulled mid-copy",
+              "vfat card of 12 x 6 MB pulled while file 2 was copied, docked again",
+              injected_by="SIGSTOP the daemon mid-copy, umount -l the FUSE mount, losetup --detach, "
+                          "SIGCONT; losetup the image again",
+              files_lost=recovered.files_lost,
+              wrongly_archived=max(after_pull.wrongly_archived, recovered.wrongly_archived),
+              duplicates=recovered.duplicates, exit_code=exit_code,
+              message=(removed[0].split(": ", 1)[-1] if removed
+                       else f"job {interrupted['state']}: {interrupted['result']}"))
 
 
-def test_wipe_deletes_only_verified_files(tmp_path: Path, dock: tuple[Path, Daemon, LoopDevices]) -> None:
+def test_wipe_deletes_only_verified_files(tmp_path: Path, dock: tuple[Path, DaemonProcess, LoopDevices]) -> None:
     config, daemon, loops = dock
     files = card_files("DSJ005", 3, 100_000)
     image = make_card_image(tmp_path / "images", "WIPECAM1", files, fs="ext4")
@@ -205,7 +184,7 @@ def test_wipe_deletes_only_verified_files(tmp_path: Path, dock: tuple[Path, Daem
     assert run_cli_process("--config", str(config), "verify").returncode == 0
 
 
-def test_sigterm_mid_ingest_then_restart(tmp_path: Path, dock: tuple[Path, Daemon, LoopDevices]) -> None:
+def test_sigterm_mid_ingest_then_restart(tmp_path: Path, dock: tuple[Path, DaemonProcess, LoopDevices]) -> None:
     config, daemon, loops = dock
     files = card_files("DSJ006", 10, 12_000_000)
     image = make_card_image(tmp_path / "images", "BODYCAM6", files, size_mib=192)

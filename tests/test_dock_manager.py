@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from evidence_daemon.config import DockRule, load_config
 from evidence_daemon.devices.registry import DeviceIdentity
-from evidence_daemon.dock.manager import DockManager, fuse_artifacts
+from evidence_daemon.dock.manager import DockManager, fat_label_names, fuse_artifacts
 from evidence_daemon.dock.wipe import wipe_decision
 from evidence_daemon.sources.rules import DeviceInfo, DockMatch
 from evidence_daemon.station import open_station
@@ -174,10 +175,67 @@ def test_wipe_runs_only_when_the_rule_says_so_and_deletes_verified_files(tmp_pat
     assert sorted(p.name for p in mounter.tree.rglob("*") if p.is_file()) == ["BODYCAM"]
 
 
+class HeldMounter(FakeMounter):
+    """Mounting waits until the test lets it go; records mounts and unmounts in order."""
+
+    def __init__(self, tree: Path) -> None:
+        super().__init__(tree)
+        self.calls: list[str] = []
+        self.mounting = threading.Event()
+        self.release = threading.Event()
+
+    def mount(self, info: DeviceInfo, identity: str, match: DockMatch) -> Path:
+        self.calls.append("mount")
+        self.mounting.set()
+        assert self.release.wait(30)
+        return super().mount(info, identity, match)
+
+    def unmount(self, mountpoint: Path) -> None:
+        self.calls.append("unmount")
+        super().unmount(mountpoint)
+
+
+def test_a_card_docked_again_on_the_same_node_while_its_last_job_ends_is_served(tmp_path: Path) -> None:
+    """Pulled mid-job and docked again at once (the reader gives it the same node): a new dock,
+    not udev repeating itself. It is served after the last job ended, never beside it."""
+    manager, _, _ = manager_for(tmp_path, "")
+    mounter = HeldMounter(card(tmp_path / "held"))
+    manager.mounter = mounter
+    manager.device_added(info(role="recorder"))
+    assert mounter.mounting.wait(30)
+    manager.device_removed(info(role="recorder"))  # pulled while it was being mounted
+    manager.device_added(info(role="recorder"))  # and docked again
+    manager.device_added(info(role="recorder"))  # udev repeats itself: still one new dock
+    mounter.release.set()
+    finish(manager)
+    jobs = manager.snapshot()
+    assert [job["state"] for job in jobs] == ["incomplete", "done"], jobs
+    assert jobs[1]["started_at"] >= jobs[0]["started_at"]
+    assert mounter.calls == ["mount", "unmount", "mount", "unmount"]  # one job per card at a time
+
+
 def test_fusefat_label_file_is_not_evidence(tmp_path: Path) -> None:
     tree = card(tmp_path)
     assert fuse_artifacts(tree, info(label="BODYCAM")) == ("BODYCAM",)
     assert fuse_artifacts(tree, info(label="OTHER")) == ()
+
+
+def test_a_label_longer_than_8_characters_is_seen_as_the_8_3_name_fusefat_lists(tmp_path: Path) -> None:
+    tree = card(tmp_path)
+    (tree / "BODYCAM0.07").write_bytes(b"")  # fusefat's listing of the label "BODYCAM007"
+    assert fuse_artifacts(tree, info(label="BODYCAM007")) == ("BODYCAM0.07",)
+    (tree / "BODYCAM1.07").write_bytes(b"x")  # a real file is evidence, whatever its name
+    assert fuse_artifacts(tree, info(label="BODYCAM107")) == ()
+
+
+@pytest.mark.parametrize(("label", "names"), [
+    ("BODYCAM", {"BODYCAM"}),
+    ("BODYCAM007", {"BODYCAM007", "BODYCAM0.07"}),
+    ("police cam1", {"POLICE CAM1", "POLICE C.AM1", "POLICEC.AM1"}),  # fusefat: POLICEC.AM1
+    ("NO NAME", {"NO NAME", "NONAME"}),
+])
+def test_fat_label_names(label: str, names: set[str]) -> None:
+    assert fat_label_names(label) == names
 
 
 @pytest.mark.parametrize(

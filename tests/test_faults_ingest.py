@@ -95,9 +95,10 @@ def _kill_randomly(config: Path, tmp_path: Path, backend: str, fault_log: FaultL
     assert measured.duplicates == 0
     assert measured.archived == len(sources)
     assert cycle >= min(INSTANTS, 10), f"only {cycle} instants fitted in {BUDGET_S} s"
-    fault_log("kill -9 of ingest", f"{cycle} random instants ({backend})",
-              injected_by=f"SIGKILL after U(0, {full_run_s * 1.5:.2f} s); {killed} runs killed, "
-                          f"{cycle - killed} finished first; delays {min(delays):.2f}–{max(delays):.2f} s",
+    fault_log("kill -9 of ingest", f"SIGKILL of `ingest` at random instants ({backend})",
+              injected_by=f"SIGKILL at {cycle} instants uniform in [0, 1.5 × an uninterrupted "
+                          f"run = {full_run_s * 1.5:.2f} s] ({min(delays):.2f}–{max(delays):.2f} s; "
+                          f"{killed} killed, {cycle - killed} finished first); 4 new files each",
               files_lost=measured.files_lost, wrongly_archived=measured.wrongly_archived,
               duplicates=measured.duplicates, exit_code=0,
               message=f"every recovery run exited 0; {measured.archived} files archived; verify OK")

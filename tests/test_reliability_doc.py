@@ -31,8 +31,8 @@ def test_the_published_matrix_has_every_fault_class_and_no_loss() -> None:
         cases, lost, wrong, duplicates, wipes = rows[fault_class]
         assert cases >= 1
         assert (lost, wrong, duplicates, wipes) == (0, 0, 0, 0), fault_class
-    kills = re.findall(r"\| (\d+) random instants", text)
-    assert kills and min(int(k) for k in kills) >= 50
+    kills = re.findall(r"SIGKILL at (\d+) instants", text)
+    assert len(kills) >= 4 and min(int(k) for k in kills) >= 50  # ingest and run, fs and S3
 
 
 def test_the_renderer_hides_temporary_paths_and_flags_missing_classes() -> None:

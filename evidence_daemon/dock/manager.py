@@ -10,7 +10,9 @@ with the dock time it gives the device's apparent clock offset, kept in the dock
 
 A device pulled mid-copy leaves its unread files as they were: the partial file is never
 archived (its copy fails its size/mtime check or a read error) and the rest is taken at the
-next dock. Every collaborator comes in through the constructor.
+next dock — also when that dock comes while the pulled job is still ending: a re-dock is never
+taken for udev repeating itself, and never served beside its last job (one mountpoint each).
+Every collaborator comes in through the constructor.
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ class DockManager:
             max_workers=config.dock.max_concurrent_devices, thread_name_prefix="dock"
         )
         self._lock = threading.Lock()
-        self._active: dict[str, DockJob] = {}  # devnode -> job, while it runs
+        self._active: dict[str, DockJob] = {}  # devnode -> its newest job, while it runs
+        self._serving: dict[str, threading.Lock] = {}  # device identity -> held while served
         self._jobs: list[DockJob] = []  # recent jobs, newest last, for status
         self._futures: list[Future[None]] = []
 
@@ -174,8 +177,11 @@ class DockManager:
             return
         job = DockJob(name=identity, kind="device", model=match.model, devnode=info.devnode or "")
         with self._lock:
-            if job.key in self._active:
+            serving = self._active.get(job.key)
+            if serving is not None and not serving.removed:
                 return  # already being served (udev repeats itself)
+            # A device pulled while its job still ends and docked again on the same node is a
+            # new dock: it gets its own job, which waits for the last one (_serve_device).
             self._active[job.key] = job
             self._remember(job)
         log.info("docked: %s (%s %s) on %s", identity, match.role, match.model, info.devnode)
@@ -208,6 +214,13 @@ class DockManager:
         self._jobs.append(job)
 
     def _serve_device(self, info: DeviceInfo, match: DockMatch, job: DockJob) -> None:
+        """One job per device at a time: a re-dock waits until its last job has unmounted."""
+        with self._lock:
+            serving = self._serving.setdefault(job.name, threading.Lock())
+        with serving:
+            self._serve_device_now(info, match, job)
+
+    def _serve_device_now(self, info: DeviceInfo, match: DockMatch, job: DockJob) -> None:
         mountpoint: Path | None = None
         try:
             job.state = "settling"
@@ -254,7 +267,8 @@ class DockManager:
             job.finished_at = time.time()
             job.current_file = ""
             with self._lock:
-                self._active.pop(job.key, None)
+                if self._active.get(job.key) is job:
+                    del self._active[job.key]
 
     def _serve_inbox(self, watch: WatchConfig, paths: list[bytes], job: DockJob) -> None:
         try:
@@ -311,11 +325,28 @@ def fuse_artifacts(mountpoint: Path, info: DeviceInfo) -> tuple[str, ...]:
         entries = os.listdir(mountpoint)
     except OSError:
         return ()
+    label_names = fat_label_names(info.fs_label)
     return tuple(
         glob.escape(name) for name in entries
-        if name.strip().upper() == info.fs_label.strip().upper()
+        if name.strip().upper() in label_names
         and os.path.isfile(mountpoint / name) and os.path.getsize(mountpoint / name) == 0
     )
+
+
+def fat_label_names(label: str) -> frozenset[str]:
+    """The names (upper case) under which a FAT volume label can show up as a file.
+
+    The label is an 11-character directory entry, like an 8.3 name: fusefat lists
+    ``BODYCAM000`` as ``BODYCAM0.00`` and ``POLICE CAM1`` as ``POLICEC.AM1`` (it drops every
+    space; other drivers only trailing ones). Labels of up to 8 characters without a space read
+    the same every way.
+    """
+    padded = label.strip().upper().ljust(11)[:11]
+    names = {label.strip().upper()}
+    for base, extension in ((padded[:8].rstrip(), padded[8:].rstrip()),
+                            (padded[:8].replace(" ", ""), padded[8:].replace(" ", ""))):
+        names.add(f"{base}.{extension}" if extension else base)
+    return frozenset(names)
 
 
 def _unread(summary: Summary) -> bool:
