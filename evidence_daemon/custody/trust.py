@@ -48,8 +48,8 @@ class TrustAnchors:
 
     @classmethod
     def of(cls, fingerprints: Iterable[str], source: str = "--trust") -> TrustAnchors:
-        return cls(frozenset(normal_fingerprint(text) for text in fingerprints if text.strip()),
-                   source)
+        found = frozenset(normal_fingerprint(text) for text in fingerprints if text.strip())
+        return cls(found, source if found else "")
 
     def __or__(self, other: TrustAnchors) -> TrustAnchors:
         sources = ", ".join(part for part in (self.source, other.source) if part)
