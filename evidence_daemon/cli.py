@@ -26,7 +26,10 @@ from .api.cli import add_commands as add_api_commands
 from .archive import keys
 from .compliance.rules import STATES as COMPLIANCE_STATES
 from .config import Config, load_config
-from .custody.verify import Problem, verify_archive
+from .custody.chain import Head, Problem, compare_with_witness
+from .custody.trust import anchors_from
+from .custody.verify import Report as VerifyReport
+from .custody.verify import verify_archive
 from .errors import ConfigError, EvidenceError, StorageError
 from .ingest.pipeline import (
     ALREADY_ARCHIVED,
@@ -71,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="re-hash originals, check manifests and the ledger")
     verify.add_argument("--all", action="store_true", help="every recording (the default)")
     verify.add_argument("ids", nargs="*", metavar="ID", help="recording ids (>= 12 hex digits)")
+    verify.add_argument("--trust", action="append", default=[], metavar="FINGERPRINT",
+                        help="a writer key believed (SHA256:..., published out of band); "
+                        "adds to [verify] trusted_keys. Without any, only consistency is checked")
 
     status = commands.add_parser("status", help="queue and compliance at a glance")
     status.add_argument("--json", action="store_true")
@@ -291,39 +297,54 @@ def cmd_recordings(config: Config, args: argparse.Namespace) -> int:
 # -- verify -------------------------------------------------------------------------------
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
+    """Exit 0 when everything checked holds (without trust anchors that means consistent,
+    and the output says so), 7 when anything does not."""
     if args.all and args.ids:
         raise ConfigError("verify: give --all or recording ids, not both")
+    trust = anchors_from(args.trust, config.verify.trusted_keys)
     store = build_store(config)
     store.check()
-    report = verify_archive(store, None if args.all or not args.ids else args.ids)
+    report = verify_archive(store, None if args.all or not args.ids else args.ids, trust=trust)
     if config.database_path.exists():
-        report.problems.extend(_station_head_problems(config, report.entries))
+        report.problems.extend(_station_head_problems(config, report))
     for writer, fingerprint in sorted(report.writers.items()):
-        print(f"ledger writer {writer}: key {fingerprint}")
+        judgement = report.judgements.get(writer)
+        note = f" ({judgement.note()})" if judgement is not None else ""
+        print(f"ledger writer {writer}: key {fingerprint}{note}")
     for problem in report.problems:
         print(f"FAIL {safe(problem)}")
+    if not report.trust_checked:
+        print("WARNING: no trust anchors given (--trust or [verify] trusted_keys): only the "
+              "archive's consistency was checked. Anyone able to write to the archive can add a "
+              "writer with a fresh key or re-sign a whole chain consistently; compare the key "
+              "fingerprints above with those your agency published.")
+    else:
+        print(f"writers' keys compared with {len(trust.fingerprints)} trust anchor(s) from "
+              f"{trust.source}")
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    scope = "" if report.trust_checked else " (consistency only)"
     print(f"verified {report.recordings_checked} recording(s) and {report.entries_checked} ledger "
-          f"entries from {len(report.writers)} writer(s) in {store.location}: {verdict}")
+          f"entries from {len(report.writers)} writer(s) in {store.location}{scope}: {verdict}")
     return 0 if report.ok else 7
 
 
-def _station_head_problems(config: Config, entries: list[dict[str, Any]]) -> list[Problem]:
+def _station_head_problems(config: Config, report: VerifyReport) -> list[Problem]:
     """Entries at the end of a chain can be deleted without breaking it; this station's own
-    index remembers how long its chain was, so that deletion is caught here."""
+    index remembers how far its chain went and the hash there, so a deletion (or a rewritten
+    chain) is caught here. (Checkpoints witnessed by other writers generalise this.)"""
     database = Database(config.database_path)
     try:
-        row = database.query_one("SELECT MAX(seq) FROM ledger WHERE writer = ?", (config.station.id,))
+        row = database.query_one("SELECT seq, entry_hash FROM ledger WHERE writer = ?"
+                                 " ORDER BY seq DESC LIMIT 1", (config.station.id,))
     finally:
         database.close()
-    local_head = int(row[0]) if row and row[0] is not None else 0
-    archive_head = max((entry["seq"] for entry in entries if entry["writer"] == config.station.id),
-                       default=0)
-    if archive_head < local_head:
-        return [Problem(keys.ledger_prefix(config.station.id),
-                        f"the archive holds {archive_head} entries but this station wrote "
-                        f"{local_head}: entries were removed")]
-    return []
+    if row is None:
+        return []
+    chain = report.chains.get(config.station.id)
+    heads = chain.heads if chain is not None else {}
+    problem = compare_with_witness(config.station.id, heads, Head(int(row["seq"]),
+                                   str(row["entry_hash"])), witness="this station's own index")
+    return [problem] if problem is not None else []
 
 
 # -- status -------------------------------------------------------------------------------

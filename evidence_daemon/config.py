@@ -215,6 +215,15 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class VerifyConfig:
+    """Trust anchors for ``verify``, ``verify-package`` and the API node's catalog."""
+
+    # A trust file: one writer key fingerprint (SHA256:...) per line, as verify prints them.
+    # Unset: verify checks consistency only, and says so.
+    trusted_keys: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig = field(default_factory=StationConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
@@ -225,6 +234,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     upkeep: UpkeepConfig = field(default_factory=UpkeepConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     watch: tuple[WatchConfig, ...] = ()
     source: str = "defaults"
 
@@ -259,6 +269,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "metrics": MetricsConfig,
     "upkeep": UpkeepConfig,
     "api": ApiConfig,
+    "verify": VerifyConfig,
 }
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -21,6 +21,7 @@ from .archive.base import LEFTOVER_KINDS, ArchiveStore, Leftover, LeftoverKind
 from .archive.filesystem import FilesystemArchive
 from .compliance.rules import compliance_state
 from .config import Config
+from .custody.chain import Role
 from .custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
@@ -175,7 +176,8 @@ def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: boo
         raise ConfigError(f"station.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
     database = Database(config.database_path)
     key = load_or_create_private_key(config.key_path)
-    ledger = LedgerWriter(store, database, config.station.id, key, clock=clock)
+    ledger = LedgerWriter(store, database, config.station.id, key, role=Role.STATION,
+                          clock=clock)
     station = Station(config, store, database, ledger, clock)
     if connect_archive:
         station.connect()

@@ -41,8 +41,12 @@ def auth(token: str) -> dict[str, str]:
 
 
 def api_entries(archive: Path, writer: str = "api-test") -> list[dict[str, Any]]:
+    """The node's entries after its own key-registered entry (seq 1, checked here)."""
     folder = archive / "ledger" / writer
-    return [json.loads(path.read_bytes()) for path in sorted(folder.glob("*.json"))]
+    entries = [json.loads(path.read_bytes()) for path in sorted(folder.glob("*.json"))]
+    if entries:
+        assert entries[0]["event"] == "key-registered" and entries[0]["details"]["role"] == "api"
+    return entries[1:]
 
 
 def original_bytes(api_server: ApiServer, recording: str) -> bytes:

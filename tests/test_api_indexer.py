@@ -33,6 +33,7 @@ from evidence_daemon.archive import keys
 from evidence_daemon.archive.base import ArchiveStore
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.custody import canonical
+from evidence_daemon.custody.chain import Role
 from evidence_daemon.custody.ledger import LedgerWriter
 from evidence_daemon.custody.signing import (
     fingerprint,
@@ -158,7 +159,7 @@ def api_ledger(tmp_path: Path, store: ArchiveStore, database: Database | None = 
                writer: str = "api-1") -> LedgerWriter:
     database = database or open_api_database(tmp_path / f"{writer}-node.sqlite3")
     key = load_or_create_private_key(tmp_path / f"{writer}.key")
-    return LedgerWriter(store, database, writer, key)
+    return LedgerWriter(store, database, writer, key, role=Role.API)
 
 
 def signed(key: Ed25519PrivateKey, **fields: Any) -> tuple[dict[str, Any], bytes]:
@@ -366,7 +367,7 @@ def test_a_card_is_catalogued_with_the_manifests_facts(
 
     result = indexer.poll()
 
-    assert (result.entries, result.recordings, result.problems) == (14, 7, [])
+    assert (result.entries, result.recordings, result.problems) == (15, 7, [])  # 1 key-registered
     assert indexer.last_poll_at is not None
     recordings = recordings_by_id(database)
     ledger = events(database)
@@ -405,7 +406,7 @@ def test_a_card_is_catalogued_with_the_manifests_facts(
     pem = (archive / keys.public_key_key(STATION)).read_bytes()
     assert writer["public_key"] == pem.decode() and writer["problem"] is None
     assert writer["fingerprint"] == fingerprint(load_public_pem(pem, what="key"))
-    assert (writer["head_seq"], writer["head_hash"]) == (14, ledger[14]["entry_hash"])
+    assert (writer["head_seq"], writer["head_hash"]) == (15, ledger[15]["entry_hash"])
 
     assert calls.writes() == [] and snapshot(archive) == before  # never writes to the archive
 
@@ -416,7 +417,7 @@ def test_a_poll_with_nothing_new_is_cheap_and_more_ingest_reads_only_the_new(
     config, archive, ids = byte_station(tmp_path, capsys, 2)
     store, calls = counting(FilesystemArchive(archive))
     indexer, database = fresh_indexer(tmp_path, store)
-    assert (indexer.poll().entries, indexer.poll().entries) == (4, 0)
+    assert (indexer.poll().entries, indexer.poll().entries) == (5, 0)
 
     calls.calls.clear()
     result = indexer.poll()
@@ -430,14 +431,14 @@ def test_a_poll_with_nothing_new_is_cheap_and_more_ingest_reads_only_the_new(
     assert (result.entries, result.recordings) == (4, 2)
     read = [key for name, key in calls.calls if name == "get_bytes"]
     assert sorted(key for key in read if key.startswith("ledger/")) == [
-        keys.ledger_key(STATION, seq) for seq in (5, 6, 7, 8)]
+        keys.ledger_key(STATION, seq) for seq in (6, 7, 8, 9)]
     assert sorted(key for key in read if key.startswith("recordings/")) == sorted(
         keys.manifest_key(sha256) for sha256 in more)
     assert set(recordings_by_id(database)) == set(ids + more)
 
     before = {table: catalog_rows(database, table) for table in ("writers", "events", "recordings")}
     result = indexer.reindex()
-    assert (result.entries, result.recordings, result.problems) == (8, 4, [])
+    assert (result.entries, result.recordings, result.problems) == (9, 4, [])
     assert {table: catalog_rows(database, table) for table in before} == before
     assert calls.writes() == []
 
@@ -456,7 +457,7 @@ def test_reindex_keeps_users_grants_and_the_nodes_own_ledger_index(tmp_path: Pat
     indexer.reindex()
     assert recordings_by_id(database)[sha256]["notes"] == 1
     assert database.scalar("SELECT COUNT(*) FROM users") == 1
-    assert database.scalar("SELECT COUNT(*) FROM ledger") == 1
+    assert database.scalar("SELECT COUNT(*) FROM ledger") == 2  # key-registered, note
 
 
 @needs_ffmpeg
@@ -496,11 +497,11 @@ def test_an_altered_entry_is_marked_and_indexing_goes_on(
     result = indexer.poll()
 
     ledger = events(database)
-    assert result.entries == 6 and sorted(ledger) == [1, 2, 3, 4, 5, 6]
+    assert result.entries == 7 and sorted(ledger) == [1, 2, 3, 4, 5, 6, 7]
     assert ledger[3]["verified"] == 0
     assert "signature does not verify with the writer's key: the entry was altered" in ledger[3]["problem"]
     assert ledger[4]["verified"] == 0 and "the chain is broken" in ledger[4]["problem"]
-    assert [ledger[seq]["verified"] for seq in (1, 2, 5, 6)] == [1, 1, 1, 1]
+    assert [ledger[seq]["verified"] for seq in (1, 2, 5, 6, 7)] == [1, 1, 1, 1, 1]
     assert any(keys.ledger_key(STATION, 3) in problem and "altered" in problem
                for problem in result.problems)
     # A recording whose 'archived' event (3 or 4) does not verify is not catalogued.
@@ -521,13 +522,13 @@ def test_an_unreadable_entry_and_a_missing_one_are_named(tmp_path: Path,
     result = indexer.poll()
 
     ledger = events(database)
-    assert sorted(ledger) == [1, 2, 3, 4, 6, 7, 8] and result.entries == 7
+    assert sorted(ledger) == [1, 2, 3, 4, 6, 7, 8, 9] and result.entries == 8
     assert ledger[2]["event"] == "unreadable" and "not a valid ledger entry" in ledger[2]["problem"]
     assert "prev cannot be checked: entry 2 before it is unreadable" in ledger[3]["problem"]
     assert ledger[6]["problem"] == f"entry 5 of writer {STATION} is missing before this one"
-    assert [ledger[seq]["verified"] for seq in (1, 4, 7, 8)] == [1, 1, 1, 1]
+    assert [ledger[seq]["verified"] for seq in (1, 4, 7, 8, 9)] == [1, 1, 1, 1, 1]
     assert set(recordings_by_id(database)) == {
-        sha256 for seq, sha256 in archived.items() if seq in (1, 4, 7, 8)}
+        sha256 for seq, sha256 in archived.items() if seq in (1, 4, 7, 8, 9)}
 
 
 def test_an_altered_manifest_keeps_its_recording_out_of_the_catalog(
@@ -575,12 +576,12 @@ def test_events_of_another_writer_may_come_before_the_archived_one(
     shutil.copy2(archive / keys.public_key_key(STATION), partial / keys.public_key_key(STATION))
     indexer, database = fresh_indexer(tmp_path, FilesystemArchive(partial))
     result = indexer.poll()
-    assert (result.entries, result.recordings) == (9, 0) and recordings_by_id(database) == {}
+    assert (result.entries, result.recordings) == (10, 0) and recordings_by_id(database) == {}
     assert {row["writer"] for row in database.query("SELECT writer FROM writers")} == {"api-1", STATION}
 
     shutil.copytree(archive / "ledger" / STATION, partial / "ledger" / STATION)
     result = indexer.poll()
-    assert (result.entries, result.recordings) == (2, 1)
+    assert (result.entries, result.recordings) == (3, 1)
     row = recordings_by_id(database)[sha256]
     assert (row["held"], json.loads(row["cases"]), row["notes"], row["retain_until"]) == (
         1, ["CASE-1"], 2, "2030-01-01T00:00:00+00:00")
@@ -658,7 +659,7 @@ def test_index_own_indexes_this_nodes_next_entry_at_once(tmp_path: Path,
     assert failures == []
     indexer.poll()
     own = events(database, ledger.writer)
-    assert sorted(own) == list(range(1, 28)) and all(item["verified"] for item in own.values())
+    assert sorted(own) == list(range(1, 29)) and all(item["verified"] for item in own.values())
     assert recordings_by_id(database)[sha256]["notes"] == 25
 
 
@@ -680,7 +681,7 @@ def test_a_missing_public_key_holds_back_its_writer_until_it_is_there(
 
     key_path.write_bytes(saved)
     result = indexer.poll()
-    assert (result.entries, result.problems) == (2, []) and set(recordings_by_id(database)) == set(ids)
+    assert (result.entries, result.problems) == (3, []) and set(recordings_by_id(database)) == set(ids)
     assert database.scalar("SELECT problem FROM writers WHERE writer = ?", (STATION,)) is None
 
 
@@ -694,13 +695,13 @@ def test_a_changed_public_key_is_reported_not_adopted(tmp_path: Path,
     # Someone replaces the station's key and appends an entry signed with theirs.
     forger = Ed25519PrivateKey.generate()
     writable(archive / keys.public_key_key(STATION)).write_bytes(public_pem(forger))
-    head = events(database)[2]
-    _, data = signed(forger, seq=3, prev=head["entry_hash"], writer=STATION, recording=None,
+    head = events(database)[3]
+    _, data = signed(forger, seq=4, prev=head["entry_hash"], writer=STATION, recording=None,
                      event="quarantined", details={})
-    (archive / keys.ledger_key(STATION, 3)).write_bytes(data)
+    (archive / keys.ledger_key(STATION, 4)).write_bytes(data)
 
     result = indexer.poll()
-    forged = events(database)[3]
+    forged = events(database)[4]
     assert forged["verified"] == 0 and "altered (or signed with the different key" in forged["problem"]
     problem = database.scalar("SELECT problem FROM writers WHERE writer = ?", (STATION,))
     assert f"public key keys/{STATION}.pub in the archive changed (indexed {indexed}" in problem
@@ -717,7 +718,7 @@ def test_stray_objects_are_reported_once_and_never_crash_a_poll(
     (archive / "ledger" / STATION / "zzz.json").write_text("{}")
     indexer, database = fresh_indexer(tmp_path, FilesystemArchive(archive))
     result = indexer.poll()
-    assert result.entries == 2 and set(recordings_by_id(database)) == set(ids)
+    assert result.entries == 3 and set(recordings_by_id(database)) == set(ids)
     assert sorted(result.problems) == [
         "keys/README.txt: unexpected object among the public keys",
         "ledger/notes.txt: unexpected object in the ledger area",

@@ -246,7 +246,7 @@ def test_device_events_wait_in_the_outbox_while_the_archive_is_away(
         station.close()
     archive = blocked / "archive"
     assert [entry["event"] for entry in ledger_events(archive)] == [
-        "device-registered", "device-docked", "device-assigned"]
+        "key-registered", "device-registered", "device-docked", "device-assigned"]
 
 
 def test_an_event_appended_just_before_a_crash_is_not_appended_twice(
@@ -411,7 +411,7 @@ def test_cli_assign_list_ingest_and_verify(tmp_path: Path, capsys: pytest.Captur
     assert "10086" in manifest["flag_reasons"]["officer_mismatch"]
 
     events = [entry["event"] for entry in ledger_events(tmp_path / "archive")]
-    assert events[:3] == ["device-registered", "device-assigned", "device-assigned"]
+    assert events[:4] == ["key-registered", "device-registered", "device-assigned", "device-assigned"]
     assert events.count("archived") == 3
     code, out, err = run_cli(capsys, "--config", config, "verify")
     assert code == 0, out + err
@@ -436,7 +436,7 @@ def test_cli_assign_while_the_archive_is_away(tmp_path: Path, capsys: pytest.Cap
                            "--from", "2026-11-25T13:00")
     assert code == 0, err
     assert [entry["event"] for entry in ledger_events(blocked / "archive")] == [
-        "device-registered", "device-assigned", "device-assigned"]
+        "key-registered", "device-registered", "device-assigned", "device-assigned"]
     assert run_cli(capsys, "--config", config, "verify")[0] == 0
 
 

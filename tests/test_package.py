@@ -31,6 +31,7 @@ from evidence_daemon.archive import keys
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.cli import main
 from evidence_daemon.custody import canonical
+from evidence_daemon.custody.chain import Role
 from evidence_daemon.custody.ledger import LedgerWriter
 from evidence_daemon.custody.signing import fingerprint, load_or_create_private_key, public_pem
 from evidence_daemon.custody.verify import Problem
@@ -107,7 +108,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     store = FilesystemArchive(base / "station" / "archive")
     database = open_api_database(base / "api" / "catalog.sqlite3")
     key = load_or_create_private_key(base / "api" / "signing.key")
-    ledger = LedgerWriter(store, database, API_WRITER, key, clock=lambda: EXPORTED_AT)
+    ledger = LedgerWriter(store, database, API_WRITER, key, role=Role.API, clock=lambda: EXPORTED_AT)
     indexer = Indexer(store, database)
     indexer.poll()
     world = World(store, database, ledger, indexer, "town-a-dock-1", _sha256(video),
@@ -292,7 +293,8 @@ def test_ledger_runs_are_contiguous_relevant_entries_stored_bytes_others_stubs(w
     for writer, found in seqs.items():
         assert sorted(found) == list(range(min(found), max(found) + 1)), writer
     # The access to the other recording lies inside the API run: it is there, as a stub.
-    assert sorted(seqs[API_WRITER]) == [1, 2, 3] and redacted[API_WRITER] == [2]
+    # (seq 1 is the node's key-registered entry, about no recording: before the run)
+    assert sorted(seqs[API_WRITER]) == [2, 3, 4] and redacted[API_WRITER] == [3]
     report = pkg.verify_package(world.package)
     assert report.redacted == {writer: len(redacted.get(writer, [])) for writer in seqs}
     assert report.entries_checked == sum(map(len, seqs.values()))
@@ -303,10 +305,10 @@ def test_nothing_about_the_other_recording_is_in_the_package(world: World) -> No
     """The API run spans the view of a recording outside the package: who watched it, why and
     from where stay out; so does everything the station recorded about it."""
     members = read_members(world.package)
-    stub = pkg.redacted_key(API_WRITER, 2)
-    assert stub in members and keys.ledger_key(API_WRITER, 2) not in members
+    stub = pkg.redacted_key(API_WRITER, 3)
+    assert stub in members and keys.ledger_key(API_WRITER, 3) not in members
     assert json.loads(members[stub])["entry_hash"] == canonical.entry_hash(
-        canonical.parse_stored(world.store.get_bytes(keys.ledger_key(API_WRITER, 2)))[0])
+        canonical.parse_stored(world.store.get_bytes(keys.ledger_key(API_WRITER, 3)))[0])
     secrets = [OTHER_VIEW["reason"], OTHER_VIEW["remote"], "neighbour-case", world.other]
     for name, data in members.items():
         for secret in secrets:
@@ -374,7 +376,7 @@ def test_a_file_removed_is_named(world: World, tmp_path: Path, which: str) -> No
     victim = {
         "original": keys.original_key(world.video, "mp4"),
         "ledger": _full_names(members, world.station)[1],
-        "stub": pkg.redacted_key(API_WRITER, 2),
+        "stub": pkg.redacted_key(API_WRITER, 3),
         "key": keys.public_key_key(world.station),
         "readme": pkg.README_NAME,
     }[which]
@@ -521,24 +523,24 @@ def test_a_forged_stub_is_named(world: World, tmp_path: Path, scenario: str) -> 
     expected: list[str] = []
 
     def change(members: dict[str, bytes], package: dict[str, Any]) -> None:
-        name = pkg.redacted_key(API_WRITER, 2)
+        name = pkg.redacted_key(API_WRITER, 3)
         if scenario == "entry-hash-changed":
-            members[name] = _stub_of(world, API_WRITER, 2, {"entry_hash": "e" * 64})
+            members[name] = _stub_of(world, API_WRITER, 3, {"entry_hash": "e" * 64})
         elif scenario == "prev-changed":
-            members[name] = _stub_of(world, API_WRITER, 2, {"prev": "e" * 64})
+            members[name] = _stub_of(world, API_WRITER, 3, {"prev": "e" * 64})
         elif scenario == "extra-field":  # a stub smuggling what it should hide
-            members[name] = _stub_of(world, API_WRITER, 2, {"recording": world.other})
+            members[name] = _stub_of(world, API_WRITER, 3, {"recording": world.other})
         elif scenario == "not-canonical":
             members[name] = json.dumps(json.loads(members[name]), indent=1).encode()
         elif scenario == "seq-inside":
-            members[name] = _stub_of(world, API_WRITER, 2, {"seq": 1})
+            members[name] = _stub_of(world, API_WRITER, 3, {"seq": 2})
         elif scenario == "begins-with-stub":
-            name = _swap_for_stub(world, members, keys.ledger_key(API_WRITER, 1))
+            name = _swap_for_stub(world, members, keys.ledger_key(API_WRITER, 2))
         elif scenario == "ends-with-stub":
             name = _swap_for_stub(world, members, _ledger_names(members, world.station)[-1])
         else:  # the same entry in full and as a stub
-            name = pkg.redacted_key(API_WRITER, 1)
-            members[name] = _stub_of(world, API_WRITER, 1)
+            name = pkg.redacted_key(API_WRITER, 2)
+            members[name] = _stub_of(world, API_WRITER, 2)
         expected.append(name)
 
     report = pkg.verify_package(forge(world.package, tmp_path / "forged.zip",
@@ -751,7 +753,7 @@ def test_export_refuses_an_archive_damaged_after_indexing(world: World, tmp_path
         else:
             victim.write_bytes(flip_content(victim.read_bytes()))
 
-        ledger = LedgerWriter(store, database, API_WRITER, world.ledger.private_key)
+        ledger = LedgerWriter(store, database, API_WRITER, world.ledger.private_key, role=Role.API)
         out = tmp_path / "out" / "damaged.zip"
         with pytest.raises(IntegrityError, match=message):
             pkg.export_recordings(store, database, ledger, lambda seq: indexer.poll(),
@@ -778,7 +780,7 @@ def test_export_refuses_a_catalog_that_disagrees_with_the_ledger(world: World,
         # The other recording's station entries, relabelled as the audio's.
         database.execute("UPDATE events SET recording = ? WHERE recording = ?",
                          (world.audio, world.other))
-        ledger = LedgerWriter(store, database, API_WRITER, world.ledger.private_key)
+        ledger = LedgerWriter(store, database, API_WRITER, world.ledger.private_key, role=Role.API)
         out = tmp_path / "out.zip"
         with pytest.raises(IntegrityError, match="run reindex"):
             pkg.export_recordings(store, database, ledger, lambda seq: indexer.poll(),
@@ -829,7 +831,7 @@ def test_originals_are_streamed_never_held_in_memory(tmp_path: Path) -> None:
     try:
         indexer = Indexer(store, database)
         indexer.poll()
-        ledger = LedgerWriter(store, database, API_WRITER, Ed25519PrivateKey.generate())
+        ledger = LedgerWriter(store, database, API_WRITER, Ed25519PrivateKey.generate(), role=Role.API)
         recording = _sha256(big)
         limit_bytes = 24 * 1024 * 1024
         tracemalloc.start()

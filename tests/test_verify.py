@@ -105,7 +105,7 @@ def test_a_removed_ledger_entry_is_found(
     entries = sorted(ledger_dir.glob("*.json"))
     entries[2].unlink()
     code, out, _ = run_cli(capsys, "--config", str(config), "verify")
-    assert code == 7 and "are missing" in out
+    assert code == 7 and "is missing before this one" in out
     # the last entry can be removed without breaking the chain; the station's index catches it
     for path in entries[3:]:
         path.unlink()

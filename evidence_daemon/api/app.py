@@ -34,6 +34,7 @@ from starlette.background import BackgroundTask
 from starlette.middleware.sessions import SessionMiddleware
 
 from ..archive import keys
+from ..custody.chain import Event
 from ..custody.ledger import format_time
 from ..custody.verify import verify_recording
 from ..errors import (
@@ -522,7 +523,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         try:
             return stored_size(row, kind, key, known)
         except (ObjectMissingError, IntegrityError) as exc:
-            entry = node.record("access-failed", recording=row["sha256"], actor=user.actor,
+            entry = node.record(Event.ACCESS_FAILED, recording=row["sha256"], actor=user.actor,
                                 details={"kind": kind, "key": key, "reason": reason,
                                          "via": via, "problem": exc.message,
                                          "remote": address(request)})
@@ -581,7 +582,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         size = checked_before_access(request, user, row, kind, key, known_size, why, "api")
 
         def record(asked_range: str | None) -> None:
-            node.record("accessed", recording=row["sha256"], actor=user.actor, details={
+            node.record(Event.ACCESSED, recording=row["sha256"], actor=user.actor, details={
                 "kind": kind, "key": key, "reason": why, "via": "api", "range": asked_range,
                 "remote": address(request)})
 
@@ -598,7 +599,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         checked_before_access(request, user, row, body.kind, key, known_size, body.reason,
                               "player")
         grant_id = secrets.token_urlsafe(24)
-        entry = node.record("accessed", recording=row["sha256"], actor=user.actor, details={
+        entry = node.record(Event.ACCESSED, recording=row["sha256"], actor=user.actor, details={
             "kind": body.kind, "key": key, "reason": body.reason, "via": "player",
             "range": None, "grant": grant_id[:8], "remote": address(request)})
         now = node.clock()
@@ -661,7 +662,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
                      for e in events if not e["verified"] or e["problem"]]
         checked = [row["original_key"], row["manifest_key"]] + [
             key for key in (row["proxy_key"], row["poster_key"]) if key]
-        entry = node.record("verified", recording=row["sha256"], actor=user.actor, details={
+        entry = node.record(Event.VERIFIED, recording=row["sha256"], actor=user.actor, details={
             "ok": not problems, "problems": problems, "checked": checked,
             "reason": body.reason, "remote": address(request)})
         return VerifyResult(ok=not problems, problems=problems, checked=checked, audit=_ref(entry))
@@ -676,7 +677,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         applied = node.store.set_legal_hold(row["original_key"], True)
         details = {"hold_id": hold_id, "reason": body.reason, "case_id": case_id,
                    "applied": applied}
-        entry = node.record("hold-placed", recording=row["sha256"], actor=user.actor,
+        entry = node.record(Event.HOLD_PLACED, recording=row["sha256"], actor=user.actor,
                             details=details)
         return Recorded(audit=_ref(entry), details=details)
 
@@ -695,7 +696,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         if open_holds == {hold_id}:  # the object stays held while any other hold is open
             applied = node.store.set_legal_hold(row["original_key"], False)
         details = {"hold_id": hold_id, "reason": reason, "applied": applied}
-        entry = node.record("hold-released", recording=row["sha256"], actor=user.actor,
+        entry = node.record(Event.HOLD_RELEASED, recording=row["sha256"], actor=user.actor,
                             details=details)
         return Recorded(audit=_ref(entry), details=details)
 
@@ -708,7 +709,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         if case_id in node.catalog.detail(row)["cases"]:
             raise ConflictError(f"recording {row['sha256'][:12]} is already linked to {case_id}")
         details = {"case_id": case_id, "reason": body.reason}
-        entry = node.record("case-linked", recording=row["sha256"], actor=user.actor,
+        entry = node.record(Event.CASE_LINKED, recording=row["sha256"], actor=user.actor,
                             details=details)
         return Recorded(audit=_ref(entry), details=details)
 
@@ -723,7 +724,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         if case_id not in node.catalog.detail(row)["cases"]:
             raise NotFoundError(f"recording {row['sha256'][:12]} is not linked to {case_id!r}")
         details = {"case_id": case_id, "reason": reason}
-        entry = node.record("case-unlinked", recording=row["sha256"], actor=user.actor,
+        entry = node.record(Event.CASE_UNLINKED, recording=row["sha256"], actor=user.actor,
                             details=details)
         return Recorded(audit=_ref(entry), details=details)
 
@@ -733,7 +734,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         need(user, Action.ANNOTATE)
         row = visible(user, recording_id)
         details = {"text": body.text}
-        entry = node.record("note-added", recording=row["sha256"], actor=user.actor,
+        entry = node.record(Event.NOTE_ADDED, recording=row["sha256"], actor=user.actor,
                             details=details)
         return Recorded(audit=_ref(entry), details=details)
 
@@ -755,7 +756,7 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         in_force = node.store.extend_retention(row["original_key"], until)
         details = {"retain_until": format_time(until), "in_force": in_force,
                    "reason": body.reason}
-        entry = node.record("retention-extended", recording=row["sha256"], actor=user.actor,
+        entry = node.record(Event.RETENTION_EXTENDED, recording=row["sha256"], actor=user.actor,
                             details=details)
         return Recorded(audit=_ref(entry), details=details)
 

@@ -53,7 +53,8 @@ def add_commands(commands: Any) -> None:
     verify_package.add_argument("package", type=Path, metavar="FILE.zip")
     verify_package.add_argument("--trust", action="append", default=[], metavar="FINGERPRINT",
                                 help="accept only writer keys with these fingerprints "
-                                "(SHA256:..., as published by the agency)")
+                                "(SHA256:..., as published by the agency); adds to "
+                                "[verify] trusted_keys")
     verify_package.add_argument("--json", action="store_true")
 
 
@@ -154,7 +155,10 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
 def cmd_verify_package(config: Config, args: argparse.Namespace) -> int:
     from .package import format_package_report, verify_package
 
-    report = verify_package(args.package, trusted_fingerprints=args.trust)
+    from ..custody.trust import anchors_from
+
+    trust = anchors_from(args.trust, config.verify.trusted_keys)
+    report = verify_package(args.package, trusted_fingerprints=trust.fingerprints)
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:

@@ -48,14 +48,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..archive import keys
 from ..archive.base import ArchiveStore
-from ..custody import canonical
+from ..custody import chain
+from ..custody.chain import GENESIS, Head, Role
 from ..custody.ledger import Clock, format_time, utc_now
-from ..custody.signing import fingerprint, load_public_pem, signature_valid
+from ..custody.signing import fingerprint, load_public_pem
+from ..custody.trust import TrustAnchors
 from ..errors import IntegrityError, ObjectMissingError
 from ..state.db import Database
 from .db import CATALOG_TABLES
 
 BATCH_ENTRIES = 500  # ledger entries per transaction
+OWN_CATCH_UP = 4  # entries index_own reads to reach the one asked for
 LEDGER_SCAN_INTERVAL_S = 3600.0  # how often to look for writers that published no key
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -81,21 +84,9 @@ class PollResult:
 
 
 @dataclass(frozen=True)
-class Head:
-    """Where a writer's chain has been read to. ``hash`` is '' when the entry at ``seq`` could
-    not be read, so the next entry's ``prev`` cannot be checked."""
-
-    seq: int
-    hash: str
-
-
-GENESIS = Head(0, canonical.GENESIS_PREV)
-
-
-@dataclass(frozen=True)
 class ReadEntry:
-    """A stored ledger entry, checked as far as it can be on its own (not yet against the
-    chain before it)."""
+    """A stored ledger entry in the form it goes into ``events``, checked as far as it can be
+    on its own by the custody core (``chain.read_entry``)."""
 
     writer: str
     seq: int  # from its key
@@ -111,6 +102,7 @@ class ReadEntry:
     sig: str
     problems: tuple[str, ...]  # about the entry itself: unreadable, altered, misplaced
     content_problem: str | None  # about what it describes (see ``content_problem``)
+    checked: chain.ReadEntry
 
 
 @dataclass(frozen=True)
@@ -123,83 +115,74 @@ class CheckedEntry:
     problem: str | None
 
 
-def _missing_text(writer: str, first: int, last: int) -> str:
-    if first == last:
-        return f"entry {first} of writer {writer} is missing before this one"
-    return f"entries {first}..{last} of writer {writer} are missing before this one"
-
-
 def read_entry(writer: str, seq: int, data: bytes, public_key: Ed25519PublicKey,
                *, key_note: str = "") -> ReadEntry:
     """Parse the stored bytes of ``ledger/<writer>/<seq>.json`` and check its signature with
-    the writer's key. ``key_note`` is added to a failed signature's problem (e.g. that the
-    archive now holds a different key for this writer)."""
-    try:
-        entry, signature = canonical.parse_stored(data)
-    except ValueError as exc:
+    the writer's key (``chain.read_entry``). ``key_note`` is added to a failed signature's
+    problem (e.g. that the archive now holds a different key for this writer)."""
+    read = chain.read_entry(writer, seq, data, public_key, key_note=key_note)
+    problems = tuple(problem.message for problem in read.problems)
+    raw = read.raw
+    if raw is None:
         return ReadEntry(
-            writer=writer, seq=seq, entry_hash=hashlib.sha256(data).hexdigest(), readable=False,
-            prev="", time="", event="unreadable", recording=None, actor="", details={},
-            details_json="{}", sig="",
-            problems=(f"not a valid ledger entry ({exc}): altered or damaged",),
-            content_problem=None,
-        )
-    body = canonical.canonical_bytes(entry)
-    problems: list[str] = []
-    wrong = [name for name in ("prev", "time", "writer", "event", "actor")
-             if not isinstance(entry[name], str)]
-    if not isinstance(entry["seq"], int) or isinstance(entry["seq"], bool):
-        wrong.append("seq")
-    if entry["recording"] is not None and not isinstance(entry["recording"], str):
-        wrong.append("recording")
-    if not isinstance(entry["details"], dict):
-        wrong.append("details")
-    if wrong:
-        problems.append(f"fields of the wrong type: {', '.join(sorted(wrong))}")
-    elif entry["seq"] != seq or entry["writer"] != writer:
-        problems.append(f"seq or writer inside ({entry['writer']}#{entry['seq']}) does not "
-                        "match its key")
-    if not signature_valid(public_key, signature, body):
-        problems.append(f"signature does not verify with the writer's key: the entry was "
-                        f"altered{key_note}")
-    recording = entry["recording"] if isinstance(entry["recording"], str) else None
-    details = entry["details"] if isinstance(entry["details"], dict) else {
-        "invalid_details": entry["details"]}
-    event = _text(entry["event"])
+            writer=writer, seq=seq, entry_hash=read.entry_hash, readable=False, prev="",
+            time="", event="unreadable", recording=None, actor="", details={},
+            details_json="{}", sig="", problems=problems, content_problem=None, checked=read)
+    recording = read.recording
+    details = raw["details"] if isinstance(raw["details"], dict) else {
+        "invalid_details": raw["details"]}
+    event = _text(raw["event"])
     return ReadEntry(
-        writer=writer, seq=seq, entry_hash=hashlib.sha256(body).hexdigest(), readable=True,
-        prev=_text(entry["prev"]), time=_text(entry["time"]), event=event, recording=recording,
-        actor=_text(entry["actor"]), details=details,
+        writer=writer, seq=seq, entry_hash=read.entry_hash, readable=True,
+        prev=_text(raw["prev"]), time=_text(raw["time"]), event=event, recording=recording,
+        actor=_text(raw["actor"]), details=details,
         details_json=json.dumps(details, sort_keys=True, ensure_ascii=False),
-        sig=base64.b64encode(signature).decode("ascii"), problems=tuple(problems),
-        content_problem=content_problem(event, recording, details),
+        sig=base64.b64encode(read.signature).decode("ascii"), problems=problems,
+        content_problem=content_problem(event, recording, details), checked=read,
     )
 
 
-def link_entry(entry: ReadEntry, head: Head) -> CheckedEntry:
-    """Check an entry against the chain read so far: it must be entry ``head.seq + 1`` and its
-    ``prev`` the hash of the entry at the head."""
-    problems: list[str] = []
-    if entry.seq != head.seq + 1:
-        problems.append(_missing_text(entry.writer, head.seq + 1, entry.seq - 1))
-    problems.extend(entry.problems)
-    if entry.readable and entry.seq == head.seq + 1:
-        if not head.hash:
-            problems.append(f"prev cannot be checked: entry {head.seq} before it is unreadable")
-        elif entry.prev != head.hash:
-            problems.append(f"prev does not match the hash of entry {head.seq}: the chain is "
-                            "broken")
-    verified = not problems
+def link_entry(entry: ReadEntry, head: Head, *, judged: str | None = None) -> CheckedEntry:
+    """Check an entry against the chain read so far (``chain.link_entry``). ``judged`` is why
+    the writer's entry does not count although it verifies (key not trusted, outside the
+    writer's role): it is then stored as not verified, with that reason."""
+    checked = chain.link_entry(entry.checked, head)
+    problems = [problem.message for problem in checked.problems]
+    verified = checked.verified
+    if verified and judged:
+        problems.append(judged)
+        verified = False
     if entry.content_problem:
         problems.append(entry.content_problem)
-    return CheckedEntry(entry, entry.entry_hash if entry.readable else "", verified,
-                        "; ".join(problems) or None)
+    return CheckedEntry(entry, checked.head.hash or "", verified, "; ".join(problems) or None)
 
 
 def check_entry(writer: str, seq: int, data: bytes, public_key: Ed25519PublicKey, head: Head,
                 *, key_note: str = "") -> CheckedEntry:
     """``read_entry`` then ``link_entry``: everything about one stored entry."""
     return link_entry(read_entry(writer, seq, data, public_key, key_note=key_note), head)
+
+
+@dataclass
+class WriterStanding:
+    """What the catalog believes of a writer while reading its chain: is its key a trust
+    anchor (None: no anchors configured) and its role so far (``chain.judge_entry``)."""
+
+    fingerprint: str
+    trusted: bool | None
+    role: Role | None = None
+    registered: bool = False
+
+    def judge(self, checked: CheckedEntry) -> str | None:
+        """Why a verified entry does not count, or None; advances the role."""
+        entry = checked.entry.checked.entry
+        if entry is None:
+            return None
+        self.role, self.registered, problem = chain.judge_entry(
+            checked.entry.writer, self.fingerprint, self.role, self.registered, entry)
+        if self.trusted is False:
+            return chain.untrusted_problem(checked.entry.writer, self.fingerprint).message
+        return problem.message if problem is not None else None
 
 
 def _text(value: Any) -> str:
@@ -465,9 +448,11 @@ class Indexer:
     """
 
     def __init__(self, store: ArchiveStore, database: Database, *, clock: Clock = utc_now,
-                 ledger_scan_interval_s: float = LEDGER_SCAN_INTERVAL_S) -> None:
+                 ledger_scan_interval_s: float = LEDGER_SCAN_INTERVAL_S,
+                 trust: TrustAnchors = TrustAnchors()) -> None:
         self.store = store
         self.database = database
+        self.trust = trust
         self.clock = clock
         self.ledger_scan_interval_s = ledger_scan_interval_s
         self.last_poll_at: str | None = None
@@ -518,36 +503,43 @@ class Indexer:
         except ValueError:
             return False
         with self._lock:
-            row = self.database.query_one(
-                "SELECT public_key, head_seq, head_hash FROM writers WHERE writer = ?", (writer,))
-            if row is None:  # this node's first entry, before any poll
-                if seq != 1 or self._pin_key(writer, None) is None:
+            select = ("SELECT public_key, fingerprint, head_seq, head_hash FROM writers"
+                      " WHERE writer = ?")
+            row = self.database.query_one(select, (writer,))
+            if row is None:  # this node's first entries, before any poll
+                if seq > OWN_CATCH_UP or self._pin_key(writer, None) is None:
                     return False
-                row = self.database.query_one(
-                    "SELECT public_key, head_seq, head_hash FROM writers WHERE writer = ?",
-                    (writer,))
+                row = self.database.query_one(select, (writer,))
             if row is None or row["public_key"] is None:
                 return False
             if seq <= row["head_seq"]:
                 return bool(self.database.scalar(
                     "SELECT verified FROM events WHERE writer = ? AND seq = ?", (writer, seq)))
-            if seq != row["head_seq"] + 1 or not row["head_hash"]:
-                return False
-            try:
-                data = self.store.get_bytes(keys.ledger_key(writer, seq))
-            except ObjectMissingError:
+            if seq - row["head_seq"] > OWN_CATCH_UP or not row["head_hash"]:
                 return False
             public = load_public_pem(row["public_key"].encode(), what=f"indexed key of {writer}")
-            checked = check_entry(writer, seq, data, public, Head(seq - 1, row["head_hash"]))
-            if not checked.verified or checked.problem:
-                return False
+            standing = self._standing(writer, str(row["fingerprint"]))
+            head = Head(int(row["head_seq"]), str(row["head_hash"]))
+            ready: list[CheckedEntry] = []
+            # Usually one entry; more when the writer's key-registered entry came just before.
+            for next_seq in range(head.seq + 1, seq + 1):
+                try:
+                    data = self.store.get_bytes(keys.ledger_key(writer, next_seq))
+                except ObjectMissingError:
+                    return False
+                checked = check_entry(writer, next_seq, data, public, head)
+                if not checked.verified or checked.problem or standing.judge(checked) is not None:
+                    return False  # the next poll stores it with its problem
+                ready.append(checked)
+                head = Head(next_seq, checked.chain_hash)
             with self.database.transaction() as conn:
-                self._insert(conn, [checked])
+                self._insert(conn, ready)
                 conn.execute("UPDATE writers SET head_seq = ?, head_hash = ?, updated_at = ?"
-                             " WHERE writer = ?", (seq, checked.chain_hash, self._now(), writer))
-                recording = checked.entry.recording
-                if recording is not None and _SHA256.fullmatch(recording):
-                    self._refresh(conn, recording, {}, PollResult())
+                             " WHERE writer = ?", (head.seq, head.hash, self._now(), writer))
+                for checked in ready:
+                    recording = checked.entry.recording
+                    if recording is not None and _SHA256.fullmatch(recording):
+                        self._refresh(conn, recording, {}, PollResult())
             return True
 
     # -- one poll -------------------------------------------------------------------------
@@ -723,12 +715,15 @@ class Indexer:
             manifests = self._prefetch_manifests(read)
             with self._lock, self.database.transaction() as conn:
                 head = self._head(writer, conn)
+                standing = self._standing(writer, indexed.fingerprint, conn)
                 checked_entries: list[CheckedEntry] = []
                 touched: set[str] = set()
                 for entry in read:
                     if entry.seq <= head.seq:  # index_own got there first
                         continue
                     checked = link_entry(entry, head)
+                    if checked.verified and (judged := standing.judge(checked)) is not None:
+                        checked = link_entry(entry, head, judged=judged)
                     checked_entries.append(checked)
                     head = Head(entry.seq, checked.chain_hash)
                     if checked.problem:
@@ -747,11 +742,39 @@ class Indexer:
             if vanished:
                 break
 
+        if self.trust.trusts(indexed.fingerprint) is False:
+            untrusted = chain.untrusted_problem(writer, indexed.fingerprint).message
+            key_problem = f"{key_problem} | {untrusted}" if key_problem else untrusted
+            update_problem = True
         if update_problem:
             with self._lock, self.database.transaction() as conn:
                 self._set_writer_problem(
                     conn, writer, self._writer_problem(conn, writer, key_problem), result,
                     new_part=key_problem or "")
+
+    def _standing(self, writer: str, key_fingerprint: str,
+                  conn: sqlite3.Connection | None = None) -> WriterStanding:
+        """The writer's trust and role as far as its chain is indexed: the role of its first
+        verified ``key-registered`` entry, else inferred from its first verified entry."""
+        standing = WriterStanding(key_fingerprint, self.trust.trusts(key_fingerprint))
+
+        def one(sql: str) -> Any:
+            return (conn.execute(sql, (writer,)).fetchone() if conn is not None
+                    else self.database.query_one(sql, (writer,)))
+
+        registration = one("SELECT details FROM events WHERE writer = ? AND verified = 1 AND"
+                           " event = 'key-registered' ORDER BY seq LIMIT 1")
+        if registration is not None:
+            claimed = json.loads(registration["details"]).get("role")
+            if claimed in tuple(Role):
+                standing.role, standing.registered = Role(claimed), True
+                return standing
+        first = one("SELECT event FROM events WHERE writer = ? AND verified = 1 AND"
+                    " event != 'key-registered' ORDER BY seq LIMIT 1")
+        if first is not None:
+            signers = [role for role in Role if chain.may_sign(role, first["event"])]
+            standing.role = signers[0] if len(signers) == 1 else None
+        return standing
 
     def _writer_problem(self, conn: sqlite3.Connection, writer: str,
                         key_problem: str | None) -> str | None:
@@ -816,9 +839,22 @@ class Indexer:
             stored_problems[(event_row["writer"], event_row["seq"])] = event_row["problem"]
         existing = conn.execute("SELECT * FROM recordings WHERE sha256 = ?", (recording,)).fetchone()
         manifest_key = keys.manifest_key(recording)
-        for archived in events:
-            if archived.event != "archived" or content_problem("archived", recording, archived.details):
-                continue
+        archived_events = [event for event in events if event.event == "archived"
+                           and not content_problem("archived", recording, event.details)]
+        claims = {str(event.details["manifest_sha256"]) for event in archived_events}
+        if len(claims) > 1:
+            # Two writers vouch for different manifests: which is forged cannot be told here,
+            # so neither is shown as the recording's (verify and the custody view say why).
+            who = ", ".join(f"{event.writer}#{event.seq}" for event in archived_events)
+            conflict = (f"'archived' events disagree about the manifest ({who} name "
+                        f"{len(claims)} different SHA-256s): not catalogued")
+            for archived in archived_events:
+                if stored_problems[(archived.writer, archived.seq)] != conflict:
+                    conn.execute("UPDATE events SET problem = ? WHERE writer = ? AND seq = ?",
+                                 (conflict, archived.writer, archived.seq))
+                    self._report_once(result, f"recording {recording[:12]}: {conflict}")
+            archived_events = []
+        for archived in archived_events:
             expected = archived.details["manifest_sha256"]
             data: bytes | None
             if existing is not None and existing["manifest_sha256"] == expected:

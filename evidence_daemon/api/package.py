@@ -59,9 +59,11 @@ from ..archive import keys
 from ..archive.base import READ_CHUNK_BYTES, ArchiveStore, hash_file
 from ..archive.filesystem import fsync_directory
 from ..custody import canonical
+from ..custody import chain
+from ..custody.chain import GENESIS, Event, Head, Problem
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
 from ..custody.signing import fingerprint, load_public_pem, public_pem, signature_valid
-from ..custody.verify import Problem
+from ..custody.trust import normal_fingerprint
 from ..errors import (
     ConfigError,
     ConflictError,
@@ -307,15 +309,10 @@ def parse_redacted_key(name: str) -> tuple[str, int] | None:
     return parts[1], int(match.group(1))
 
 
-def _canonical_json(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":")).encode()
-
-
 def stub_bytes(entry: Mapping[str, Any]) -> bytes:
     """The redaction stub of a (verified) ledger entry: what a verifier needs to carry the
     ``prev`` chain across it, and nothing of what it says."""
-    return _canonical_json({
+    return canonical.canonical_json({
         "entry_hash": canonical.entry_hash(dict(entry)), "prev": entry["prev"],
         "redacted": True, "seq": entry["seq"], "writer": entry["writer"],
     })
@@ -337,7 +334,7 @@ def parse_stub(data: bytes) -> dict[str, Any]:
         raise ValueError("redacted is not true")
     if type(body["seq"]) is not int or body["seq"] < 1 or not isinstance(body["writer"], str):
         raise ValueError("seq or writer is malformed")
-    if _canonical_json(body) != data:
+    if canonical.canonical_json(body) != data:
         raise ValueError("not in canonical form")
     return body
 
@@ -385,7 +382,7 @@ def export_recordings(
     recordings = [plan.sha256 for plan in planned]
     package_id = uuid.uuid4().hex
 
-    exported = ledger.append("exported", recording=None, actor=actor, details={
+    exported = ledger.append(Event.EXPORTED, recording=None, actor=actor, details={
         "package_id": package_id, "recordings": recordings, "reason": reason,
         "include_proxies": include_proxies, "remote": remote,
     })
@@ -524,7 +521,7 @@ def _add_ledger_run(store: ArchiveStore, database: Database, writer: _PackageWri
             (ledger_writer, first_seq, last_seq),
         )
     }
-    previous_hash = canonical.GENESIS_PREV if first_seq == 1 else None
+    head = GENESIS if first_seq == 1 else Head(first_seq - 1, None)
     redacted = 0
     for seq in range(first_seq, last_seq + 1):
         key = keys.ledger_key(ledger_writer, seq)
@@ -532,20 +529,15 @@ def _add_ledger_run(store: ArchiveStore, database: Database, writer: _PackageWri
             data = store.get_bytes(key)
         except ObjectMissingError as exc:
             raise IntegrityError(f"{key}: ledger entry missing from the archive") from exc
-        try:
-            entry, signature = canonical.parse_stored(data)
-        except ValueError as exc:
-            raise IntegrityError(f"{key}: not a valid ledger entry ({exc})") from None
-        body = canonical.canonical_bytes(entry)
-        entry_hash = hashlib.sha256(body).hexdigest()
-        if (not signature_valid(public_key, signature, body) or entry["seq"] != seq
-                or entry["writer"] != ledger_writer
-                or (previous_hash is not None and entry["prev"] != previous_hash)):
-            raise IntegrityError(f"{key}: ledger entry does not verify (signature, seq or "
-                                 "prev link); run verify on the archive")
-        if seq in indexed and indexed[seq] != entry_hash:
+        checked = chain.check_entry(ledger_writer, seq, data, public_key, head)
+        entry = checked.read.entry
+        if not checked.verified or entry is None:
+            why = "; ".join(problem.message for problem in checked.problems)
+            raise IntegrityError(f"{key}: ledger entry does not verify ({why}); run verify on "
+                                 "the archive")
+        if seq in indexed and indexed[seq] != checked.read.entry_hash:
             raise IntegrityError(f"{key}: differs from the entry the catalog indexed")
-        previous_hash = entry_hash
+        head = checked.head
         if is_relevant(entry, recordings, exported):
             writer.add_bytes(key, data)
         elif seq in (first_seq, last_seq):  # the runs come from the catalog
@@ -942,13 +934,6 @@ def _read_members(archive: zipfile.ZipFile, report: PackageReport) -> tuple[dict
     return members, reported
 
 
-def normal_fingerprint(text: str) -> str:
-    """``SHA256:<base64>`` as ``signing.fingerprint`` writes it, from what people paste: with
-    or without the prefix, with the ``=`` padding openssl prints."""
-    text = text.strip().removeprefix("SHA256:").rstrip("=")
-    return f"SHA256:{text}"
-
-
 def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = ()) -> PackageReport:
     """Check an evidence package using nothing but the zip itself.
 
@@ -1246,34 +1231,30 @@ class _PackageCheck:
         entry (None, None when it cannot be parsed)."""
         data = self.members[name].data
         assert data is not None
-        try:
-            entry, signature = canonical.parse_stored(data)
-        except ValueError as exc:
-            self.problem(name, f"not a valid ledger entry ({exc}): altered")
+        read = chain.read_entry(writer, seq, data, public,
+                                key_note=f" (keys/{writer}.pub)")
+        if read.raw is None:
+            self.problem(name, read.problems[0].message)
             return None, None
-        body = canonical.canonical_bytes(entry)
-        recording = entry["recording"] if isinstance(entry["recording"], str) else None
-        signed = public is not None and signature_valid(public, signature, body)
-        verified = signed
-        if public is not None and not signed:
-            self.problem(name, f"signature does not verify with keys/{writer}.pub: the entry "
-                         "was altered", recording)
-        if entry["seq"] != seq or entry["writer"] != writer:
-            self.problem(name, "seq or writer inside does not match its file name", recording)
-            verified = False
-        if previous is not None and entry["prev"] != previous.entry_hash:
-            if previous.redacted and signed:
+        # The core names the entry by its archive key, which is its name in the package too.
+        for problem in read.problems:
+            self.problem(name, problem.message, read.recording)
+        head = Head(seq - 1, previous.entry_hash if previous is not None else None)
+        link = chain.link_problems(read, head)
+        verified = read.signed and not read.problems
+        if link:
+            if previous is not None and previous.redacted and read.signed:
                 # The signed prev is right, so the stub before claims a wrong entry_hash.
                 self.problem(previous.name or name, f"entry_hash is not the prev of the signed "
                              f"entry {name} after it: the stub was altered")
             else:
-                self.problem(name, "prev does not match the entry before: the chain is broken",
-                             recording)
+                for problem in link:
+                    self.problem(name, problem.message, read.recording)
                 verified = False
-        if (verified and isinstance(entry["details"], dict)
-                and entry["event"] in ("archived", "derived", "exported")):
-            self.entries[(writer, seq)] = entry
-        return _Link(hashlib.sha256(body).hexdigest(), name), entry
+        entry = read.entry
+        if verified and entry is not None and entry["event"] in ("archived", "derived", "exported"):
+            self.entries[(writer, seq)] = dict(entry)
+        return _Link(read.entry_hash, name), read.raw
 
     def verified_events(self, event: str, recording: str) -> list[dict[str, Any]]:
         return [entry for entry in self.entries.values()

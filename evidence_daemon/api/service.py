@@ -15,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..archive.base import ArchiveStore
 from ..config import Config
+from ..custody.chain import Event, Role
 from ..custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
 from ..custody.signing import load_or_create_private_key
+from ..custody.trust import anchors_from
 from ..errors import ConfigError, EvidenceError
 from ..state.db import Database
 from ..station import build_store
@@ -48,7 +50,7 @@ class ApiNode:
     def writer(self) -> str:
         return self.ledger.writer
 
-    def record(self, event: str, *, recording: str | None, actor: str,
+    def record(self, event: Event, *, recording: str | None, actor: str,
                details: dict[str, Any]) -> dict[str, Any]:
         """Append an event to this node's signed chain and index it at once, so audit
         queries and the custody timeline show it before the request returns."""
@@ -81,8 +83,10 @@ def open_api_node(config: Config, *, clock: Clock = utc_now,
         raise ConfigError(f"api.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
     database = open_api_database(config.api_database_path)
     key = load_or_create_private_key(config.api_key_path)
-    ledger = LedgerWriter(store, database, config.api.id, key, clock=clock)
-    node = ApiNode(config, store, database, key, ledger, Indexer(store, database, clock=clock), clock)
+    ledger = LedgerWriter(store, database, config.api.id, key, role=Role.API, clock=clock)
+    trust = anchors_from((), config.verify.trusted_keys)
+    node = ApiNode(config, store, database, key, ledger,
+                   Indexer(store, database, clock=clock, trust=trust), clock)
     if connect_archive:
         store.check()
         ledger.publish_key()

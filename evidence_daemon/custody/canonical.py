@@ -12,30 +12,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 ENTRY_FIELDS = ("seq", "prev", "time", "writer", "event", "recording", "actor", "details")
 GENESIS_PREV = "0" * 64
 
 
-def canonical_bytes(entry: dict[str, Any]) -> bytes:
+def canonical_json(document: Mapping[str, Any]) -> bytes:
+    """Sorted keys, UTF-8, no insignificant spaces: the one form of every signed or hashed
+    JSON document (ledger entries, redaction stubs)."""
+    return json.dumps(document, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":")).encode()
+
+
+def canonical_bytes(entry: Mapping[str, Any]) -> bytes:
     """The signed bytes: only the entry fields, whatever else the dict carries."""
     missing = [name for name in ENTRY_FIELDS if name not in entry]
     if missing:
         raise ValueError(f"ledger entry lacks {', '.join(missing)}")
-    body = {name: entry[name] for name in ENTRY_FIELDS}
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    return canonical_json({name: entry[name] for name in ENTRY_FIELDS})
 
 
-def entry_hash(entry: dict[str, Any]) -> str:
+def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(entry)).hexdigest()
 
 
-def stored_bytes(entry: dict[str, Any], signature: bytes) -> bytes:
+def stored_bytes(entry: Mapping[str, Any], signature: bytes) -> bytes:
     """What goes into ``ledger/<writer>/<seq>.json``: the entry plus its signature."""
     body = {name: entry[name] for name in ENTRY_FIELDS}
     body["sig"] = base64.b64encode(signature).decode("ascii")
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    return canonical_json(body)
 
 
 def parse_stored(data: bytes) -> tuple[dict[str, Any], bytes]:

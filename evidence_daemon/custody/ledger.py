@@ -6,6 +6,12 @@ one before and signed with the writer's Ed25519 key. The archive is the record; 
 and to make once-only events idempotent. After a crash the index may lag the archive by the
 entry that was being written; ``sync()`` (run before the first append) reads it back, so a
 retried step never appends its event twice.
+
+Each writer has a role (station or API node) and signs only that role's events
+(``chain.ROLE_EVENTS``). Before its first event of its own, a writer whose chain holds no
+``key-registered`` entry appends one naming its role and key fingerprint, signed with that key:
+a verifier that trusts the key then knows the role from the chain itself. Chains written before
+registrations existed get theirs when the upgraded writer next appends.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from ..errors import IntegrityError, ObjectExistsError, StateError, StorageError
 from ..failpoints import failpoint
 from ..state.db import Database
 from . import canonical
-from .signing import public_pem, signature_valid
+from .chain import Event, Head, Role, check_entry, may_sign, registration_details
+from .signing import fingerprint, public_pem
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +88,14 @@ class LedgerWriter:
         writer: str,
         private_key: Ed25519PrivateKey,
         *,
+        role: Role,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.database = database
         self.writer = keys.check_writer(writer)
         self.private_key = private_key
+        self.role = role
         self.clock = clock
         self._lock = threading.Lock()
         self._synced = False
@@ -127,13 +136,13 @@ class LedgerWriter:
             parsed = keys.parse_ledger_key(key)
             if parsed is None or parsed[1] <= head_seq:
                 continue
-            entry, signature = canonical.parse_stored(self.store.get_bytes(key))
-            _, prev_hash = self._head()
-            if entry["seq"] != parsed[1] or entry["prev"] != prev_hash:
-                raise IntegrityError(f"{key}: does not continue this station's chain")
-            if not signature_valid(public, signature, canonical.canonical_bytes(entry)):
-                raise IntegrityError(f"{key}: signature does not verify with our key")
-            self._index(entry)
+            seq, prev_hash = self._head()
+            checked = check_entry(self.writer, parsed[1], self.store.get_bytes(key), public,
+                                  Head(seq, prev_hash))
+            if not checked.verified or checked.read.entry is None:
+                problems = "; ".join(problem.message for problem in checked.problems)
+                raise IntegrityError(f"{key}: does not continue this writer's chain ({problems})")
+            self._index(dict(checked.read.entry))
             added += 1
         self._synced = True
         if added:
@@ -177,9 +186,14 @@ class LedgerWriter:
             return None
         return {"seq": row["seq"], "time": row["time"], "details": json.loads(row["details"])}
 
+    def _registered(self) -> bool:
+        return self.database.query_one(
+            "SELECT 1 FROM ledger WHERE writer = ? AND event = ?",
+            (self.writer, str(Event.KEY_REGISTERED))) is not None
+
     def append(
         self,
-        event: str,
+        event: Event,
         *,
         recording: str | None,
         actor: str,
@@ -189,40 +203,55 @@ class LedgerWriter:
         """Store a signed event; with ``once`` an identical earlier event is returned instead.
 
         ``once`` events are identified by (event, recording, details["source_key"]).
+        ``IntegrityError`` for an event outside this writer's role (a programming error).
         """
+        event = Event(event)
+        if not may_sign(self.role, event):
+            raise IntegrityError(f"ledger {self.writer}: a {self.role} does not sign "
+                                 f"'{event}' events")
         with self._lock:
             if not self._synced:
                 self._sync_locked()
-            if once:
-                details = {**details, "once": True}
-                existing = self.find(event, recording, details)
-                if existing is not None:
+            if event is not Event.KEY_REGISTERED and not self._registered():
+                self._append_locked(
+                    Event.KEY_REGISTERED, recording=None, actor=f"{self.role}:{self.writer}",
+                    details=registration_details(self.role, fingerprint(self.private_key),
+                                                 self.writer), once=False)
+            return self._append_locked(event, recording=recording, actor=actor,
+                                       details=details, once=once)
+
+    def _append_locked(self, event: Event, *, recording: str | None, actor: str,
+                       details: dict[str, Any], once: bool) -> dict[str, Any]:
+        if once:
+            details = {**details, "once": True}
+            existing = self.find(event, recording, details)
+            if existing is not None:
+                return existing
+        for _ in range(3):
+            seq, prev = self._head()
+            entry = {
+                "seq": seq + 1,
+                "prev": prev,
+                "time": format_time(self.clock()),
+                "writer": self.writer,
+                "event": str(event),
+                "recording": recording,
+                "actor": actor,
+                "details": details,
+            }
+            signature = self.private_key.sign(canonical.canonical_bytes(entry))
+            try:
+                self.store.put_bytes(
+                    keys.ledger_key(self.writer, seq + 1),
+                    canonical.stored_bytes(entry, signature),
+                )
+            except ObjectExistsError:
+                # Another process of this station appended meanwhile: catch up, retry.
+                self._sync_locked()
+                if once and (existing := self.find(event, recording, details)) is not None:
                     return existing
-            for _ in range(3):
-                seq, prev = self._head()
-                entry = {
-                    "seq": seq + 1,
-                    "prev": prev,
-                    "time": format_time(self.clock()),
-                    "writer": self.writer,
-                    "event": event,
-                    "recording": recording,
-                    "actor": actor,
-                    "details": details,
-                }
-                signature = self.private_key.sign(canonical.canonical_bytes(entry))
-                try:
-                    self.store.put_bytes(
-                        keys.ledger_key(self.writer, seq + 1),
-                        canonical.stored_bytes(entry, signature),
-                    )
-                except ObjectExistsError:
-                    # Another process of this station appended meanwhile: catch up, retry.
-                    self._sync_locked()
-                    if once and (existing := self.find(event, recording, details)) is not None:
-                        return existing
-                    continue
-                failpoint("ledger.after_write")
-                self._index(entry)
-                return entry
-            raise StorageError(f"ledger {self.writer}: could not append {event} after 3 tries")
+                continue
+            failpoint("ledger.after_write")
+            self._index(entry)
+            return entry
+        raise StorageError(f"ledger {self.writer}: could not append {event} after 3 tries")

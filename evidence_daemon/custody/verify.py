@@ -1,10 +1,17 @@
-"""Offline verification: everything an auditor needs is the archive and the public keys.
+"""Offline verification: everything an auditor needs is the archive and the writers' key
+fingerprints, given out of band (trust anchors).
 
-Checks every writer's ledger (contiguous sequence, ``prev`` chain, Ed25519 signatures), then
-each recording: the original re-hashed against its id, the manifest against the hash recorded
-in the ``archived`` event, the manifest's own facts against the original, and each viewing copy
-(proxy, poster) against the SHA-256 in its ``derived`` event. Reports problems; it
-never repairs, rewrites or deletes anything.
+Checks every writer's ledger with the custody core (``chain.py``: contiguous sequence, ``prev``
+chain, Ed25519 signatures), judges each writer (is its key a trust anchor, which role did it
+register, did it sign outside it), then each recording: the original re-hashed against its id,
+the manifest against the hash recorded in the ``archived`` event, the manifest's own facts
+against the original, and each viewing copy (proxy, poster) against the SHA-256 in its
+``derived`` event. Only entries that *count* — verified, of a trusted writer (when anchors are
+given), inside the writer's role — vouch for a recording; two counting ``archived`` events that
+name different manifests are a problem, not a choice. Without trust anchors the report says it
+checked consistency only: a complete forgery with a fresh key is consistent.
+
+Reports problems; it never repairs, rewrites or deletes anything.
 """
 
 from __future__ import annotations
@@ -12,35 +19,40 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..archive import keys
 from ..archive.base import ArchiveStore, hash_stored
 from ..errors import EvidenceError, ObjectMissingError
-from . import canonical
-from .signing import fingerprint, load_public_pem, signature_valid
+from .chain import (
+    ChainResult,
+    Entry,
+    Event,
+    Problem,
+    ProblemKind,
+    WriterJudgement,
+    check_chain,
+    judge_writer,
+)
+from .signing import fingerprint, load_public_pem
+from .trust import TrustAnchors
 
-
-@dataclass(frozen=True)
-class Problem:
-    subject: str  # the ledger key or archive key concerned
-    message: str
-    recording: str | None = None
-
-    def __str__(self) -> str:
-        who = f"recording {self.recording[:12]}: " if self.recording else ""
-        return f"{who}{self.subject}: {self.message}"
+__all__ = ["Problem", "Report", "verify_archive", "verify_ledgers", "verify_recording"]
 
 
 @dataclass
 class Report:
     problems: list[Problem] = field(default_factory=list)
     writers: dict[str, str] = field(default_factory=dict)  # writer -> key fingerprint
+    judgements: dict[str, WriterJudgement] = field(default_factory=dict)
+    chains: dict[str, ChainResult] = field(default_factory=dict)
     entries_checked: int = 0
     recordings_checked: int = 0
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)  # verified entries of every writer
+    counting: list[Entry] = field(default_factory=list)  # those that may vouch for something
+    trust_checked: bool = False  # writers' keys were compared with trust anchors
 
     @property
     def ok(self) -> bool:
@@ -51,21 +63,27 @@ def verify_archive(
     store: ArchiveStore,
     recording_ids: Iterable[str] | None = None,
     *,
+    trust: TrustAnchors = TrustAnchors(),
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Verify the ledgers and the given recordings (all when ``recording_ids`` is None).
 
     ``recording_ids`` may be full ids or unique prefixes of at least 12 hex digits.
     """
-    report = Report()
-    verify_ledgers(store, report)
-    archived: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    derived: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in report.entries:
-        if entry["event"] == "archived" and entry["recording"]:
+    report = Report(trust_checked=trust.configured)
+    verify_ledgers(store, report, trust=trust)
+    archived: dict[str, list[Entry]] = defaultdict(list)
+    derived: dict[str, list[Entry]] = defaultdict(list)
+    for entry in report.counting:
+        if entry["event"] == Event.ARCHIVED and entry["recording"]:
             archived[entry["recording"]].append(entry)
-        if entry["event"] == "derived" and entry["recording"]:
+        if entry["event"] == Event.DERIVED and entry["recording"]:
             derived[entry["recording"]].append(entry)
+    discounted: dict[str, set[str]] = defaultdict(set)  # recording -> writers not counted
+    for entry in report.entries:
+        if (entry["event"] == Event.ARCHIVED and entry["recording"]
+                and entry not in archived[entry["recording"]]):
+            discounted[entry["recording"]].add(entry["writer"])
 
     present = _recordings_in_archive(store)
     if recording_ids is None:
@@ -78,7 +96,8 @@ def verify_archive(
     else:
         wanted = []
         for requested in recording_ids:
-            matches = [sha for sha in set(present) | set(archived) if sha.startswith(requested.lower())]
+            candidates = set(present) | set(archived)
+            matches = [sha for sha in candidates if sha.startswith(requested.lower())]
             if len(requested) < 12 or len(matches) != 1:
                 reason = "no such recording" if not matches else "ambiguous id, give more digits"
                 if len(requested) < 12:
@@ -89,13 +108,17 @@ def verify_archive(
     for recording in wanted:
         if progress:
             progress(recording)
-        _verify_recording(store, recording, present.get(recording, []), archived.get(recording, []), report)
+        _verify_recording(store, recording, present.get(recording, []),
+                          archived.get(recording, []), report,
+                          discounted=sorted(discounted.get(recording, ())))
         _verify_derived(store, recording, present.get(recording, []), derived.get(recording, []), report)
         report.recordings_checked += 1
     return report
 
 
-def verify_ledgers(store: ArchiveStore, report: Report) -> None:
+def verify_ledgers(store: ArchiveStore, report: Report, *,
+                   trust: TrustAnchors = TrustAnchors()) -> None:
+    """Check every writer's chain and judge the writer; fills ``report``."""
     by_writer: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for key in store.list_keys(keys.LEDGER_PREFIX):
         parsed = keys.parse_ledger_key(key)
@@ -104,52 +127,38 @@ def verify_ledgers(store: ArchiveStore, report: Report) -> None:
             continue
         by_writer[parsed[0]].append((parsed[1], key))
     for writer, items in sorted(by_writer.items()):
-        _verify_writer(store, writer, sorted(items), report)
+        _verify_writer(store, writer, sorted(items), report, trust)
 
 
-def _verify_writer(
-    store: ArchiveStore, writer: str, items: list[tuple[int, str]], report: Report
-) -> None:
+def _verify_writer(store: ArchiveStore, writer: str, items: list[tuple[int, str]],
+                   report: Report, trust: TrustAnchors) -> None:
     key_name = keys.public_key_key(writer)
     try:
         public = load_public_pem(store.get_bytes(key_name), what=key_name)
     except ObjectMissingError:
-        report.problems.append(Problem(key_name, f"public key of writer {writer!r} is missing"))
+        report.problems.append(Problem(key_name, f"public key of writer {writer!r} is missing",
+                                       kind=ProblemKind.KEY, writer=writer))
         return
     except EvidenceError as exc:
-        report.problems.append(Problem(key_name, str(exc)))
+        report.problems.append(Problem(key_name, str(exc), kind=ProblemKind.KEY, writer=writer))
         return
-    report.writers[writer] = fingerprint(public)
-    expected_prev = canonical.GENESIS_PREV
-    expected_seq = 1
-    for seq, key in items:
-        if seq != expected_seq:
-            report.problems.append(
-                Problem(key, f"entries {expected_seq}..{seq - 1} of writer {writer!r} are missing")
-            )
-            expected_prev = ""  # the chain cannot be checked across the gap
-        expected_seq = seq + 1
-        report.entries_checked += 1
-        try:
-            entry, signature = canonical.parse_stored(store.get_bytes(key))
-        except ValueError as exc:
-            report.problems.append(Problem(key, f"not a valid ledger entry ({exc}); altered?"))
-            expected_prev = ""
-            continue
-        recording = entry.get("recording") if isinstance(entry.get("recording"), str) else None
-        body = canonical.canonical_bytes(entry)
-        if not signature_valid(public, signature, body):
-            report.problems.append(
-                Problem(key, "signature does not verify: the entry was altered", recording)
-            )
-        if entry["seq"] != seq or entry["writer"] != writer:
-            report.problems.append(Problem(key, "seq or writer inside does not match its key", recording))
-        if expected_prev and entry["prev"] != expected_prev:
-            report.problems.append(
-                Problem(key, "prev does not match the previous entry: the chain is broken", recording)
-            )
-        expected_prev = hashlib.sha256(body).hexdigest()
-        report.entries.append(entry)
+    key_fingerprint = fingerprint(public)
+    report.writers[writer] = key_fingerprint
+
+    def stored() -> Iterator[tuple[int, bytes]]:
+        for seq, key in items:
+            yield seq, store.get_bytes(key)
+
+    result = check_chain(writer, stored(), public)
+    report.chains[writer] = result
+    report.entries_checked += len(result.checked)
+    report.problems.extend(result.problems)
+    verified = result.verified
+    report.entries.extend(verified)
+    judgement = judge_writer(writer, key_fingerprint, verified, trust.trusts(key_fingerprint))
+    report.judgements[writer] = judgement
+    report.problems.extend(judgement.problems)
+    report.counting.extend(entry for entry in verified if entry["seq"] in judgement.counts)
 
 
 def _recordings_in_archive(store: ArchiveStore) -> dict[str, list[str]]:
@@ -165,11 +174,13 @@ def _verify_recording(
     store: ArchiveStore,
     recording: str,
     names: list[str],
-    archived_events: list[dict[str, Any]],
+    archived_events: Sequence[Mapping[str, Any]],
     report: Report,
+    *,
+    discounted: list[str] | None = None,
 ) -> None:
-    def problem(subject: str, message: str) -> None:
-        report.problems.append(Problem(subject, message, recording))
+    def problem(subject: str, message: str, kind: ProblemKind = ProblemKind.CONTENT) -> None:
+        report.problems.append(Problem(subject, message, recording, kind))
 
     prefix = keys.recording_prefix(recording)
     originals = [name for name in names if keys.is_original_name(name)]
@@ -193,9 +204,19 @@ def _verify_recording(
         problem(manifest_key, f"cannot be read: {exc}")
         return
     manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
+    claimed = {str(event["details"].get("manifest_sha256")): event for event in archived_events}
     if not archived_events:
-        problem(prefix, "no 'archived' event in any ledger")
-    elif all(event["details"].get("manifest_sha256") != manifest_sha256 for event in archived_events):
+        if discounted:
+            problem(prefix, "no 'archived' event that counts: only writers whose entries do not "
+                    f"count (untrusted key or outside its role) archived it: {', '.join(discounted)}")
+        else:
+            problem(prefix, "no 'archived' event in any ledger")
+    elif len(claimed) > 1:
+        writers = ", ".join(f"{event['writer']}#{event['seq']}" for event in claimed.values())
+        problem(manifest_key, f"'archived' events disagree about the manifest ({writers} name "
+                f"{len(claimed)} different SHA-256s): a forged manifest or archival",
+                ProblemKind.CONFLICT)
+    elif manifest_sha256 not in claimed:
         problem(manifest_key, "manifest changed: its SHA-256 differs from the one in the "
                 "'archived' ledger event")
     try:
@@ -216,7 +237,7 @@ def _verify_derived(
     store: ArchiveStore,
     recording: str,
     names: list[str],
-    derived_events: list[dict[str, Any]],
+    derived_events: Sequence[Mapping[str, Any]],
     report: Report,
 ) -> None:
     """Each stored proxy/poster must hash to what its ``derived`` event recorded, and each
@@ -250,7 +271,8 @@ def _verify_derived(
                 f"event recorded {expected[key][:12]}…", recording))
 
 
-def verify_recording(store: ArchiveStore, recording: str, entries: Iterable[dict[str, Any]]) -> Report:
+def verify_recording(store: ArchiveStore, recording: str,
+                     entries: Iterable[Mapping[str, Any]]) -> Report:
     """Check one recording now: its original, manifest and viewing copies against the given
     ledger entries (those concerning it, already checked for signature and chain by the
     caller). Used by the API, which keeps every writer's entries indexed."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 
+from ..custody.chain import Event
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
 from ..errors import ConfigError, DeviceError, EvidenceError, StorageError
 from ..state.db import Database
@@ -108,7 +109,7 @@ class DeviceRegistry:
                     (device_id, *facts.values(), docked_at, docked_at, docked_at, newest_at,
                      offset_s),
                 )
-                self._queue(conn, "device-registered", {
+                self._queue(conn, Event.DEVICE_REGISTERED, {
                     "source_key": f"device:{device_id}", "device_id": device_id, **facts,
                     "registered_at": docked_at, "registered_by": "dock",
                 })
@@ -124,7 +125,7 @@ class DeviceRegistry:
                     (*facts.values(), docked_at, docked_at, newest_at, offset_s, device_id),
                 )
                 docks = int(row["docks"]) + 1
-            self._queue(conn, "device-docked", {
+            self._queue(conn, Event.DEVICE_DOCKED, {
                 # The dock number alone would repeat after the state is rebuilt; with the time
                 # the key is unique, so the once-only append can never swallow a real dock.
                 "source_key": f"device:{device_id}:dock:{docks}:{docked_at}",
@@ -174,7 +175,7 @@ class DeviceRegistry:
                     "INSERT INTO devices (device_id, registered_at, docks) VALUES (?, ?, 0)",
                     (device_id, created_at),
                 )
-                self._queue(conn, "device-registered", {
+                self._queue(conn, Event.DEVICE_REGISTERED, {
                     "source_key": f"device:{device_id}", "device_id": device_id,
                     "registered_at": created_at, "registered_by": "assignment",
                 })
@@ -200,7 +201,7 @@ class DeviceRegistry:
                     )
                     stored = Assignment(device_id, officer_id, new.valid_from, new.valid_to,
                                         new.note, int(cursor.lastrowid or 0))
-            self._queue(conn, "device-assigned", {
+            self._queue(conn, Event.DEVICE_ASSIGNED, {
                 "source_key": f"device:{device_id}:assignment:{stored.id}:{created_at}",
                 "device_id": device_id,
                 "officer_id": officer_id,
@@ -292,7 +293,7 @@ class DeviceRegistry:
         for row in rows:
             try:
                 self.ledger.append(
-                    row["event"], recording=row["recording"], actor=row["actor"],
+                    Event(row["event"]), recording=row["recording"], actor=row["actor"],
                     details=json.loads(row["details"]), once=True,
                 )
             except StorageError as exc:
@@ -303,7 +304,7 @@ class DeviceRegistry:
             appended += 1
         return appended
 
-    def _queue(self, conn: sqlite3.Connection, event: str, details: dict[str, Any]) -> None:
+    def _queue(self, conn: sqlite3.Connection, event: Event, details: dict[str, Any]) -> None:
         conn.execute(
             "INSERT INTO ledger_outbox (event, recording, actor, details, created_at)"
             " VALUES (?, NULL, ?, ?, ?)",

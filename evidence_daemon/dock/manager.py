@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Config, WatchConfig
+from ..custody.chain import Event
 from ..custody.ledger import LedgerWriter
 from ..devices.registry import DeviceIdentity
 from ..errors import EvidenceError
@@ -285,7 +286,8 @@ class DockManager:
                     if action in ("moved", "removed"):
                         # the archived copy was verified before; the inbox copy's fate is custody too
                         self.ledger.append(
-                            f"inbox-{action}", recording=None, actor=self.actor,
+                            Event.INBOX_MOVED if action == "moved" else Event.INBOX_REMOVED,
+                            recording=None, actor=self.actor,
                             details={"folder": str(watch.path), "path": display_path(relative),
                                      "device_id": watch.device_id or None},
                         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..custody.chain import Event
 from ..custody.ledger import LedgerWriter
 from ..state import transitions as st
 from ..state.db import Database
@@ -104,7 +105,7 @@ def wipe_device(
             report.kept.append((row["rel_path"], reason))
             continue
         ledger.append(
-            "wiped", recording=row["sha256"], actor=actor, once=True,
+            Event.WIPED, recording=row["sha256"], actor=actor, once=True,
             details={"source_key": row["source_key"], "path": row["rel_path"],
                      "device_id": device_id, "size_bytes": row["size_bytes"],
                      "verified": "size, mtime and SHA-256 re-read from the device"},

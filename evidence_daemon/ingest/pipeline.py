@@ -38,6 +38,7 @@ from ..archive import keys
 from ..archive.base import ArchiveStore, SetAside, StoredObject, hash_stored, rejected_key
 from ..compliance.rules import FLAG_TIME_IMPLAUSIBLE, archive_deadline
 from ..config import Config
+from ..custody.chain import Event
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
 from ..devices.attribution import attribute
 from ..errors import (
@@ -629,11 +630,11 @@ class Ingestor:
         manifest = json.loads(manifest_bytes)
         failpoint("archive.after_manifest")
         self.ledger.append(
-            "acquired", recording=sha256, actor=self.actor, once=True,
+            Event.ACQUIRED, recording=sha256, actor=self.actor, once=True,
             details={**self._source_details(source), "sha256": sha256, "sm3": recording["sm3"]},
         )
         self.ledger.append(
-            "archived", recording=sha256, actor=self.actor, once=True,
+            Event.ARCHIVED, recording=sha256, actor=self.actor, once=True,
             details={
                 "original_key": object_key,
                 "manifest_key": keys.manifest_key(sha256),
@@ -715,7 +716,7 @@ class Ingestor:
         where = (f"version {version_id}" if version_id and version_id != "null"
                  else rejected_key(object_key, tag))
         self.ledger.append(
-            "set-aside", recording=sha256, actor=self.actor, once=True,
+            Event.SET_ASIDE, recording=sha256, actor=self.actor, once=True,
             details={
                 "source_key": f"set-aside:{object_key}:{found_sha256}:{version_id}",
                 "key": object_key, "found_sha256": found_sha256, "found_size_bytes": found_size,
@@ -781,7 +782,7 @@ class Ingestor:
 
     def _record_duplicate(self, source: Any, recording: Any) -> None:
         self.ledger.append(
-            "duplicate-source", recording=recording["sha256"], actor=self.actor, once=True,
+            Event.DUPLICATE_SOURCE, recording=recording["sha256"], actor=self.actor, once=True,
             details={**self._source_details(source), "sha256": recording["sha256"]},
         )
         failpoint("ingest.before_commit")
@@ -797,7 +798,7 @@ class Ingestor:
 
     def _report_unarchivable(self, source: Any) -> None:
         self.ledger.append(
-            "quarantined", recording=None, actor=self.actor, once=True,
+            Event.QUARANTINED, recording=None, actor=self.actor, once=True,
             details={**self._source_details(source), "reason": source["reason"], "state": source["state"]},
         )
         self.db.execute("UPDATE sources SET reported = 1 WHERE id = ?", (source["id"],))

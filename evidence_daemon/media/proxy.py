@@ -49,6 +49,7 @@ import ffmpeg  # ffmpeg-python: builds the argument lists
 from ..archive import keys
 from ..archive.base import ArchiveStore, hash_file, hash_stored
 from ..config import Config, MediaConfig
+from ..custody.chain import Event
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
 from ..errors import EvidenceError, MediaError, ObjectExistsError, StateError
 from ..state.db import Database
@@ -487,7 +488,7 @@ class ProxyMaker:
                 made.poster_key, made.poster_sha256 = poster["key"], poster["sha256"]
             else:
                 details["poster_error"] = poster
-        self.ledger.append("derived", recording=sha256, actor=self.actor, details=details, once=True)
+        self.ledger.append(Event.DERIVED, recording=sha256, actor=self.actor, details=details, once=True)
         return made
 
     def _check_playable(self, proxy_path: Path, kind: str) -> None:
@@ -675,7 +676,7 @@ class ProxyWorker:
         sha256 = job["sha256"]
         try:
             self.maker.ledger.append(
-                "flagged", recording=sha256, actor=self.maker.actor, once=True,
+                Event.FLAGGED, recording=sha256, actor=self.maker.actor, once=True,
                 details={"source_key": f"flagged:{sha256}:unplayable", "flag": "unplayable",
                          "reason": reason, "by": "proxy", "ffmpeg_version": self.maker.runner.version()})
         except EvidenceError as exc:  # archive away: the finding waits for the next attempt

@@ -30,6 +30,7 @@ from ..archive.base import hash_stored
 from ..compliance.catalog import device_facts, recording_facts
 from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
+from ..custody.chain import Event
 from ..custody.ledger import Clock, format_time, utc_now
 from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageError
 from ..ingest.pipeline import Ingestor
@@ -292,7 +293,7 @@ class Upkeep:
             log.error("fixity: %s (%s): %s", sha256[:12], key, problem)
             try:
                 self.station.ledger.append(
-                    "fixity-failed", recording=sha256, actor=self.actor,
+                    Event.FIXITY_FAILED, recording=sha256, actor=self.actor,
                     details={"object_key": key, "problem": problem, "checked_at": now,
                              "archive": self.station.store.location})
             except (StorageError, IntegrityError) as exc:

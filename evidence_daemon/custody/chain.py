@@ -1,0 +1,468 @@
+"""The custody verification core: what a ledger entry is, which events exist, which writer may
+sign which, and how one writer's chain is checked. Pure functions over bytes and keys.
+
+Every checker of custody uses this module and no other rule: the ledger writer reading its own
+chain back (``ledger.py``), offline ``verify`` (``verify.py``), the API node's catalog
+(``api/indexer.py``) and evidence packages (``api/package.py``, export and verification). Five
+hand-written copies of "check signature, sequence and link" are five chances to disagree in
+court.
+
+An entry (``canonical.py`` has its bytes) is checked in two steps:
+
+- ``read_entry``: on its own — it parses, its fields have their types, its ``seq`` and
+  ``writer`` are those of the key it is stored under, and its Ed25519 signature checks with the
+  writer's key.
+- ``link_entry``: against the chain read so far (a ``Head``) — it is entry ``head.seq + 1`` and
+  its ``prev`` is the hash of the entry at the head.
+
+``check_chain`` does both over a whole run of stored entries. Who may sign what is decided by
+``judge_writer``: a writer's role comes from its signed ``key-registered`` entry (or, for a chain
+written before registrations existed, is inferred from its events and said to be), and a key is
+believed only when it is one of the trust anchors (``trust.py``) given out of band.
+
+Hooks for what comes next: a ``Head`` is what a checkpoint signs (sequence number and head
+hash); ``ChainResult.heads`` holds every (seq, hash) read, so ``compare_with_witness`` can
+check a chain against a head another writer or an auditor saved (tail truncation), and the
+entry hashes are the leaves a Merkle tree (RFC 9162) is built from.
+
+What this module must never do: take a key, a role or a trust decision from an entry alone;
+read local state; accept an entry whose signature, place or link does not check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..archive import keys
+from . import canonical
+from .signing import signature_valid
+
+
+class Event(StrEnum):
+    """Every event a ledger entry may carry. A station or API node appends only these."""
+
+    KEY_REGISTERED = "key-registered"  # a writer's own role and key, signed by that key
+    # station: acquisition, archival, derivation, devices, wipes, inbox
+    ACQUIRED = "acquired"
+    ARCHIVED = "archived"
+    DERIVED = "derived"
+    DUPLICATE_SOURCE = "duplicate-source"
+    QUARANTINED = "quarantined"
+    SET_ASIDE = "set-aside"
+    FLAGGED = "flagged"
+    FIXITY_FAILED = "fixity-failed"
+    DEVICE_REGISTERED = "device-registered"
+    DEVICE_DOCKED = "device-docked"
+    DEVICE_ASSIGNED = "device-assigned"
+    WIPED = "wiped"
+    INBOX_MOVED = "inbox-moved"
+    INBOX_REMOVED = "inbox-removed"
+    # API node: access, export, annotation
+    ACCESSED = "accessed"
+    ACCESS_FAILED = "access-failed"
+    EXPORTED = "exported"
+    VERIFIED = "verified"
+    HOLD_PLACED = "hold-placed"
+    HOLD_RELEASED = "hold-released"
+    CASE_LINKED = "case-linked"
+    CASE_UNLINKED = "case-unlinked"
+    NOTE_ADDED = "note-added"
+    RETENTION_EXTENDED = "retention-extended"
+
+
+class Role(StrEnum):
+    STATION = "station"
+    API = "api"
+
+
+ROLE_EVENTS: Mapping[Role, frozenset[Event]] = {
+    Role.STATION: frozenset({
+        Event.KEY_REGISTERED, Event.ACQUIRED, Event.ARCHIVED, Event.DERIVED,
+        Event.DUPLICATE_SOURCE, Event.QUARANTINED, Event.SET_ASIDE, Event.FLAGGED,
+        Event.FIXITY_FAILED, Event.DEVICE_REGISTERED, Event.DEVICE_DOCKED,
+        Event.DEVICE_ASSIGNED, Event.WIPED, Event.INBOX_MOVED, Event.INBOX_REMOVED,
+    }),
+    Role.API: frozenset({
+        Event.KEY_REGISTERED, Event.ACCESSED, Event.ACCESS_FAILED, Event.EXPORTED,
+        Event.VERIFIED, Event.HOLD_PLACED, Event.HOLD_RELEASED, Event.CASE_LINKED,
+        Event.CASE_UNLINKED, Event.NOTE_ADDED, Event.RETENTION_EXTENDED,
+    }),
+}
+
+
+def event_of(name: str) -> Event | None:
+    """The event an entry names, or None for a name outside the vocabulary."""
+    try:
+        return Event(name)
+    except ValueError:
+        return None
+
+
+def may_sign(role: Role, event: str) -> bool:
+    kind = event_of(event)
+    return kind is not None and kind in ROLE_EVENTS[role]
+
+
+class Entry(TypedDict):
+    """A ledger entry whose fields have their types (``read_entry`` checked them)."""
+
+    seq: int
+    prev: str
+    time: str
+    writer: str
+    event: str
+    recording: str | None
+    actor: str
+    details: dict[str, Any]
+
+
+# -- problems ---------------------------------------------------------------------------------
+
+
+class ProblemKind(StrEnum):
+    UNREADABLE = "unreadable"  # not a signed ledger entry at all
+    MALFORMED = "malformed"  # fields of the wrong type
+    MISPLACED = "misplaced"  # seq or writer inside differ from its key
+    SIGNATURE = "signature"  # does not verify with the writer's key
+    GAP = "gap"  # entries missing before this one
+    BROKEN_LINK = "broken-link"  # prev is not the hash of the entry before
+    UNLINKABLE = "unlinkable"  # the entry before could not be read
+    KEY = "key"  # the writer's public key is missing or invalid
+    UNTRUSTED = "untrusted"  # the writer's key is not a trust anchor
+    ROLE = "role"  # signed outside the writer's role, or a bad registration
+    WITNESS = "witness"  # shorter than, or diverging from, a head seen earlier
+    CONTENT = "content"  # about what an entry describes (manifest, original, copies)
+    CONFLICT = "conflict"  # entries that contradict each other
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that does not hold. ``subject`` is the archive key (or package member)
+    concerned; ``recording`` the recording it affects, if any."""
+
+    subject: str
+    message: str
+    recording: str | None = None
+    kind: ProblemKind = ProblemKind.CONTENT
+    writer: str | None = None
+
+    def __str__(self) -> str:
+        who = f"recording {self.recording[:12]}: " if self.recording else ""
+        return f"{who}{self.subject}: {self.message}"
+
+
+# -- one entry --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where a writer's chain has been read to: what a checkpoint signs. ``hash`` is '' when
+    the entry at ``seq`` could not be read (the next ``prev`` cannot be checked), None when
+    the chain is read from the middle and the entry before is not at hand."""
+
+    seq: int
+    hash: str | None
+
+
+GENESIS = Head(0, canonical.GENESIS_PREV)
+
+
+@dataclass(frozen=True)
+class ReadEntry:
+    """A stored entry checked on its own (not yet against the chain before it)."""
+
+    writer: str
+    seq: int  # from its key
+    entry: Entry | None  # None when it could not be parsed or has fields of the wrong type
+    raw: dict[str, Any] | None  # the parsed fields as stored (also when of the wrong type)
+    signature: bytes
+    entry_hash: str  # canonical hash; SHA-256 of the stored bytes when unparsable
+    signed: bool  # the signature checks with the key given
+    problems: tuple[Problem, ...]
+
+    @property
+    def readable(self) -> bool:
+        return self.raw is not None
+
+    @property
+    def recording(self) -> str | None:
+        value = self.raw.get("recording") if self.raw is not None else None
+        return value if isinstance(value, str) else None
+
+
+def _typed(body: dict[str, Any]) -> list[str]:
+    """Names of the fields that do not have their types."""
+    wrong = [name for name in ("prev", "time", "writer", "event", "actor")
+             if not isinstance(body[name], str)]
+    if not isinstance(body["seq"], int) or isinstance(body["seq"], bool):
+        wrong.append("seq")
+    if body["recording"] is not None and not isinstance(body["recording"], str):
+        wrong.append("recording")
+    if not isinstance(body["details"], dict):
+        wrong.append("details")
+    return sorted(wrong)
+
+
+def read_entry(writer: str, seq: int, data: bytes, public_key: Ed25519PublicKey | None,
+               *, key_note: str = "") -> ReadEntry:
+    """Parse the stored bytes of ``ledger/<writer>/<seq>.json`` and check its signature with
+    the writer's key (None: the key is missing; reported by the caller). ``key_note`` is
+    added to a failed signature's message (e.g. that the archive now holds another key)."""
+    subject = keys.ledger_key(writer, seq)
+
+    def problem(kind: ProblemKind, message: str, recording: str | None = None) -> Problem:
+        return Problem(subject, message, recording, kind, writer)
+
+    try:
+        body, signature = canonical.parse_stored(data)
+    except ValueError as exc:
+        return ReadEntry(writer, seq, None, None, b"", hashlib.sha256(data).hexdigest(), False,
+                         (problem(ProblemKind.UNREADABLE,
+                                  f"not a valid ledger entry ({exc}): altered or damaged"),))
+    recording = body["recording"] if isinstance(body["recording"], str) else None
+    problems: list[Problem] = []
+    wrong = _typed(body)
+    if wrong:
+        problems.append(problem(ProblemKind.MALFORMED,
+                                f"fields of the wrong type: {', '.join(wrong)}", recording))
+    elif body["seq"] != seq or body["writer"] != writer:
+        problems.append(problem(ProblemKind.MISPLACED, f"seq or writer inside ({body['writer']}#"
+                                f"{body['seq']}) does not match its key", recording))
+    canonical_body = canonical.canonical_bytes(body)
+    signed = public_key is not None and signature_valid(public_key, signature, canonical_body)
+    if public_key is not None and not signed:
+        problems.append(problem(ProblemKind.SIGNATURE, "signature does not verify with the "
+                                f"writer's key: the entry was altered{key_note}", recording))
+    entry: Entry | None = None
+    if not wrong:
+        entry = Entry(seq=body["seq"], prev=body["prev"], time=body["time"],
+                      writer=body["writer"], event=body["event"], recording=body["recording"],
+                      actor=body["actor"], details=body["details"])
+    return ReadEntry(writer, seq, entry, body, signature,
+                     hashlib.sha256(canonical_body).hexdigest(), signed, tuple(problems))
+
+
+def _missing_text(writer: str, first: int, last: int) -> str:
+    if first == last:
+        return f"entry {first} of writer {writer} is missing before this one"
+    return f"entries {first}..{last} of writer {writer} are missing before this one"
+
+
+@dataclass(frozen=True)
+class CheckedEntry:
+    """An entry checked on its own and against the chain before it."""
+
+    read: ReadEntry
+    problems: tuple[Problem, ...]  # the entry's own, then its link's
+
+    @property
+    def verified(self) -> bool:
+        """Signed by the writer's key, in its place, linked: it may be relied on (as far as
+        the key itself is trusted: ``judge_writer``)."""
+        return not self.problems and self.read.entry is not None
+
+    @property
+    def head(self) -> Head:
+        """The chain read up to and including this entry."""
+        return Head(self.read.seq, self.read.entry_hash if self.read.readable else "")
+
+
+def link_problems(read: ReadEntry, head: Head) -> list[Problem]:
+    """Is ``read`` the entry after ``head``, and does its ``prev`` point at it?"""
+    subject = keys.ledger_key(read.writer, read.seq)
+    recording = read.recording
+    problems: list[Problem] = []
+    if read.seq != head.seq + 1:
+        problems.append(Problem(subject, _missing_text(read.writer, head.seq + 1, read.seq - 1),
+                                recording, ProblemKind.GAP, read.writer))
+    elif read.raw is not None and head.hash is not None:
+        if not head.hash:
+            problems.append(Problem(subject, f"prev cannot be checked: entry {head.seq} before "
+                                    "it is unreadable", recording, ProblemKind.UNLINKABLE,
+                                    read.writer))
+        elif read.raw["prev"] != head.hash:
+            problems.append(Problem(subject, f"prev does not match the hash of entry "
+                                    f"{head.seq}: the chain is broken", recording,
+                                    ProblemKind.BROKEN_LINK, read.writer))
+    return problems
+
+
+def link_entry(read: ReadEntry, head: Head) -> CheckedEntry:
+    """Check an entry against the chain read so far; gaps are named before the entry's own
+    problems."""
+    link = link_problems(read, head)
+    gaps = [item for item in link if item.kind is ProblemKind.GAP]
+    rest = [item for item in link if item.kind is not ProblemKind.GAP]
+    return CheckedEntry(read, tuple(gaps + list(read.problems) + rest))
+
+
+def check_entry(writer: str, seq: int, data: bytes, public_key: Ed25519PublicKey | None,
+                head: Head, *, key_note: str = "") -> CheckedEntry:
+    """``read_entry`` then ``link_entry``: everything about one stored entry."""
+    return link_entry(read_entry(writer, seq, data, public_key, key_note=key_note), head)
+
+
+# -- one chain --------------------------------------------------------------------------------
+
+
+@dataclass
+class ChainResult:
+    """One writer's run of entries, checked."""
+
+    writer: str
+    checked: list[CheckedEntry] = field(default_factory=list)
+    head: Head = GENESIS
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [problem for item in self.checked for problem in item.problems]
+
+    @property
+    def verified(self) -> list[Entry]:
+        """The entries that may be relied on, in chain order."""
+        return [item.read.entry for item in self.checked
+                if item.verified and item.read.entry is not None]
+
+    @property
+    def heads(self) -> dict[int, str]:
+        """seq -> entry hash of every readable entry, to compare with a witnessed head."""
+        return {item.read.seq: item.read.entry_hash for item in self.checked if item.read.readable}
+
+
+def check_chain(writer: str, stored: Iterable[tuple[int, bytes]],
+                public_key: Ed25519PublicKey | None, *, start: Head = GENESIS) -> ChainResult:
+    """Check entries (seq, stored bytes) of one writer in ascending seq, from ``start`` (the
+    genesis for a whole chain; ``Head(first - 1, None)`` for a run from the middle)."""
+    result = ChainResult(writer, head=start)
+    for seq, data in stored:
+        checked = check_entry(writer, seq, data, public_key, result.head)
+        result.checked.append(checked)
+        result.head = checked.head
+    return result
+
+
+def compare_with_witness(writer: str, heads: Mapping[int, str], witnessed: Head,
+                         *, witness: str) -> Problem | None:
+    """A chain against a head seen earlier (by ``witness``: a station's own index, another
+    writer's checkpoint, an auditor's saved checkpoint): it must reach that far and hold that
+    entry there. Tail truncation shows only this way."""
+    subject = keys.ledger_prefix(writer)
+    last = max(heads, default=0)
+    if last < witnessed.seq:
+        return Problem(subject, f"the archive holds {last} entries of writer {writer} but "
+                       f"{witness} saw {witnessed.seq}: entries were removed",
+                       kind=ProblemKind.WITNESS, writer=writer)
+    if witnessed.hash and witnessed.seq and heads.get(witnessed.seq) not in (None, witnessed.hash):
+        return Problem(subject, f"entry {witnessed.seq} of writer {writer} is not the one "
+                       f"{witness} saw: the chain was rewritten",
+                       kind=ProblemKind.WITNESS, writer=writer)
+    return None
+
+
+# -- who may sign what ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriterJudgement:
+    """What a verifier may believe of one writer's verified entries."""
+
+    writer: str
+    fingerprint: str
+    role: Role | None  # None: unknown (signs events of both roles, or none known)
+    registered: bool  # the role comes from a signed key-registered entry (else inferred)
+    trusted: bool | None  # None: no trust anchors were given (consistency only)
+    problems: tuple[Problem, ...]
+    counts: frozenset[int]  # seqs of the entries that count (trusted and in role)
+
+    def note(self) -> str:
+        role = (f"role {self.role}" if self.role is not None else "role unknown")
+        how = "registered" if self.registered else "inferred from its events (no key-registered entry)"
+        trust = ("trusted" if self.trusted else "NOT TRUSTED" if self.trusted is False
+                 else "not compared with trust anchors")
+        return f"{role}, {how}; key {trust}"
+
+
+def registration_details(role: Role, key_fingerprint: str, writer: str) -> dict[str, Any]:
+    """What a writer's ``key-registered`` entry says (signed by the key it names)."""
+    return {"role": str(role), "fingerprint": key_fingerprint,
+            "public_key": keys.public_key_key(writer)}
+
+
+def judge_entry(writer: str, key_fingerprint: str, role: Role | None, registered: bool,
+                entry: Entry) -> tuple[Role | None, bool, Problem | None]:
+    """One verified entry against the writer's role so far: (role, registered, problem).
+
+    A ``key-registered`` entry names the role; it must name this key's fingerprint, and a
+    role never changes. Before one (a chain written before registrations existed) the role is
+    inferred from the first event only one role may sign. An entry outside the role is a
+    problem. For readers that see a chain a batch at a time (the API catalog); ``judge_writer``
+    runs it over a whole chain."""
+    subject = keys.ledger_key(writer, entry["seq"])
+
+    def problem(message: str) -> Problem:
+        return Problem(subject, message, entry["recording"], ProblemKind.ROLE, writer)
+
+    if entry["event"] == Event.KEY_REGISTERED:
+        claimed = entry["details"].get("role")
+        named = entry["details"].get("fingerprint")
+        if named != key_fingerprint:
+            return role, registered, problem(
+                f"key-registered entry names key {named!r}, not {key_fingerprint}")
+        if claimed not in tuple(Role):
+            return role, registered, problem(f"key-registered entry names an unknown role "
+                                             f"{claimed!r}")
+        if role is not None and claimed != role:
+            before = "registered" if registered else "signed events"
+            return role, registered, problem(
+                f"writer {writer} registers as {claimed}, but {before} as {role} before: a role "
+                "never changes")
+        return Role(claimed), True, None
+    if role is None:
+        signers = [candidate for candidate in Role if may_sign(candidate, entry["event"])]
+        if len(signers) == 1:
+            return signers[0], False, None
+        return None, False, problem(f"'{entry['event']}' is an event outside the vocabulary: "
+                                    "it does not count")
+    if not may_sign(role, entry["event"]):
+        known = event_of(entry["event"]) is not None
+        return role, registered, problem(
+            f"writer {writer} ({role}) signed '{entry['event']}', "
+            + (f"which only a {_other(role)} may sign" if known
+               else "an event outside the vocabulary") + ": it does not count")
+    return role, registered, None
+
+
+def untrusted_problem(writer: str, key_fingerprint: str) -> Problem:
+    return Problem(keys.public_key_key(writer), f"key of writer {writer} is not trusted: "
+                   f"fingerprint {key_fingerprint} is not one of the trust anchors; nothing it "
+                   "signed counts", kind=ProblemKind.UNTRUSTED, writer=writer)
+
+
+def judge_writer(writer: str, key_fingerprint: str, entries: Sequence[Entry],
+                 trusted: bool | None) -> WriterJudgement:
+    """Role and trust of one writer from its verified entries (in chain order): which of them
+    count. Nothing of an untrusted writer counts, nor an entry outside the writer's role."""
+    problems: list[Problem] = []
+    role: Role | None = None
+    registered = False
+    counts: set[int] = set()
+    for entry in entries:
+        role, registered, problem = judge_entry(writer, key_fingerprint, role, registered, entry)
+        if problem is not None:
+            problems.append(problem)
+        elif trusted is not False:
+            counts.add(entry["seq"])
+    if trusted is False:
+        problems.append(untrusted_problem(writer, key_fingerprint))
+    return WriterJudgement(writer, key_fingerprint, role, registered, trusted, tuple(problems),
+                           frozenset(counts))
+
+
+def _other(role: Role) -> Role:
+    return Role.API if role is Role.STATION else Role.STATION
