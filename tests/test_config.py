@@ -111,6 +111,7 @@ def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
     assert config.metrics == defaults.metrics
     assert config.upkeep == defaults.upkeep
     assert config.api == defaults.api
+    assert config.timestamp == defaults.timestamp
     assert config.watch == defaults.watch
 
 
