@@ -224,6 +224,17 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class TimestampConfig:
+    """Optional RFC 3161 timestamps on checkpoints (可信时间戳); an empty ``url`` turns them off."""
+
+    url: str = ""  # the time-stamping authority, http:// or https://
+    # PEM: the TSA's signing certificate and the CA certificate(s) that issued it. Tokens are
+    # checked against it (also by verify without a url), so it is required with a url.
+    tsa_cert_file: Path | None = None
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig = field(default_factory=StationConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
@@ -235,6 +246,7 @@ class Config:
     upkeep: UpkeepConfig = field(default_factory=UpkeepConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    timestamp: TimestampConfig = field(default_factory=TimestampConfig)
     watch: tuple[WatchConfig, ...] = ()
     source: str = "defaults"
 
@@ -270,6 +282,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "upkeep": UpkeepConfig,
     "api": ApiConfig,
     "verify": VerifyConfig,
+    "timestamp": TimestampConfig,
 }
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -506,6 +519,7 @@ def _validate(config: Config) -> None:
     if config.upkeep.leftover_age_s < 0 or config.upkeep.leftover_cleanup_s <= 0:
         raise ConfigError("upkeep.leftover_age_s must not be negative and "
                           "upkeep.leftover_cleanup_s must be positive")
+    _validate_timestamp(config.timestamp)
     if config.compliance.deadline_hours <= 0:
         raise ConfigError("compliance.deadline_hours: must be positive")
     if config.compliance.at_risk_margin_hours < 0:
@@ -517,6 +531,21 @@ def _validate(config: Config) -> None:
     except ValueError:
         raise ConfigError(f"compliance.earliest_plausible: {config.compliance.earliest_plausible!r} "
                           "is not an ISO 8601 date or time (for example \"2015-01-01\")") from None
+
+
+def _validate_timestamp(timestamp: TimestampConfig) -> None:
+    if timestamp.url and not re.match(r"^https?://[^/\s]+", timestamp.url):
+        raise ConfigError(f"timestamp.url: expected an http:// or https:// URL of a time-stamping "
+                          f"authority, got {timestamp.url!r}")
+    if timestamp.url and timestamp.tsa_cert_file is None:
+        raise ConfigError("timestamp.tsa_cert_file: required when timestamp.url is set (the "
+                          "TSA's certificate and its CA, PEM): a token nobody can check proves "
+                          "nothing")
+    if timestamp.tsa_cert_file is not None and not timestamp.tsa_cert_file.is_file():
+        raise ConfigError(f"timestamp.tsa_cert_file: {timestamp.tsa_cert_file} is not a "
+                          "readable file")
+    if timestamp.timeout_s <= 0:
+        raise ConfigError("timestamp.timeout_s: must be positive")
 
 
 def _resolve_secrets(config: Config) -> Config:

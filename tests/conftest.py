@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.s3_fixtures", "tests.dock_fixtures", "tests.api_fixtures", "tests.faultlog"]
+pytest_plugins = ["tests.s3_fixtures", "tests.dock_fixtures", "tests.api_fixtures", "tests.faultlog",
+                  "tests.tsa_fixtures"]
 
 
 @pytest.fixture(autouse=True)

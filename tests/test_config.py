@@ -112,6 +112,7 @@ def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
     assert config.upkeep == defaults.upkeep
     assert config.api == defaults.api
     assert config.verify == defaults.verify
+    assert config.timestamp == defaults.timestamp
     assert config.watch == defaults.watch
 
 
