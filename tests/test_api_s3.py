@@ -11,6 +11,7 @@ import pytest
 from .api_fixtures import add_user, make_api_config, start_server, stop_server
 from .footage import ffmpeg_available, make_video
 from .helpers import run_cli_process, write_config
+from .s3server import legal_hold_on
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow,
               pytest.mark.skipif(not ffmpeg_available(), reason="needs ffmpeg")]
@@ -65,14 +66,14 @@ def test_a_supervisors_hold_is_an_object_lock_legal_hold_in_the_bucket(
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
             (item,) = client.get("/api/v1/recordings").json()["items"]
             key = client.get(f"/api/v1/recordings/{item['id']}").json()["manifest"]["original_key"]
-            assert not minio.is_object_legal_hold_enabled(s3_bucket, key)
+            assert not legal_hold_on(minio, s3_bucket, key)
             placed = client.post(f"/api/v1/recordings/{item['id']}/holds",
                                  json={"reason": "litigation hold", "case_id": "CASE-9"}).json()
             assert placed["details"]["applied"] is True
-            assert minio.is_object_legal_hold_enabled(s3_bucket, key)
+            assert legal_hold_on(minio, s3_bucket, key)
             released = client.delete(f"/api/v1/recordings/{item['id']}/holds/"
                                      f"{placed['details']['hold_id']}", params={"reason": "closed"})
             assert released.status_code == 200 and released.json()["details"]["applied"] is True
-            assert not minio.is_object_legal_hold_enabled(s3_bucket, key)
+            assert not legal_hold_on(minio, s3_bucket, key)
     finally:
         stop_server(process)
