@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if marker is not None:
                 reason = marker.args[0] if marker.args else "relies on moto's behaviour"
                 item.add_marker(pytest.mark.skip(reason=f"moto only: {reason}"))
-        if server == "rgw":
+        if server == "rgw" or "rgw_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.rgw)
 
 

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from evidence_daemon.archive import keys
 from evidence_daemon.archive.base import hash_stored
 from evidence_daemon.archive.s3 import (
     S3Archive,
+    _parse_time,
     _UploadDigests,
     decode_metadata_value,
     encode_metadata_value,
@@ -78,6 +80,17 @@ def test_metadata_values_are_percent_encoded_ascii() -> None:
         assert encoded.isascii() and encoded.isprintable() and encoded.strip() == encoded
         assert decode_metadata_value(encoded) == value
     assert encode_metadata_value("zhen-01") == "zhen-01"
+
+
+@pytest.mark.parametrize("header", [
+    "2026-11-30T20:05:02.161541224Z",  # Ceph RGW: nanoseconds
+    "2026-11-30T20:05:02.161Z",  # MinIO, AWS
+    "2026-11-30T20:05:02Z",
+])
+def test_retain_until_headers_of_every_server_are_read(header: str) -> None:
+    parsed = _parse_time(header)
+    assert parsed is not None
+    assert parsed.replace(microsecond=0) == datetime(2026, 11, 30, 20, 5, 2, tzinfo=timezone.utc)
 
 
 def _s3_error(code: str, status: int) -> S3Error:

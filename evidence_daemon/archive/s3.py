@@ -465,7 +465,8 @@ class S3Archive:
     # -- bucket ------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Bucket reachable and present, Object Lock as required (see ``_lock_policy``).
+        """Bucket reachable and present, Object Lock as required and versioning not suspended
+        (see ``_read_lock_policy``).
 
         Write access is not probed: every probe object would stay in a locked bucket forever.
         """
@@ -523,6 +524,14 @@ class S3Archive:
             return _LOCK_PER_OBJECT
 
         policy = self._call("read the Object Lock configuration", read)
+        if self._versioning_status() == "Suspended":
+            # Each new object would replace the unversioned "null" version of its key in place,
+            # and set_aside could keep nothing: the old bytes would be gone for good.
+            raise StorageError(
+                f"archive {self.location}: versioning is suspended on bucket {self.bucket!r}; "
+                "an upload could replace a stored object for good (enable versioning again, "
+                "or better, use a bucket with Object Lock)"
+            )
         if policy == _LOCK_OFF:
             if self.require_object_lock:
                 raise StorageError(
@@ -643,9 +652,13 @@ class S3Archive:
         return SetAside(key, destination)
 
     def _versioned(self) -> bool:
+        return self._versioning_status() == "Enabled"
+
+    def _versioning_status(self) -> str:
+        """``Enabled``, ``Suspended``, or ``Off`` (never enabled)."""
         config = self._call("read the bucket versioning",
                             lambda: self.client.get_bucket_versioning(self.bucket))
-        return str(config.status) == "Enabled"
+        return str(config.status or "Off")
 
     def _accept_existing(
         self, key: str, source: Path, existing: Object, sha256: str, size_bytes: int
