@@ -73,6 +73,7 @@ class ArchiveConfig:
     secret_key: str = field(default="", repr=False)
     secret_key_file: str = ""
     secure: bool = True
+    ca_file: str = ""  # PEM certificates to trust for the endpoint (default: the system's)
     region: str = "us-east-1"
     part_size_mib: int = 8
     retention_days: int = 180
@@ -439,6 +440,9 @@ def _validate(config: Config) -> None:
             raise ConfigError("archive.endpoint: required when archive.backend = 's3'")
         if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", archive.bucket):
             raise ConfigError(f"archive.bucket: {archive.bucket!r} is not a valid bucket name")
+        if archive.ca_file and not os.access(archive.ca_file, os.R_OK):
+            raise ConfigError(f"archive.ca_file: cannot read {archive.ca_file} (a PEM file of "
+                              "the certificates to trust for archive.endpoint)")
     if not 5 <= archive.part_size_mib <= 5120:
         raise ConfigError("archive.part_size_mib: must be between 5 and 5120 (S3 part limits)")
     if archive.retention_days < 1:

@@ -50,6 +50,9 @@ FaultLog = Callable[..., None]
 
 @pytest.fixture
 def fault_log(request: pytest.FixtureRequest) -> Iterator[FaultLog]:
+    callspec = getattr(request.node, "callspec", None)
+    server_kind = callspec.params.get("s3_server") if callspec is not None else None
+
     def record(
         fault_class: str,
         case: str,
@@ -63,6 +66,8 @@ def fault_log(request: pytest.FixtureRequest) -> Iterator[FaultLog]:
         message: str = "",
     ) -> None:
         first_line = message.strip().splitlines()[0] if message.strip() else ""
+        if server_kind == "rgw":  # the same case on moto is another row of the matrix
+            case = f"{case} (on Ceph RGW)"
         with _guard:
             _records.append(FaultCase(
                 fault_class, case, injected_by, files_lost, wrongly_archived, duplicates,

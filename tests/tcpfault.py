@@ -1,7 +1,8 @@
 """A TCP relay between the station and the test S3 server that can fail on purpose: refuse
 connections (archive down), cut every connection after some bytes (a link dropped
-mid-upload), or flap between up and down. A fault injector for tests only; it understands
-nothing of HTTP, it only moves bytes or stops moving them."""
+mid-upload), flap between up and down, or flip one bit of what the station sends (a payload
+corrupted in flight, after the station hashed it). A fault injector for tests only; it
+understands nothing of HTTP, it only moves bytes, alters them or stops moving them."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class FaultyRelay:
         self.cut_after_bytes: int | None = None  # upstream bytes per connection before a cut
         self.cuts = 0
         self.refused = 0
+        # Flip the last byte of the next ``flip_times`` occurrences of this marker on its way
+        # to the server (put the marker into the payload to be corrupted).
+        self.flip_marker: bytes | None = None
+        self.flip_times = 0
+        self.flipped = 0
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closing = False
@@ -52,6 +58,7 @@ class FaultyRelay:
 
     def _pipe(self, source: socket.socket, target: socket.socket, to_server: bool) -> None:
         sent = 0
+        tail = b""  # the end of the previous chunk, to find a marker split between two
         try:
             while chunk := source.recv(65536):
                 if not self.up:
@@ -59,6 +66,8 @@ class FaultyRelay:
                 if to_server and self.cut_after_bytes is not None and sent + len(chunk) > self.cut_after_bytes:
                     self.cuts += 1
                     break
+                if to_server and self.flip_marker:
+                    chunk, tail = self._flip(tail, chunk, self.flip_marker)
                 target.sendall(chunk)
                 sent += len(chunk)
         except OSError:
@@ -70,6 +79,22 @@ class FaultyRelay:
                 except OSError:
                     pass
                 sock.close()
+
+    def _flip(self, tail: bytes, chunk: bytes, marker: bytes) -> tuple[bytes, bytes]:
+        window = tail + chunk
+        data = bytearray(chunk)
+        start = 0
+        while self.flip_times > 0:
+            found = window.find(marker, start)
+            if found < 0:
+                break
+            last = found + len(marker) - 1 - len(tail)  # the marker ends in this chunk
+            data[last] ^= 0x01
+            with self._lock:
+                self.flip_times -= 1
+                self.flipped += 1
+            start = found + len(marker)
+        return bytes(data), window[-(len(marker) - 1):] if len(marker) > 1 else b""
 
     def down(self) -> None:
         """Refuse new connections and cut the open ones."""
@@ -85,6 +110,8 @@ class FaultyRelay:
     def restore(self) -> None:
         self.up = True
         self.cut_after_bytes = None
+        self.flip_marker = None
+        self.flip_times = 0
 
     @contextmanager
     def flapping(self, period_s: float) -> Iterator[None]:

@@ -22,12 +22,14 @@ from evidence_daemon.errors import (
     StorageError,
 )
 
-from .s3server import S3TestServer
+from .s3_fixtures import S3_SERVERS, server_of_kind
 
 
 BACKENDS = [
     pytest.param("filesystem", id="filesystem"),
-    pytest.param("s3", id="s3", marks=pytest.mark.s3),
+    *(pytest.param(kind, id=f"s3-{kind}",
+                   marks=[pytest.mark.s3, *([pytest.mark.rgw] if kind == "rgw" else [])])
+      for kind in S3_SERVERS),
 ]
 
 
@@ -36,8 +38,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArchiveStore:
     if request.param == "filesystem":
         archive: ArchiveStore = FilesystemArchive(tmp_path / "archive")
     else:
-        s3_server: S3TestServer = request.getfixturevalue("s3_server")
-        archive = s3_server.archive(request.getfixturevalue("s3_bucket"))
+        s3_server = server_of_kind(request, request.param)
+        archive = s3_server.archive(s3_server.make_bucket())
     archive.check()
     return archive
 

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from evidence_daemon.archive import keys
 from evidence_daemon.archive.base import hash_stored
 from evidence_daemon.archive.s3 import (
     S3Archive,
+    _parse_time,
     _UploadDigests,
     decode_metadata_value,
     encode_metadata_value,
@@ -78,6 +80,17 @@ def test_metadata_values_are_percent_encoded_ascii() -> None:
         assert encoded.isascii() and encoded.isprintable() and encoded.strip() == encoded
         assert decode_metadata_value(encoded) == value
     assert encode_metadata_value("zhen-01") == "zhen-01"
+
+
+@pytest.mark.parametrize("header", [
+    "2026-11-30T20:05:02.161541224Z",  # Ceph RGW: nanoseconds
+    "2026-11-30T20:05:02.161Z",  # MinIO, AWS
+    "2026-11-30T20:05:02Z",
+])
+def test_retain_until_headers_of_every_server_are_read(header: str) -> None:
+    parsed = _parse_time(header)
+    assert parsed is not None
+    assert parsed.replace(microsecond=0) == datetime(2026, 11, 30, 20, 5, 2, tzinfo=timezone.utc)
 
 
 def _s3_error(code: str, status: int) -> S3Error:
@@ -239,7 +252,7 @@ def test_sse_s3_is_verified_by_readback(
     s3_server: S3TestServer, s3_bucket: str, tmp_path: Path
 ) -> None:
     if not s3_server.is_moto:
-        pytest.skip("SSE-S3 needs a KMS configured on the MinIO server")
+        pytest.skip("SSE-S3 needs a KMS configured on the server (MinIO: KES; RGW: Vault)")
     archive = s3_server.archive(s3_bucket, sse="s3")
     stored = store(archive, tmp_path, b"encrypted at rest")
     assert stored.verified_by == "readback"
@@ -376,15 +389,29 @@ def test_put_bytes_is_create_only(s3_archive: S3Archive) -> None:
 
 @pytest.mark.s3
 def test_put_bytes_race_is_refused_by_the_server(
-    s3_archive: S3Archive, monkeypatch: pytest.MonkeyPatch
+    s3_server: S3TestServer, s3_archive: S3Archive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If another writer lands between our stat and our PUT, If-None-Match stops the overwrite."""
+    """If another writer lands between our stat and our PUT, If-None-Match stops the overwrite
+    (MinIO, AWS, moto). Ceph RGW 16 ignores If-None-Match on PUT: there only versioning keeps
+    the first writer's bytes (every bucket the station should use has it, with Object Lock)."""
     key = keys.public_key_key("zhen-01")
     s3_archive.put_bytes(key, b"first key", content_type="text/plain")
     monkeypatch.setattr(s3_archive, "_head", lambda key, version_id=None: None)
-    with pytest.raises(ObjectExistsError):
-        s3_archive.put_bytes(key, b"second key", content_type="text/plain")
-    assert s3_archive.get_bytes(key) == b"first key"
+    if s3_server.kind != "rgw":
+        with pytest.raises(ObjectExistsError):
+            s3_archive.put_bytes(key, b"second key", content_type="text/plain")
+        assert s3_archive.get_bytes(key) == b"first key"
+        return
+    s3_archive.put_bytes(key, b"second key", content_type="text/plain")
+    client = s3_server.client()
+    # S3 lists the versions of a key newest first.
+    versions = list(client.list_objects(s3_archive.bucket, prefix=key, include_version=True))
+    first = client.get_object(s3_archive.bucket, key, version_id=versions[-1].version_id)
+    try:
+        assert (len(versions), first.read()) == (2, b"first key")
+    finally:
+        first.close()
+        first.release_conn()
 
 
 @pytest.mark.s3

@@ -64,6 +64,8 @@ def test_secret_key_file_is_read_and_never_shown(tmp_path: Path) -> None:
         ('[archive]\nsecure = "perhaps"\n', {}, "archive.secure"),
         ('[archive]\npart_size_mib = 1\n', {}, "archive.part_size_mib"),
         ('[archive]\nsecret_key_file = "/nonexistent/secret"\n', {}, "archive.secret_key_file"),
+        ('[archive]\nbackend = "s3"\nendpoint = "m:9000"\nca_file = "/nonexistent/ca.pem"\n', {},
+         "archive.ca_file: cannot read /nonexistent/ca.pem"),
         ('[ingest]\nfilename_patterns = ["(unclosed"]\n', {}, "ingest.filename_patterns[0]"),
         ('[ingest]\nfilename_patterns = ["^(?P<device>x)"]\n', {}, "needs a (?P<start>...) group"),
         ('[ingest]\nskip = "not-a-list"\nhash_sm3 = 3\n', {}, "ingest.hash_sm3"),

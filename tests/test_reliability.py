@@ -24,6 +24,7 @@ from evidence_daemon.station import build_store
 from .faultcheck import hashes_of, measure
 from .faultlog import FaultLog
 from .helpers import run_cli, run_cli_process, write_config
+from .s3_fixtures import DEFAULT_SERVER, server_of_kind
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 
@@ -145,7 +146,9 @@ def _plant_bad_original(store: Any, sha256: str, data: bytes) -> str:
     return key
 
 
-@pytest.mark.parametrize("backend", ["filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.mark.parametrize("backend", [
+    "filesystem", pytest.param("s3", marks=pytest.mark.s3),
+    pytest.param("s3-rgw", marks=[pytest.mark.s3, pytest.mark.rgw])])
 def test_a_stored_copy_that_never_verified_is_set_aside_and_the_good_copy_archived(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str], fault_log: FaultLog,
@@ -156,14 +159,10 @@ def test_a_stored_copy_that_never_verified_is_set_aside_and_the_good_copy_archiv
     data = _random_bytes(7_000_000, 4)
     clip.write_bytes(data)
     sha256 = hashlib.sha256(data).hexdigest()
-    if backend == "s3":
-        server = request.getfixturevalue("s3_server")
-        bucket = request.getfixturevalue("s3_bucket")
-        config = write_config(tmp_path, archive={
-            "backend": "s3", "endpoint": server.endpoint, "bucket": bucket,
-            "access_key": server.access_key, "secret_key": server.secret_key,
-            "secure": server.secure, "part_size_mib": 5, "retention_days": 1,
-        }, extra="[ingest]\nprobe = false\n")
+    if backend.startswith("s3"):
+        server = server_of_kind(request, "rgw" if backend == "s3-rgw" else DEFAULT_SERVER)
+        config = write_config(tmp_path, archive=server.archive_settings(server.make_bucket()),
+                              extra="[ingest]\nprobe = false\n")
     else:
         config = write_config(tmp_path, extra="[ingest]\nprobe = false\n")
     store = build_store(load_config(config))

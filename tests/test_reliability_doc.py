@@ -31,8 +31,10 @@ def test_the_published_matrix_has_every_fault_class_and_no_loss() -> None:
         cases, lost, wrong, duplicates, wipes = rows[fault_class]
         assert cases >= 1
         assert (lost, wrong, duplicates, wipes) == (0, 0, 0, 0), fault_class
-    kills = re.findall(r"SIGKILL at (\d+) instants", text)
-    assert len(kills) >= 4 and min(int(k) for k in kills) >= 50  # ingest and run, fs and S3
+    # ingest and run, filesystem and S3 (moto): at least 50 instants each; RGW runs fewer
+    kills = [int(n) for line in text.splitlines() if "RGW" not in line
+             for n in re.findall(r"SIGKILL at (\d+) instants", line)]
+    assert len(kills) >= 4 and min(kills) >= 50
 
 
 def test_the_renderer_hides_temporary_paths_and_flags_missing_classes() -> None:

@@ -380,7 +380,7 @@ class S3Archive:
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
             maxsize=10,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            ca_certs=config.ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where(),
             retries=False,
         )
         try:
@@ -465,7 +465,8 @@ class S3Archive:
     # -- bucket ------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Bucket reachable and present, Object Lock as required (see ``_lock_policy``).
+        """Bucket reachable and present, Object Lock as required and versioning not suspended
+        (see ``_read_lock_policy``).
 
         Write access is not probed: every probe object would stay in a locked bucket forever.
         """
@@ -523,6 +524,14 @@ class S3Archive:
             return _LOCK_PER_OBJECT
 
         policy = self._call("read the Object Lock configuration", read)
+        if self._versioning_status() == "Suspended":
+            # Each new object would replace the unversioned "null" version of its key in place,
+            # and set_aside could keep nothing: the old bytes would be gone for good.
+            raise StorageError(
+                f"archive {self.location}: versioning is suspended on bucket {self.bucket!r}; "
+                "an upload could replace a stored object for good (enable versioning again, "
+                "or better, use a bucket with Object Lock)"
+            )
         if policy == _LOCK_OFF:
             if self.require_object_lock:
                 raise StorageError(
@@ -602,7 +611,9 @@ class S3Archive:
             raise StorageError(f"archive {self.location}: {key} vanished right after upload")
         if stored.size != size_bytes:
             require_match(key, f"{size_bytes} bytes", f"{stored.size} bytes", "size")
-        etag = (result.etag or "").strip('"').lower()
+        # Ceph RGW 16 answers a completed multipart upload with an empty <ETag>; the HEAD of
+        # the same version carries the ETag the server computed, which proves as much.
+        etag = (result.etag or stored.etag or "").strip('"').lower()
         if self.verify == "stream" and not self.sse and etag == digests.etag():
             verified_by = "sha256+etag"
         else:
@@ -641,9 +652,13 @@ class S3Archive:
         return SetAside(key, destination)
 
     def _versioned(self) -> bool:
+        return self._versioning_status() == "Enabled"
+
+    def _versioning_status(self) -> str:
+        """``Enabled``, ``Suspended``, or ``Off`` (never enabled)."""
         config = self._call("read the bucket versioning",
                             lambda: self.client.get_bucket_versioning(self.bucket))
-        return str(config.status) == "Enabled"
+        return str(config.status or "Off")
 
     def _accept_existing(
         self, key: str, source: Path, existing: Object, sha256: str, size_bytes: int
