@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -89,8 +90,11 @@ def render(records: list[dict[str, object]], generated_at: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?:[A-Z]+ )?(?:[\w.]+: )?")
+
+
 def _cell(value: object) -> str:
-    text = str(value).replace("|", "\\|").replace("\n", " ")
+    text = _LOG_PREFIX.sub("", str(value)).replace("|", "\\|").replace("\n", " ")
     # Temporary paths differ per run and say nothing: show them as <tmp>.
     for marker in ("/tmp/pytest-of-", "/dev/shm/"):
         while marker in text:
