@@ -20,10 +20,14 @@ An entry (``canonical.py`` has its bytes) is checked in two steps:
 written before registrations existed, is inferred from its events and said to be), and a key is
 believed only when it is one of the trust anchors (``trust.py``) given out of band.
 
-Hooks for what comes next: a ``Head`` is what a checkpoint signs (sequence number and head
-hash); ``ChainResult.heads`` holds every (seq, hash) read, so ``compare_with_witness`` can
-check a chain against a head another writer or an auditor saved (tail truncation), and the
-entry hashes are the leaves a Merkle tree (RFC 9162) is built from.
+Completeness: a hash chain proves order, not that nothing was cut off its end. Writers sign
+``checkpoint`` entries (the RFC 9162 tree head of their chain so far) and record the others'
+in ``witnessed`` entries; ``check_checkpoints`` is the one comparison of a chain with
+everything seen of it (its own checkpoints, other writers' witnesses, a checkpoint an auditor
+saved, timestamp tokens): shorter means entries were removed, different means rewritten, and a
+key other than the one registered in a witnessed prefix means a key change nothing explains.
+``compare_with_witness`` is its building block (and checks a station's chain against its own
+index).
 
 What this module must never do: take a key, a role or a trust decision from an entry alone;
 read local state; accept an entry whose signature, place or link does not check.
@@ -445,7 +449,7 @@ def witnessed_checkpoint(entry: Entry) -> SeenCheckpoint | None:
             or checkpoint_hash is None or size is None or root is None):
         return None
     return SeenCheckpoint(writer, seq, checkpoint_hash, size, root,
-                          f"writer {entry['writer']} (its entry {entry['seq']})")
+                          f"writer {entry['writer']}'s witness entry {entry['seq']}")
 
 
 def prefix_roots(heads: Mapping[int, str], sizes: Iterable[int]) -> dict[int, str]:
@@ -520,7 +524,7 @@ def check_checkpoints(result: ChainResult, key_fingerprint: str | None,
     if beyond:
         farthest = max(beyond, key=lambda item: item.checkpoint_seq)
         cut = compare_with_witness(writer, heads, Head(farthest.checkpoint_seq, None),
-                                   witness=f"{farthest.witness} (checkpoint {farthest.checkpoint_seq})")
+                                   witness=farthest.witness)
         if cut is not None:
             others = len(beyond) - 1
             more = f"; {others} other checkpoint(s) seen beyond its end" if others else ""
