@@ -81,6 +81,9 @@ class Checkpointer:
         self.actor = actor
         self.stamping = stamping
         self.metrics = metrics
+        # writer -> last seq of its chain read while looking for checkpoints: a writer that
+        # signs none (an older version) is not read again from its start every hour
+        self._scanned: dict[str, int] = {}
 
     def checkpoint(self) -> dict[str, Any] | None:
         """Sign a checkpoint when anything was appended since the last one (then stamp it).
@@ -129,7 +132,8 @@ class Checkpointer:
     def witness_archive(self) -> int:
         """Witness the latest checkpoint of every other writer, read from the archive."""
         return self.witness(latest_checkpoints(self.store, skip=self.ledger.writer,
-                                               after=self.ledger.witnessed()))
+                                               after=self.ledger.witnessed(),
+                                               scanned=self._scanned))
 
     def start(self) -> None:
         """At a writer's start: witness the others, then sign a checkpoint over that."""
@@ -163,10 +167,13 @@ class StoredCheckpoint:
 
 
 def latest_checkpoint(store: ArchiveStore, writer: str, *, after: int = 0,
-                      witness: str = "") -> StoredCheckpoint | None:
+                      witness: str = "", scanned: dict[str, int] | None = None,
+                      ) -> StoredCheckpoint | None:
     """The newest checkpoint entry of ``writer`` after seq ``after`` whose signature checks
     with the writer's key in the archive; None when there is none (or no key). Costs one
-    listing from ``after`` on and reading entries back from the end to the checkpoint."""
+    listing from ``after`` on and reading entries back from the end to the checkpoint.
+    ``scanned`` (writer -> last seq read) lets a caller that asks again skip what it read."""
+    after = max(after, (scanned or {}).get(writer, 0))
     try:
         public = load_public_pem(store.get_bytes(keys.public_key_key(writer)),
                                  what=keys.public_key_key(writer))
@@ -176,6 +183,8 @@ def latest_checkpoint(store: ArchiveStore, writer: str, *, after: int = 0,
     listed = sorted(parsed[1] for key in store.list_keys(keys.ledger_prefix(writer),
                                                          start_after=start_after)
                     if (parsed := keys.parse_ledger_key(key)) is not None and parsed[1] > after)
+    if scanned is not None and listed:
+        scanned[writer] = listed[-1]
     for seq in reversed(listed):
         try:
             data = store.get_bytes(keys.ledger_key(writer, seq))
@@ -193,13 +202,15 @@ def latest_checkpoint(store: ArchiveStore, writer: str, *, after: int = 0,
 
 
 def latest_checkpoints(store: ArchiveStore, *, skip: str | None = None,
-                       after: dict[str, int] | None = None) -> list[SeenCheckpoint]:
+                       after: dict[str, int] | None = None,
+                       scanned: dict[str, int] | None = None) -> list[SeenCheckpoint]:
     """The newest checkpoint of every writer but ``skip`` newer than ``after[writer]``."""
     found = []
     for writer in writers_in(store):
         if writer == skip:
             continue
-        stored = latest_checkpoint(store, writer, after=(after or {}).get(writer, 0))
+        stored = latest_checkpoint(store, writer, after=(after or {}).get(writer, 0),
+                                   scanned=scanned)
         if stored is not None:
             found.append(stored.seen)
     return found

@@ -34,6 +34,7 @@ from ..compliance.catalog import device_facts, recording_facts
 from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
 from ..custody.chain import Event
+from ..custody.checkpoints import Checkpointer
 from ..custody.ledger import Clock, format_time, utc_now
 from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageError
 from ..ingest.pipeline import Ingestor
@@ -107,6 +108,7 @@ class Upkeep:
         self.known_undocked: set[str] = set()
         self.devices = station.devices()
         self.actor = f"station:{config.station.id}"
+        self.checkpointer: Checkpointer | None = None  # made at the first checkpoint job
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -260,9 +262,10 @@ class Upkeep:
         """Witness the other writers' latest checkpoints, then sign one of this station's
         chain over them (stamped with ``[timestamp] url``). ``IntegrityError`` when this
         station's own chain lost its end in the archive (it then appends nothing)."""
-        checkpointer = self.station.checkpointer(self.metrics)
-        checkpointer.witness_archive()
-        checkpointer.checkpoint()
+        if self.checkpointer is None:
+            self.checkpointer = self.station.checkpointer(self.metrics)
+        self.checkpointer.witness_archive()
+        self.checkpointer.checkpoint()
 
     def leftover_cleanup(self) -> int:
         """Remove unfinished writes interrupted runs left in the archive; how many."""
