@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -465,5 +464,26 @@ def test_a_token_beyond_the_end_of_a_chain_shows_the_cut(
     assert code == 7 and "the archive holds 2 entries of writer town-a" in out, out
 
 
-def entries_details(archive: Path, writer: str) -> list[dict[str, Any]]:
-    return [entry["details"] for entry in entries_of(archive, writer)]
+def test_a_checkpoint_that_signs_another_tree_is_a_problem(tmp_path: Path) -> None:
+    """A writer's own checkpoint must sign the tree of the entries before it: one that does
+    not (a bug, or a key holder preparing a rewrite) is named."""
+    ledger = ledger_in(tmp_path)
+    ledger.append(Event.ACQUIRED, recording="ab" * 32, actor="a", details={})
+    ledger.checkpoint(actor="station:town-a")
+    archive = tmp_path / "archive"
+    entries = entries_of(archive, "town-a")
+    entries[-1]["details"] = {**entries[-1]["details"], "root_hash": "00" * 32}
+    write_chain(archive, "town-a", ledger.private_key, entries)
+    result = check_chain("town-a", stored_chain(archive, "town-a"), ledger.private_key.public_key())
+    [problem] = check_checkpoints(result, fingerprint(ledger.private_key), [])
+    assert "checkpoint entry 3 of writer town-a does not sign the tree head" in problem.message
+
+
+def test_verify_refuses_a_file_that_is_no_saved_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger_in(tmp_path).append(Event.ACQUIRED, recording="ab" * 32, actor="a", details={})
+    bogus = tmp_path / "notes.json"
+    bogus.write_text('{"format": "something else"}')
+    code, _, err = run_cli(capsys, "--config", str(fresh_config(tmp_path, tmp_path / "archive")),
+                           "verify", "--checkpoint", str(bogus))
+    assert code == 2 and "is not a saved checkpoint" in err
