@@ -291,7 +291,7 @@ def read_saved(path: Path, store: ArchiveStore) -> ReadSaved:
                               "signed ledger entry") from None
         checkpoint = (checkpoint_seen(writer, int(body["seq"]), canonical.entry_hash(body),
                                       body["details"], witness=witness,
-                                      fingerprint=str(item.get("fingerprint")))
+                                      fingerprint=_text(item.get("fingerprint")))
                       if keys.is_writer(writer) and isinstance(body.get("seq"), int)
                       and body.get("writer") == writer and isinstance(body.get("details"), dict)
                       else None)
@@ -321,3 +321,6 @@ def _signature_note(document: dict[str, Any], store: ArchiveStore) -> str:
         return f"signed by {made_by} (key {fingerprint(public)}): signature checks"
     return f"ALTERED: its signature does not check with the key of {made_by}"
 
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
