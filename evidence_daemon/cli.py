@@ -26,7 +26,10 @@ from .api.cli import add_commands as add_api_commands
 from .archive import keys
 from .compliance.rules import STATES as COMPLIANCE_STATES
 from .config import Config, load_config
-from .custody.chain import Head, Problem, compare_with_witness
+from .custody.chain import Head, Problem, ProblemKind, compare_with_witness
+from .custody.checkpoints import read_saved, saved_checkpoint
+from .custody.signing import load_private_key
+from .custody.timestamp import load_tsa_trust
 from .custody.trust import anchors_from
 from .custody.verify import Report as VerifyReport
 from .custody.verify import verify_archive
@@ -77,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--trust", action="append", default=[], metavar="FINGERPRINT",
                         help="a writer key believed (SHA256:..., published out of band); "
                         "adds to [verify] trusted_keys. Without any, only consistency is checked")
+    verify.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="also check the archive against a checkpoint saved earlier with "
+                        "`evidence-daemon checkpoint --out FILE`: a chain shorter than it, or "
+                        "different from it, is a problem")
+
+    checkpoint = commands.add_parser(
+        "checkpoint", help="print the latest signed checkpoint of every ledger writer; with "
+        "--out, save them for a later `verify --checkpoint`")
+    checkpoint.add_argument("--out", type=Path, metavar="FILE",
+                            help="write the checkpoint (JSON) here; keep it away from the archive")
 
     status = commands.add_parser("status", help="queue and compliance at a glance")
     status.add_argument("--json", action="store_true")
@@ -127,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides=_parse_overrides(args.overrides))
         handler = {"ingest": cmd_ingest, "recordings": cmd_recordings, "verify": cmd_verify,
+                   "checkpoint": cmd_checkpoint,
                    "status": cmd_status, "devices": cmd_devices, "run": cmd_run,
                    "proxies": cmd_proxies, "report": cmd_report, **API_HANDLERS}[args.command]
         return handler(config, args)
@@ -203,6 +217,8 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
                 Origin(args.path, device_id=args.device_id, officer_id=args.officer_id),
                 archive_error=archive_error,
             )
+            if summary.archive_error is None:
+                station.checkpoint()  # what this run appended, signed as a tree head
         recordings = station.recordings()
     finally:
         station.close()
@@ -302,15 +318,29 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     if args.all and args.ids:
         raise ConfigError("verify: give --all or recording ids, not both")
     trust = anchors_from(args.trust, config.verify.trusted_keys)
+    tsa = (load_tsa_trust(config.timestamp.tsa_cert_file)
+           if config.timestamp.tsa_cert_file is not None else None)
     store = build_store(config)
     store.check()
-    report = verify_archive(store, None if args.all or not args.ids else args.ids, trust=trust)
+    saved = read_saved(args.checkpoint, store) if args.checkpoint is not None else None
+    report = verify_archive(store, None if args.all or not args.ids else args.ids, trust=trust,
+                            saved=saved.seen if saved is not None else (), tsa=tsa)
+    if saved is not None and saved.signature_note.startswith("ALTERED"):
+        report.problems.append(Problem(str(args.checkpoint), saved.signature_note,
+                                       kind=ProblemKind.WITNESS))
     if config.database_path.exists():
         report.problems.extend(_station_head_problems(config, report))
     for writer, fingerprint in sorted(report.writers.items()):
         judgement = report.judgements.get(writer)
         note = f" ({judgement.note()})" if judgement is not None else ""
         print(f"ledger writer {writer}: key {fingerprint}{note}")
+    if saved is not None:
+        print(f"compared with the checkpoint saved {saved.made_at} by {saved.made_by} "
+              f"({len(saved.seen)} writer(s)); file {saved.signature_note}")
+    print(f"chains compared with {report.checkpoints_compared} checkpoint(s) seen of them "
+          "(witnessed by other writers, saved, time-stamped)")
+    for note in report.notes:
+        print(f"info: {safe(note)}")
     for problem in report.problems:
         print(f"FAIL {safe(problem)}")
     if not report.trust_checked:
@@ -345,6 +375,52 @@ def _station_head_problems(config: Config, report: VerifyReport) -> list[Problem
     problem = compare_with_witness(config.station.id, heads, Head(int(row["seq"]),
                                    str(row["entry_hash"])), witness="this station's own index")
     return [problem] if problem is not None else []
+
+
+# -- checkpoint ---------------------------------------------------------------------------
+
+def cmd_checkpoint(config: Config, args: argparse.Namespace) -> int:
+    """Print (and with --out save) the latest checkpoint of every writer; signed with this
+    machine's writer key when it has one it may read."""
+    store = build_store(config)
+    store.check()
+    signing_key, made_by, key_note = None, f"user:{_operator() or 'unknown'}", ""
+    for path, maker in ((config.key_path, f"station:{config.station.id}"),
+                        (config.api_key_path, f"api:{config.api.id}")):
+        if path.exists():
+            try:
+                signing_key, made_by = load_private_key(path), maker
+                break
+            except ConfigError as exc:
+                key_note = f" (cannot use {path}: {exc.message})"
+    saved = saved_checkpoint(store, made_by=made_by, signing_key=signing_key)
+    print(f"checkpoint of {store.location}, {saved.document['made_at']}")
+    for item in saved.checkpoints:
+        details = item.entry["details"]
+        print(f"  writer {item.writer}: checkpoint {item.seq} ({item.entry['time']}), tree of "
+              f"{details['tree_size']} entries, root {details['root_hash']}, key "
+              f"{item.fingerprint}")
+    for writer in saved.without:
+        print(f"  writer {writer}: no checkpoint yet: its entries are covered by nothing saved "
+              "here (it signs one at its next start)")
+    if args.out is not None:
+        text = json.dumps(saved.document, ensure_ascii=False, indent=2) + "\n"
+        temp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
+        try:
+            with temp.open("x", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, args.out)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise ConfigError(f"--out: cannot write {args.out}: {exc.strerror}") from exc
+        signed = (f"signed by {made_by}" if signing_key is not None
+                  else f"unsigned{key_note}; the checkpoints inside are signed by their writers")
+        print(f"saved {len(saved.checkpoints)} checkpoint(s) to {args.out} ({signed}). Keep it "
+              "away from the archive; `evidence-daemon verify --checkpoint "
+              f"{args.out}` later shows any entry removed or rewritten up to here.")
+    return 0
 
 
 # -- status -------------------------------------------------------------------------------
@@ -445,7 +521,8 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         return sources
 
     station = open_station(config, connect_archive=False)
-    metrics = StationMetrics(config, station.database, clock=station.clock)
+    metrics = StationMetrics(config, station.database, clock=station.clock,
+                             ledger=station.ledger)
     try:
         return run_daemon(config, station, build_sources=build_sources, build_manager=build_manager,
                           metrics=metrics)

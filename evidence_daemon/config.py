@@ -194,6 +194,9 @@ class UpkeepConfig:
     # Unfinished writes (staging temp files, multipart uploads) are removed once this old: longer
     # than any upload takes, since other stations sharing the archive cannot be asked.
     leftover_age_s: float = 86400.0
+    # Witness the other writers' latest checkpoints and sign one of this station's chain: at
+    # start of `run`, then this often (at most an hour, so truncation is caught within one).
+    checkpoint_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,10 @@ class ApiConfig:
     secure_cookies: bool = False  # mark the console's cookie Secure (set it behind TLS)
     max_export_recordings: int = 100
     page_size_max: int = 500
+    # Sign a checkpoint of this node's audit chain at start and, checked at every catalog poll,
+    # once this many entries were appended or this many seconds passed with any appended.
+    checkpoint_entries: int = 100
+    checkpoint_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -520,6 +527,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("api.grant_ttl_s: must be positive")
     if api.max_export_recordings < 1 or api.page_size_max < 1:
         raise ConfigError("api.max_export_recordings and api.page_size_max: must be at least 1")
+    if api.checkpoint_entries < 1 or api.checkpoint_s <= 0:
+        raise ConfigError("api.checkpoint_entries and api.checkpoint_s: must be positive")
+    if not 0 < config.upkeep.checkpoint_s <= 3600:
+        raise ConfigError("upkeep.checkpoint_s: must be positive and at most 3600 (witnessing "
+                          "at least hourly is what makes a removed chain end visible)")
     if config.upkeep.leftover_age_s < 0 or config.upkeep.leftover_cleanup_s <= 0:
         raise ConfigError("upkeep.leftover_age_s must not be negative and "
                           "upkeep.leftover_cleanup_s must be positive")

@@ -106,7 +106,8 @@ class Daemon:
         self.status_interval_s = status_interval_s
         self.status_path = config.dock.runtime_dir / STATUS_FILE
         self.started_at = time.time()
-        self.metrics = metrics or StationMetrics(config, station.database, clock=station.clock)
+        self.metrics = metrics or StationMetrics(config, station.database, clock=station.clock,
+                                                 ledger=station.ledger)
         self.upkeep = upkeep or Upkeep(config, station, manager.ingestor,
                                        metrics=self.metrics.pipeline, health=self.metrics.health)
         self.metrics_server: Source | None = metrics_server or (

@@ -22,6 +22,7 @@ from .archive.filesystem import FilesystemArchive
 from .compliance.rules import compliance_state
 from .config import Config
 from .custody.chain import Role
+from .custody.checkpoints import CheckpointMetrics, Checkpointer, Stamping
 from .custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
@@ -110,6 +111,20 @@ class Station:
                 "verified_by": row["verified_by"],
             })
         return result
+
+    def checkpointer(self, metrics: CheckpointMetrics | None = None) -> Checkpointer:
+        """Signs, stamps and witnesses this station's checkpoints (``[timestamp]``)."""
+        return Checkpointer(self.ledger, actor=f"station:{self.config.station.id}",
+                            stamping=Stamping.from_config(self.config.timestamp),
+                            metrics=metrics)
+
+    def checkpoint(self, metrics: CheckpointMetrics | None = None) -> None:
+        """Sign a checkpoint now (end of ``ingest``); a failure is logged, never raised: the
+        evidence is archived either way, and the next checkpoint covers it."""
+        try:
+            self.checkpointer(metrics).checkpoint()
+        except EvidenceError as exc:
+            log.error("ledger %s: no checkpoint signed: %s", self.config.station.id, exc.message)
 
     def connect(self) -> None:
         """Check the archive and publish (or match) this station's public key."""

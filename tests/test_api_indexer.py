@@ -367,7 +367,8 @@ def test_a_card_is_catalogued_with_the_manifests_facts(
 
     result = indexer.poll()
 
-    assert (result.entries, result.recordings, result.problems) == (15, 7, [])  # 1 key-registered
+    # + 1 key-registered, and the checkpoint the ingest signs at its end
+    assert (result.entries, result.recordings, result.problems) == (16, 7, [])
     assert indexer.last_poll_at is not None
     recordings = recordings_by_id(database)
     ledger = events(database)
@@ -406,7 +407,7 @@ def test_a_card_is_catalogued_with_the_manifests_facts(
     pem = (archive / keys.public_key_key(STATION)).read_bytes()
     assert writer["public_key"] == pem.decode() and writer["problem"] is None
     assert writer["fingerprint"] == fingerprint(load_public_pem(pem, what="key"))
-    assert (writer["head_seq"], writer["head_hash"]) == (15, ledger[15]["entry_hash"])
+    assert (writer["head_seq"], writer["head_hash"]) == (16, ledger[16]["entry_hash"])
 
     assert calls.writes() == [] and snapshot(archive) == before  # never writes to the archive
 
@@ -417,7 +418,7 @@ def test_a_poll_with_nothing_new_is_cheap_and_more_ingest_reads_only_the_new(
     config, archive, ids = byte_station(tmp_path, capsys, 2)
     store, calls = counting(FilesystemArchive(archive))
     indexer, database = fresh_indexer(tmp_path, store)
-    assert (indexer.poll().entries, indexer.poll().entries) == (5, 0)
+    assert (indexer.poll().entries, indexer.poll().entries) == (6, 0)  # with the checkpoint
 
     calls.calls.clear()
     result = indexer.poll()
@@ -428,17 +429,17 @@ def test_a_poll_with_nothing_new_is_cheap_and_more_ingest_reads_only_the_new(
     ingest(capsys, config, tmp_path / "station" / "card")
     calls.calls.clear()
     result = indexer.poll()
-    assert (result.entries, result.recordings) == (4, 2)
+    assert (result.entries, result.recordings) == (5, 2)
     read = [key for name, key in calls.calls if name == "get_bytes"]
     assert sorted(key for key in read if key.startswith("ledger/")) == [
-        keys.ledger_key(STATION, seq) for seq in (6, 7, 8, 9)]
+        keys.ledger_key(STATION, seq) for seq in (7, 8, 9, 10, 11)]
     assert sorted(key for key in read if key.startswith("recordings/")) == sorted(
         keys.manifest_key(sha256) for sha256 in more)
     assert set(recordings_by_id(database)) == set(ids + more)
 
     before = {table: catalog_rows(database, table) for table in ("writers", "events", "recordings")}
     result = indexer.reindex()
-    assert (result.entries, result.recordings, result.problems) == (9, 4, [])
+    assert (result.entries, result.recordings, result.problems) == (11, 4, [])
     assert {table: catalog_rows(database, table) for table in before} == before
     assert calls.writes() == []
 
@@ -497,11 +498,11 @@ def test_an_altered_entry_is_marked_and_indexing_goes_on(
     result = indexer.poll()
 
     ledger = events(database)
-    assert result.entries == 7 and sorted(ledger) == [1, 2, 3, 4, 5, 6, 7]
+    assert result.entries == 8 and sorted(ledger) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert ledger[3]["verified"] == 0
     assert "signature does not verify with the writer's key: the entry was altered" in ledger[3]["problem"]
     assert ledger[4]["verified"] == 0 and "the chain is broken" in ledger[4]["problem"]
-    assert [ledger[seq]["verified"] for seq in (1, 2, 5, 6, 7)] == [1, 1, 1, 1, 1]
+    assert [ledger[seq]["verified"] for seq in (1, 2, 5, 6, 7, 8)] == [1, 1, 1, 1, 1, 1]
     assert any(keys.ledger_key(STATION, 3) in problem and "altered" in problem
                for problem in result.problems)
     # A recording whose 'archived' event (3 or 4) does not verify is not catalogued.
@@ -522,7 +523,7 @@ def test_an_unreadable_entry_and_a_missing_one_are_named(tmp_path: Path,
     result = indexer.poll()
 
     ledger = events(database)
-    assert sorted(ledger) == [1, 2, 3, 4, 6, 7, 8, 9] and result.entries == 8
+    assert sorted(ledger) == [1, 2, 3, 4, 6, 7, 8, 9, 10] and result.entries == 9
     assert ledger[2]["event"] == "unreadable" and "not a valid ledger entry" in ledger[2]["problem"]
     assert "prev cannot be checked: entry 2 before it is unreadable" in ledger[3]["problem"]
     assert ledger[6]["problem"] == f"entry 5 of writer {STATION} is missing before this one"
@@ -581,7 +582,7 @@ def test_events_of_another_writer_may_come_before_the_archived_one(
 
     shutil.copytree(archive / "ledger" / STATION, partial / "ledger" / STATION)
     result = indexer.poll()
-    assert (result.entries, result.recordings) == (3, 1)
+    assert (result.entries, result.recordings) == (4, 1)  # with the ingest's checkpoint
     row = recordings_by_id(database)[sha256]
     assert (row["held"], json.loads(row["cases"]), row["notes"], row["retain_until"]) == (
         1, ["CASE-1"], 2, "2030-01-01T00:00:00+00:00")
@@ -681,7 +682,7 @@ def test_a_missing_public_key_holds_back_its_writer_until_it_is_there(
 
     key_path.write_bytes(saved)
     result = indexer.poll()
-    assert (result.entries, result.problems) == (3, []) and set(recordings_by_id(database)) == set(ids)
+    assert (result.entries, result.problems) == (4, []) and set(recordings_by_id(database)) == set(ids)
     assert database.scalar("SELECT problem FROM writers WHERE writer = ?", (STATION,)) is None
 
 
@@ -695,13 +696,13 @@ def test_a_changed_public_key_is_reported_not_adopted(tmp_path: Path,
     # Someone replaces the station's key and appends an entry signed with theirs.
     forger = Ed25519PrivateKey.generate()
     writable(archive / keys.public_key_key(STATION)).write_bytes(public_pem(forger))
-    head = events(database)[3]
-    _, data = signed(forger, seq=4, prev=head["entry_hash"], writer=STATION, recording=None,
+    head = events(database)[4]  # the ingest's checkpoint
+    _, data = signed(forger, seq=5, prev=head["entry_hash"], writer=STATION, recording=None,
                      event="quarantined", details={})
-    (archive / keys.ledger_key(STATION, 4)).write_bytes(data)
+    (archive / keys.ledger_key(STATION, 5)).write_bytes(data)
 
     result = indexer.poll()
-    forged = events(database)[4]
+    forged = events(database)[5]
     assert forged["verified"] == 0 and "altered (or signed with the different key" in forged["problem"]
     problem = database.scalar("SELECT problem FROM writers WHERE writer = ?", (STATION,))
     assert f"public key keys/{STATION}.pub in the archive changed (indexed {indexed}" in problem
@@ -718,7 +719,7 @@ def test_stray_objects_are_reported_once_and_never_crash_a_poll(
     (archive / "ledger" / STATION / "zzz.json").write_text("{}")
     indexer, database = fresh_indexer(tmp_path, FilesystemArchive(archive))
     result = indexer.poll()
-    assert result.entries == 3 and set(recordings_by_id(database)) == set(ids)
+    assert result.entries == 4 and set(recordings_by_id(database)) == set(ids)
     assert sorted(result.problems) == [
         "keys/README.txt: unexpected object among the public keys",
         "ledger/notes.txt: unexpected object in the ledger area",

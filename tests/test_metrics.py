@@ -116,7 +116,7 @@ def test_every_metric_the_alerts_and_dashboard_use_is_exported(tmp_path: Path) -
     write_footage(tmp_path / "card", "a.mp4", b"pending")
     station.ingestor().ingest(Origin(tmp_path / "card"), archive_error="away (test)")
     metrics = StationMetrics(station.config, station.database, clock=clock,
-                             registry=CollectorRegistry())
+                             registry=CollectorRegistry(), ledger=station.ledger)
     metrics.health.set(True)
     exported = {sample.name for family in metrics.registry.collect() for sample in family.samples}
     station.close()

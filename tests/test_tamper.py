@@ -3,8 +3,8 @@ the archive and the trust anchors (the station's and the API node's key fingerpr
 agency publishes them), by ``verify`` and by the API node's custody view.
 
 Every case must exit 7 naming the writer or the recording, and a forged manifest must never
-be shown as the recording's. Tail truncation is not here: it needs checkpoints (issue 11,
-part 2); ``docs/architecture.md`` lists it in the detection matrix as such.
+be shown as the recording's. Tail truncation and rewrites caught by checkpoints and witnesses
+are in ``tests/test_checkpoints.py``.
 """
 
 from __future__ import annotations

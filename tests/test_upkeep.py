@@ -123,7 +123,7 @@ def test_jobs_never_overlap_themselves_and_stop_cleanly(tmp_path: Path) -> None:
     try:
         jobs = {job.id: job for job in upkeep.scheduler.get_jobs()}
         assert set(jobs) == {"compliance-scan", "retry-uploads", "flush-device-events",
-                             "spool-cleanup", FIXITY_AUDIT, "leftover-cleanup"}
+                             "spool-cleanup", FIXITY_AUDIT, "leftover-cleanup", "checkpoint"}
         assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
     finally:
         upkeep.stop()

@@ -1,7 +1,7 @@
 """The HTTP surface of the API node (FastAPI): authorise, record, then answer.
 
-Every route but ``/healthz`` resolves the caller from a bearer token and checks the role
-matrix (``auth.PERMISSIONS``) before doing anything. Content is only ever streamed after the
+Every route but ``/healthz`` and ``/metrics`` resolves the caller from a bearer token and
+checks the role matrix (``auth.PERMISSIONS``) before doing anything. Content is only ever streamed after the
 object was found in the archive and its ``accessed`` event is stored in this node's signed
 ledger; if the ledger cannot be written, nothing is sent, and an object that is not there (or
 not the size catalogued) is an ``access-failed`` event and an error — never an ``accessed``
@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 from starlette.background import BackgroundTask
@@ -400,6 +401,11 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
         return {"status": "ok", "writer": node.writer,
                 "catalog": {**node.catalog.stats(), "last_poll": node.indexer.last_poll_at,
                             "last_error": poller.last_error}}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        # For Prometheus, like /healthz without a token: counters and this node's chain health.
+        return Response(generate_latest(node.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(f"{API}/openapi.json", include_in_schema=False)
     def openapi(user: CurrentUser) -> dict[str, Any]:

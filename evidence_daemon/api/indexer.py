@@ -542,6 +542,24 @@ class Indexer:
                         self._refresh(conn, recording, {}, PollResult())
             return True
 
+    def latest_checkpoints(self, *, skip: str | None = None) -> list[chain.SeenCheckpoint]:
+        """The newest verified checkpoint entry of every writer but ``skip``, as catalogued:
+        what this node witnesses in its own chain after a poll."""
+        found: list[chain.SeenCheckpoint] = []
+        # SQLite takes the bare columns from the row holding MAX(seq).
+        for row in self.database.query(
+                "SELECT writer, MAX(seq) AS seq, entry_hash, details FROM events"
+                " WHERE event = ? AND verified = 1 GROUP BY writer",
+                (str(chain.Event.CHECKPOINT),)):
+            if row["writer"] == skip:
+                continue
+            seen = chain.checkpoint_seen(str(row["writer"]), int(row["seq"]),
+                                         str(row["entry_hash"]), json.loads(row["details"]),
+                                         witness=f"writer {row['writer']}")
+            if seen is not None:
+                found.append(seen)
+        return found
+
     # -- one poll -------------------------------------------------------------------------
 
     def _poll(self) -> PollResult:

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import CollectorRegistry
 
 from ..archive.base import ArchiveStore
 from ..config import Config
 from ..custody.chain import Event, Role
+from ..custody.checkpoints import Checkpointer, Stamping
 from ..custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
 from ..custody.signing import load_or_create_private_key
 from ..custody.trust import anchors_from
 from ..errors import ConfigError, EvidenceError
+from ..metrics.ledger import CheckpointCounters, TailCollector
 from ..state.db import Database
 from ..station import build_store
 from .auth import Users
@@ -39,12 +44,22 @@ class ApiNode:
     ledger: LedgerWriter
     indexer: Indexer
     clock: Clock
+    monotonic: Callable[[], float] = time.monotonic
     users: Users = field(init=False)
     catalog: Catalog = field(init=False)
+    registry: CollectorRegistry = field(init=False)  # served at /metrics
+    checkpointer: Checkpointer = field(init=False)
 
     def __post_init__(self) -> None:
         self.users = Users(self.database, clock=self.clock)
         self.catalog = Catalog(self.database)
+        self.registry = CollectorRegistry()
+        self.registry.register(TailCollector(self.ledger))
+        self.checkpointer = Checkpointer(
+            self.ledger, actor=f"api:{self.writer}",
+            stamping=Stamping.from_config(self.config.timestamp),
+            metrics=CheckpointCounters(self.registry))
+        self._checkpointed_at: float | None = None
 
     @property
     def writer(self) -> str:
@@ -64,6 +79,28 @@ class ApiNode:
                 self.indexer.poll()
         except EvidenceError as exc:  # the entry is safe in the archive; the next poll indexes it
             log.warning("could not index own entry %s#%d yet: %s", self.writer, seq, exc.message)
+
+    def keep_checkpoints(self) -> None:
+        """After a catalog poll: witness the other writers' newest checkpoints the catalog
+        holds, and sign a checkpoint of this node's chain at start, once
+        ``api.checkpoint_entries`` entries were appended, or ``api.checkpoint_s`` after the
+        last one when anything was. Failures are logged (a chain whose end is gone from the
+        archive also shows in ``evidence_ledger_tail_missing``); requests never wait for it."""
+        try:
+            witnessed = self.ledger.witnessed()
+            self.checkpointer.witness(
+                seen for seen in self.indexer.latest_checkpoints(skip=self.writer)
+                if seen.checkpoint_seq > witnessed.get(seen.writer, 0))
+            now = self.monotonic()
+            pending = self.ledger.entries_since_checkpoint()
+            due = (self._checkpointed_at is None or pending >= self.config.api.checkpoint_entries
+                   or (pending and now - self._checkpointed_at >= self.config.api.checkpoint_s))
+            if due:
+                self.checkpointer.checkpoint()
+                self._checkpointed_at = now
+        except EvidenceError as exc:
+            log.error("ledger %s: checkpoint or witness not recorded: %s", self.writer,
+                      exc.message)
 
     def close(self) -> None:
         self.database.close()
@@ -94,7 +131,8 @@ def open_api_node(config: Config, *, clock: Clock = utc_now,
 
 
 class Poller:
-    """Keeps the catalog current: polls the archive every ``api.poll_s`` in a thread."""
+    """Keeps the catalog current: polls the archive every ``api.poll_s`` in a thread, and
+    after each poll keeps this node's checkpoints and witnesses (``ApiNode.keep_checkpoints``)."""
 
     def __init__(self, node: ApiNode) -> None:
         self.node = node
@@ -118,6 +156,8 @@ class Poller:
             except EvidenceError as exc:
                 self.last_error = exc.message
                 log.warning("catalog poll failed (will retry): %s", exc.message)
+            else:
+                self.node.keep_checkpoints()
             self._stop.wait(self.node.config.api.poll_s)
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@
     recordings/<sha256>/poster.jpg
     ledger/<writer-id>/<seq:012d>.json
     keys/<writer-id>.pub
+    checkpoints/<writer-id>/<seq:012d>.tsr   (RFC 3161 token over checkpoint entry <seq>)
 
 Keys are built only from a SHA-256, a sanitised extension and a validated writer id, never from
 a device file name, so no name on a card can steer where anything is written.
@@ -25,6 +26,8 @@ _LEDGER_NAME = re.compile(r"^(\d{12})\.json$")
 RECORDINGS_PREFIX = "recordings/"
 LEDGER_PREFIX = "ledger/"
 KEYS_PREFIX = "keys/"
+CHECKPOINTS_PREFIX = "checkpoints/"
+_TIMESTAMP_NAME = re.compile(r"^(\d{12})\.tsr$")
 
 
 def check_sha256(sha256: str) -> str:
@@ -37,6 +40,10 @@ def check_writer(writer: str) -> str:
     if not _WRITER.fullmatch(writer):
         raise ValueError(f"not a valid writer id: {writer!r}")
     return writer
+
+
+def is_writer(writer: str) -> bool:
+    return bool(_WRITER.fullmatch(writer))
 
 
 def safe_extension(file_name: str) -> str:
@@ -89,6 +96,22 @@ def ledger_key(writer: str, seq: int) -> str:
 
 def public_key_key(writer: str) -> str:
     return f"{KEYS_PREFIX}{check_writer(writer)}.pub"
+
+
+def timestamp_key(writer: str, seq: int) -> str:
+    """Where the RFC 3161 token over ``writer``'s checkpoint entry ``seq`` is stored."""
+    if seq < 1:
+        raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
+    return f"{CHECKPOINTS_PREFIX}{check_writer(writer)}/{seq:012d}.tsr"
+
+
+def parse_timestamp_key(key: str) -> tuple[str, int] | None:
+    """``checkpoints/<writer>/<seq>.tsr`` -> (writer, seq); None for anything else."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "checkpoints" or not _WRITER.fullmatch(parts[1]):
+        return None
+    match = _TIMESTAMP_NAME.fullmatch(parts[2])
+    return (parts[1], int(match.group(1))) if match else None
 
 
 def parse_ledger_key(key: str) -> tuple[str, int] | None:

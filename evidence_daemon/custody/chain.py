@@ -20,10 +20,14 @@ An entry (``canonical.py`` has its bytes) is checked in two steps:
 written before registrations existed, is inferred from its events and said to be), and a key is
 believed only when it is one of the trust anchors (``trust.py``) given out of band.
 
-Hooks for what comes next: a ``Head`` is what a checkpoint signs (sequence number and head
-hash); ``ChainResult.heads`` holds every (seq, hash) read, so ``compare_with_witness`` can
-check a chain against a head another writer or an auditor saved (tail truncation), and the
-entry hashes are the leaves a Merkle tree (RFC 9162) is built from.
+Completeness: a hash chain proves order, not that nothing was cut off its end. Writers sign
+``checkpoint`` entries (the RFC 9162 tree head of their chain so far) and record the others'
+in ``witnessed`` entries; ``check_checkpoints`` is the one comparison of a chain with
+everything seen of it (its own checkpoints, other writers' witnesses, a checkpoint an auditor
+saved, timestamp tokens): shorter means entries were removed, different means rewritten, and a
+key other than the one registered in a witnessed prefix means a key change nothing explains.
+``compare_with_witness`` is its building block (and checks a station's chain against its own
+index).
 
 What this module must never do: take a key, a role or a trust decision from an entry alone;
 read local state; accept an entry whose signature, place or link does not check.
@@ -32,6 +36,7 @@ read local state; accept an entry whose signature, place or link does not check.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -41,13 +46,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..archive import keys
 from . import canonical
+from .merkle import CompactTree, entry_leaf_hash
 from .signing import signature_valid
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class Event(StrEnum):
     """Every event a ledger entry may carry. A station or API node appends only these."""
 
     KEY_REGISTERED = "key-registered"  # a writer's own role and key, signed by that key
+    # every role: a signed tree head of the writer's own chain, and one seen of another's
+    CHECKPOINT = "checkpoint"
+    WITNESSED = "witnessed"
     # station: acquisition, archival, derivation, devices, wipes, inbox
     ACQUIRED = "acquired"
     ARCHIVED = "archived"
@@ -83,13 +95,13 @@ class Role(StrEnum):
 
 ROLE_EVENTS: Mapping[Role, frozenset[Event]] = {
     Role.STATION: frozenset({
-        Event.KEY_REGISTERED, Event.ACQUIRED, Event.ARCHIVED, Event.DERIVED,
+        Event.KEY_REGISTERED, Event.CHECKPOINT, Event.WITNESSED, Event.ACQUIRED, Event.ARCHIVED, Event.DERIVED,
         Event.DUPLICATE_SOURCE, Event.QUARANTINED, Event.SET_ASIDE, Event.FLAGGED,
         Event.FIXITY_FAILED, Event.DEVICE_REGISTERED, Event.DEVICE_DOCKED,
         Event.DEVICE_ASSIGNED, Event.WIPED, Event.INBOX_MOVED, Event.INBOX_REMOVED,
     }),
     Role.API: frozenset({
-        Event.KEY_REGISTERED, Event.ACCESSED, Event.ACCESS_FAILED, Event.EXPORTED,
+        Event.KEY_REGISTERED, Event.CHECKPOINT, Event.WITNESSED, Event.ACCESSED, Event.ACCESS_FAILED, Event.EXPORTED,
         Event.VERIFIED, Event.HOLD_PLACED, Event.HOLD_RELEASED, Event.CASE_LINKED,
         Event.CASE_UNLINKED, Event.NOTE_ADDED, Event.RETENTION_EXTENDED,
     }),
@@ -136,7 +148,8 @@ class ProblemKind(StrEnum):
     KEY = "key"  # the writer's public key is missing or invalid
     UNTRUSTED = "untrusted"  # the writer's key is not a trust anchor
     ROLE = "role"  # signed outside the writer's role, or a bad registration
-    WITNESS = "witness"  # shorter than, or diverging from, a head seen earlier
+    WITNESS = "witness"  # shorter than, or diverging from, a head seen earlier; key changed
+    TIMESTAMP = "timestamp"  # an RFC 3161 token that does not verify or belongs to nothing
     CONTENT = "content"  # about what an entry describes (manifest, original, copies)
     CONFLICT = "conflict"  # entries that contradict each other
 
@@ -365,6 +378,205 @@ def compare_with_witness(writer: str, heads: Mapping[int, str], witnessed: Head,
     return None
 
 
+# -- checkpoints and witnesses ----------------------------------------------------------------
+#
+# A checkpoint is entry N+1 of a writer's own chain signing the RFC 9162 tree head of entries
+# 1..N (``checkpoint_details``); a witness is an entry of another writer recording that
+# checkpoint as it saw it (``witness_details``). The format is /work/checkpoint-format.md's
+# (docs/architecture.md, "Checkpoints"). ``check_checkpoints`` is the one place a chain is
+# compared with the checkpoints seen of it: by other writers, by an auditor who saved one, by a
+# time-stamping authority's token.
+
+
+def checkpoint_details(tree: CompactTree, head: Head) -> dict[str, Any]:
+    """What a checkpoint entry says: the tree head of entries 1..N and entry N itself."""
+    if tree.size != head.seq or not head.hash:
+        raise ValueError(f"tree of {tree.size} entries does not end at entry {head.seq}")
+    return {"tree_size": tree.size, "root_hash": tree.root().hex(), "head_seq": head.seq,
+            "head_hash": head.hash}
+
+
+@dataclass(frozen=True)
+class SeenCheckpoint:
+    """A checkpoint of ``writer``'s chain as someone saw it: its entry (seq and hash) and the
+    tree head it signs. ``witness`` says who saw it, for messages; ``fingerprint`` is the
+    writer's key as that witness knew it, when it says (a saved checkpoint file). A
+    checkpoint known only to have existed (a timestamp token for it) has hash and root ''."""
+
+    writer: str
+    checkpoint_seq: int
+    checkpoint_hash: str
+    tree_size: int
+    root_hash: str
+    witness: str
+    fingerprint: str | None = None
+
+
+def _size(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _hex(value: Any) -> str | None:
+    return value if isinstance(value, str) and _HEX64.fullmatch(value) else None
+
+
+def checkpoint_seen(writer: str, seq: int, entry_hash: str, details: Mapping[str, Any], *,
+                    witness: str, fingerprint: str | None = None) -> SeenCheckpoint | None:
+    """A checkpoint entry (its seq, hash and details) as a ``SeenCheckpoint``; None when its
+    details are not a checkpoint's."""
+    size, root = _size(details.get("tree_size")), _hex(details.get("root_hash"))
+    if size is None or root is None:
+        return None
+    return SeenCheckpoint(writer, seq, entry_hash, size, root, witness, fingerprint)
+
+
+def witness_details(seen: SeenCheckpoint) -> dict[str, Any]:
+    """What a ``witnessed`` entry says about another writer's checkpoint."""
+    return {"writer": seen.writer, "checkpoint_seq": seen.checkpoint_seq,
+            "checkpoint_hash": seen.checkpoint_hash, "tree_size": seen.tree_size,
+            "root_hash": seen.root_hash}
+
+
+def witnessed_checkpoint(entry: Entry) -> SeenCheckpoint | None:
+    """The checkpoint a (verified) ``witnessed`` entry records; None for anything else."""
+    details = entry["details"]
+    if entry["event"] != Event.WITNESSED:
+        return None
+    writer, seq = details.get("writer"), _size(details.get("checkpoint_seq"))
+    checkpoint_hash, size = _hex(details.get("checkpoint_hash")), _size(details.get("tree_size"))
+    root = _hex(details.get("root_hash"))
+    if (not isinstance(writer, str) or not keys.is_writer(writer) or not seq
+            or checkpoint_hash is None or size is None or root is None):
+        return None
+    return SeenCheckpoint(writer, seq, checkpoint_hash, size, root,
+                          f"writer {entry['writer']}'s witness entry {entry['seq']}")
+
+
+def prefix_roots(heads: Mapping[int, str], sizes: Iterable[int]) -> dict[int, str]:
+    """The RFC 9162 root (hex) of entries 1..size for each size whose entries are all readable
+    (``ChainResult.heads``); one pass over the chain for all sizes."""
+    wanted = sorted(set(sizes))
+    roots: dict[int, str] = {}
+    tree = CompactTree()
+    for size in wanted:
+        while tree.size < size:
+            entry_hash = heads.get(tree.size + 1)
+            if entry_hash is None:
+                return roots
+            tree = tree.append(entry_leaf_hash(entry_hash))
+        roots[size] = tree.root().hex()
+    return roots
+
+
+def _registered_key(result: ChainResult, upto: int) -> tuple[int, str] | None:
+    """(seq, fingerprint) of the last readable key-registered entry at or before ``upto``."""
+    found = None
+    for item in result.checked:
+        raw = item.read.raw
+        if item.read.seq > upto:
+            break
+        if (raw is not None and raw.get("event") == Event.KEY_REGISTERED
+                and isinstance(raw.get("details"), dict)):
+            found = (item.read.seq, str(raw["details"].get("fingerprint")))
+    return found
+
+
+def check_checkpoints(result: ChainResult, key_fingerprint: str | None,
+                      seen: Sequence[SeenCheckpoint]) -> list[Problem]:
+    """One writer's chain against its own checkpoints and every checkpoint seen of it.
+
+    - each of its own checkpoint entries must sign the tree head of the entries before it;
+    - the chain must reach every checkpoint seen (else entries were removed from its end),
+      hold that very checkpoint entry there, and its first ``tree_size`` entries must have the
+      root the checkpoint signed (else the chain was rewritten: an RFC 9162 consistency check,
+      done by recomputing the root since the whole chain is at hand);
+    - the key must be the one the chain registered up to the latest checkpoint seen intact
+      (and the one a saved checkpoint names): a key change no witnessed key-registered entry
+      explains. (Writers never rotate keys yet, so any change is unexplained.)
+
+    One problem per kind and writer, naming the strongest evidence."""
+    writer = result.writer
+    subject = keys.ledger_prefix(writer)
+    heads = result.heads
+    own: list[tuple[int, Mapping[str, Any]]] = [
+        (item.read.seq, item.read.entry["details"]) for item in result.checked
+        if item.verified and item.read.entry is not None
+        and item.read.entry["event"] == Event.CHECKPOINT]
+    sizes = [size for _, details in own if (size := _size(details.get("tree_size"))) is not None]
+    sizes += [item.tree_size for item in seen if item.root_hash]
+    roots = prefix_roots(heads, sizes)
+    problems: list[Problem] = []
+
+    for seq, details in own:
+        size, root = _size(details.get("tree_size")), _hex(details.get("root_hash"))
+        head_hash = details.get("head_hash")
+        if (size != seq - 1 or details.get("head_seq") != seq - 1 or root is None
+                or (seq - 1 in heads and head_hash != heads[seq - 1])
+                or (size in roots and roots[size] != root)):
+            problems.append(Problem(keys.ledger_key(writer, seq), f"checkpoint entry {seq} of "
+                                    f"writer {writer} does not sign the tree head of the "
+                                    f"{seq - 1} entries before it", kind=ProblemKind.WITNESS,
+                                    writer=writer))
+            break
+
+    last = max(heads, default=0)
+    beyond = [item for item in seen if item.checkpoint_seq > last]
+    if beyond:
+        farthest = max(beyond, key=lambda item: item.checkpoint_seq)
+        cut = compare_with_witness(writer, heads, Head(farthest.checkpoint_seq, None),
+                                   witness=farthest.witness)
+        if cut is not None:
+            others = len(beyond) - 1
+            more = f"; {others} other checkpoint(s) seen beyond its end" if others else ""
+            problems.append(Problem(cut.subject, cut.message + more, kind=ProblemKind.WITNESS,
+                                    writer=writer))
+
+    intact: list[SeenCheckpoint] = []
+    diverged: list[tuple[SeenCheckpoint, str]] = []
+    for item in sorted(seen, key=lambda item: item.checkpoint_seq):
+        if item.checkpoint_seq > last or not item.checkpoint_hash:
+            continue
+        differs = compare_with_witness(writer, heads, Head(item.checkpoint_seq,
+                                                           item.checkpoint_hash),
+                                       witness=item.witness)
+        if differs is None and item.tree_size in roots and roots[item.tree_size] != item.root_hash:
+            differs = Problem(subject, "", kind=ProblemKind.WITNESS, writer=writer)
+        if differs is None:
+            intact.append(item)
+        else:
+            diverged.append((item, "the entry there differs" if differs.message
+                             else "its first entries have another tree root"))
+    if diverged:
+        item, how = diverged[0]
+        more = f"; {len(diverged) - 1} other seen checkpoint(s) differ too" if len(diverged) > 1 else ""
+        problems.append(Problem(subject, f"the chain of writer {writer} diverges from its "
+                                f"checkpoint {item.checkpoint_seq} (tree of {item.tree_size} "
+                                f"entries) seen by {item.witness}: {how}; the chain was "
+                                f"rewritten or re-signed{more}", kind=ProblemKind.WITNESS,
+                                writer=writer))
+
+    if key_fingerprint is not None:
+        named = [item for item in seen if item.fingerprint is not None
+                 and item.fingerprint != key_fingerprint]
+        if named:
+            item = named[0]
+            problems.append(Problem(keys.public_key_key(writer), f"key of writer {writer} "
+                                    f"changed: {item.witness} knew {item.fingerprint}, the archive "
+                                    f"holds {key_fingerprint}", kind=ProblemKind.WITNESS,
+                                    writer=writer))
+        elif intact:
+            latest = intact[-1]
+            registered = _registered_key(result, latest.checkpoint_seq)
+            if registered is not None and registered[1] != key_fingerprint:
+                problems.append(Problem(
+                    keys.public_key_key(writer), f"key of writer {writer} changed: its chain "
+                    f"up to checkpoint {latest.checkpoint_seq} (seen by {latest.witness}) "
+                    f"registers key {registered[1]} (entry {registered[0]}), the archive holds "
+                    f"{key_fingerprint}; no witnessed key registration explains the change",
+                    kind=ProblemKind.WITNESS, writer=writer))
+    return problems
+
+
 # -- who may sign what ------------------------------------------------------------------------
 
 
@@ -427,6 +639,8 @@ def judge_entry(writer: str, key_fingerprint: str, role: Role | None, registered
         signers = [candidate for candidate in Role if may_sign(candidate, entry["event"])]
         if len(signers) == 1:
             return signers[0], False, None
+        if len(signers) > 1:  # checkpoints, witnesses: they tell nothing of the role
+            return None, False, None
         return None, False, problem(f"'{entry['event']}' is an event outside the vocabulary: "
                                     "it does not count")
     if not may_sign(role, entry["event"]):

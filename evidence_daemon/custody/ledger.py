@@ -12,6 +12,20 @@ Each writer has a role (station or API node) and signs only that role's events
 ``key-registered`` entry appends one naming its role and key fingerprint, signed with that key:
 a verifier that trusts the key then knows the role from the chain itself. Chains written before
 registrations existed get theirs when the upgraded writer next appends.
+
+**Checkpoints.** ``checkpoint()`` signs the RFC 9162 tree head of the chain so far as the
+chain's next entry (``chain.checkpoint_details``; the tree is kept as a ``CompactTree``
+extended from the index's ``entry_hash`` column, never re-read from the archive), and
+``witness()`` records a checkpoint of another writer. When and how often is the callers'
+business (``checkpoints.Checkpointer``).
+
+**A tail that went missing.** The index remembers how far this writer's chain went. If the
+archive no longer holds the entry at the index's head (or the latest own checkpoint), entries
+were removed from the end of the chain: appending would leave a gap that looks like nothing
+happened. The writer then refuses every append with ``IntegrityError`` and says so in
+``tail_missing`` (a metric and an alert) until the entries are restored. Checked when the
+chain is first synced (from the listing it reads anyway) and before an append, at most once
+per ``tail_check_s`` (one small GET of the head entry, one HEAD of the latest checkpoint).
 """
 
 from __future__ import annotations
@@ -19,25 +33,45 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..archive import keys
 from ..archive.base import ArchiveStore
-from ..errors import IntegrityError, ObjectExistsError, StateError, StorageError
+from ..errors import (
+    IntegrityError,
+    ObjectExistsError,
+    ObjectMissingError,
+    StateError,
+    StorageError,
+)
 from ..failpoints import failpoint
 from ..state.db import Database
 from . import canonical
-from .chain import Event, Head, Role, check_entry, may_sign, registration_details
+from .chain import (
+    Event,
+    Head,
+    Role,
+    SeenCheckpoint,
+    check_entry,
+    checkpoint_details,
+    may_sign,
+    registration_details,
+    witness_details,
+)
+from .merkle import CompactTree, entry_leaf_hash
 from .signing import fingerprint, public_pem
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+TAIL_CHECK_INTERVAL_S = 60.0  # at most one look at the chain's end per this many seconds
 
 
 def utc_now() -> datetime:
@@ -90,6 +124,8 @@ class LedgerWriter:
         *,
         role: Role,
         clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        tail_check_s: float = TAIL_CHECK_INTERVAL_S,
     ) -> None:
         self.store = store
         self.database = database
@@ -97,8 +133,16 @@ class LedgerWriter:
         self.private_key = private_key
         self.role = role
         self.clock = clock
+        self.monotonic = monotonic
+        self.tail_check_s = tail_check_s
+        # Why this writer refuses to append (its chain's end is gone from the archive), or None.
+        self.tail_missing: str | None = None
+        self._tail_checked_at: float | None = None
         self._lock = threading.Lock()
         self._synced = False
+        self._tree = CompactTree()  # over entries 1..size of this writer, from the index
+        self._latest_checkpoint: int | None = None  # seq; None: not looked up yet
+        self._witnessed: dict[str, int] | None = None  # writer -> checkpoint seq witnessed
 
     def publish_key(self) -> None:
         """Put ``keys/<writer>.pub`` in the archive, or check that the one there is ours.
@@ -132,22 +176,96 @@ class LedgerWriter:
         public = self.private_key.public_key()
         added = 0
         prefix = keys.ledger_prefix(self.writer)
-        for key in self.store.list_keys(prefix):
-            parsed = keys.parse_ledger_key(key)
-            if parsed is None or parsed[1] <= head_seq:
+        listed = [parsed[1] for key in self.store.list_keys(prefix)
+                  if (parsed := keys.parse_ledger_key(key)) is not None]
+        self._check_listing(set(listed), head_seq)
+        for seq in sorted(listed):
+            if seq <= head_seq:
                 continue
-            seq, prev_hash = self._head()
-            checked = check_entry(self.writer, parsed[1], self.store.get_bytes(key), public,
-                                  Head(seq, prev_hash))
+            key = keys.ledger_key(self.writer, seq)
+            head = Head(*self._head())
+            checked = check_entry(self.writer, seq, self.store.get_bytes(key), public, head)
             if not checked.verified or checked.read.entry is None:
                 problems = "; ".join(problem.message for problem in checked.problems)
                 raise IntegrityError(f"{key}: does not continue this writer's chain ({problems})")
             self._index(dict(checked.read.entry))
+            self._noted(dict(checked.read.entry))
             added += 1
         self._synced = True
         if added:
             log.info("ledger: indexed %d entries found in the archive", added)
         return added
+
+    # -- the end of the chain -------------------------------------------------------------
+
+    def _check_listing(self, listed: set[int], head_seq: int) -> None:
+        """At sync: does the archive still hold the indexed head and latest checkpoint?"""
+        missing = [seq for seq in (head_seq, self._latest_checkpoint_seq())
+                   if seq and seq not in listed]
+        if missing:
+            self._tail_lost(head_seq, missing[0], "is gone")
+        self._tail_fine()
+
+    def check_tail(self) -> None:
+        """Look at the chain's end in the archive now (``IntegrityError`` when it is gone)."""
+        with self._lock:
+            self._check_tail_locked(force=True)
+
+    def _check_tail_locked(self, *, force: bool = False) -> None:
+        now = self.monotonic()
+        recent = (self._tail_checked_at is not None
+                  and now - self._tail_checked_at < self.tail_check_s)
+        if recent and not force:
+            if self.tail_missing is not None:
+                raise IntegrityError(self.tail_missing)
+            return
+        head_seq, head_hash = self._head()
+        if head_seq == 0:
+            self._tail_fine()
+            return
+        try:
+            stored = self.store.get_bytes(keys.ledger_key(self.writer, head_seq))
+        except ObjectMissingError:
+            self._tail_lost(head_seq, head_seq, "is gone")
+        try:
+            body, _ = canonical.parse_stored(stored)
+            same = canonical.entry_hash(body) == head_hash
+        except ValueError:
+            same = False
+        if not same:
+            self._tail_lost(head_seq, head_seq, "was replaced by another")
+        checkpoint = self._latest_checkpoint_seq()
+        if checkpoint and checkpoint != head_seq and self.store.stat(
+                keys.ledger_key(self.writer, checkpoint)) is None:
+            self._tail_lost(head_seq, checkpoint, "is gone")
+        self._tail_fine()
+
+    def _tail_fine(self) -> None:
+        if self.tail_missing is not None:
+            log.warning("ledger %s: the end of the chain is back in the archive; appending "
+                        "again", self.writer)
+        self.tail_missing = None
+        self._tail_checked_at = self.monotonic()
+
+    def _tail_lost(self, head_seq: int, seq: int, how: str) -> NoReturn:
+        message = (
+            f"ledger {self.writer}: entry {seq} of this writer's chain {how} in the archive "
+            f"{self.store.location}, but this node wrote {head_seq} entries: entries were "
+            "removed from the end of its custody chain. Refusing to append (that would hide "
+            "the gap). Restore the missing ledger objects from a replica or backup and run "
+            "`evidence-daemon verify`.")
+        if self.tail_missing != message:
+            log.error("%s", message)
+        self.tail_missing = message
+        self._tail_checked_at = self.monotonic()
+        raise IntegrityError(message)
+
+    def _latest_checkpoint_seq(self) -> int:
+        if self._latest_checkpoint is None:
+            self._latest_checkpoint = int(self.database.scalar(
+                "SELECT COALESCE(MAX(seq), 0) FROM ledger WHERE writer = ? AND event = ?",
+                (self.writer, str(Event.CHECKPOINT))))
+        return self._latest_checkpoint
 
     def _head(self) -> tuple[int, str]:
         row = self.database.query_one(
@@ -210,19 +328,89 @@ class LedgerWriter:
             raise IntegrityError(f"ledger {self.writer}: a {self.role} does not sign "
                                  f"'{event}' events")
         with self._lock:
-            if not self._synced:
-                self._sync_locked()
-            if event is not Event.KEY_REGISTERED and not self._registered():
-                self._append_locked(
-                    Event.KEY_REGISTERED, recording=None, actor=f"{self.role}:{self.writer}",
-                    details=registration_details(self.role, fingerprint(self.private_key),
-                                                 self.writer), once=False)
+            self._ready_locked(register=event is not Event.KEY_REGISTERED)
             return self._append_locked(event, recording=recording, actor=actor,
                                        details=details, once=once)
 
+    def _ready_locked(self, *, register: bool = True, force_tail: bool = False) -> None:
+        """Before an append: synced with the archive, the chain's end still there, the key
+        registered."""
+        if not self._synced:
+            self._sync_locked()
+        else:
+            self._check_tail_locked(force=force_tail)
+        if register and not self._registered():
+            self._append_locked(
+                Event.KEY_REGISTERED, recording=None, actor=f"{self.role}:{self.writer}",
+                details=registration_details(self.role, fingerprint(self.private_key),
+                                             self.writer), once=False)
+
+    # -- checkpoints and witnesses --------------------------------------------------------
+
+    def checkpoint(self, *, actor: str) -> dict[str, Any] | None:
+        """Sign the tree head of this chain as its next entry; None when the chain already
+        ends with a checkpoint (nothing to add). Always looks at the chain's end first."""
+        with self._lock:
+            self._ready_locked(force_tail=True)
+            if self._head_event() == Event.CHECKPOINT:
+                return None
+
+            def details(seq: int, prev: str) -> dict[str, Any]:
+                return checkpoint_details(self._tree_to(seq), Head(seq, prev))
+
+            return self._append_locked(Event.CHECKPOINT, recording=None, actor=actor,
+                                       details=details, once=False)
+
+    def entries_since_checkpoint(self) -> int:
+        """Entries appended after this writer's latest checkpoint (all, when it has none)."""
+        return self._head()[0] - self._latest_checkpoint_seq()
+
+    def witnessed(self) -> dict[str, int]:
+        """The latest checkpoint seq this writer has witnessed, per other writer."""
+        if self._witnessed is None:
+            self._witnessed = {}
+            for row in self.database.query(
+                    "SELECT details FROM ledger WHERE writer = ? AND event = ?",
+                    (self.writer, str(Event.WITNESSED))):
+                details = json.loads(row["details"])
+                writer, seq = details.get("writer"), details.get("checkpoint_seq")
+                if isinstance(writer, str) and isinstance(seq, int):
+                    self._witnessed[writer] = max(seq, self._witnessed.get(writer, 0))
+        return dict(self._witnessed)
+
+    def witness(self, seen: SeenCheckpoint, *, actor: str) -> dict[str, Any] | None:
+        """Record another writer's checkpoint; None when it is not newer than one recorded."""
+        if seen.writer == self.writer or seen.checkpoint_seq <= self.witnessed().get(seen.writer, 0):
+            return None
+        return self.append(Event.WITNESSED, recording=None, actor=actor,
+                           details=witness_details(seen))
+
+    def _head_event(self) -> str | None:
+        row = self.database.query_one(
+            "SELECT event FROM ledger WHERE writer = ? ORDER BY seq DESC LIMIT 1", (self.writer,))
+        return str(row["event"]) if row is not None else None
+
+    def _tree_to(self, size: int) -> CompactTree:
+        """The tree of entries 1..size, extended from the index."""
+        tree = self._tree if self._tree.size <= size else CompactTree()
+        for row in self.database.query(
+                "SELECT seq, entry_hash FROM ledger WHERE writer = ? AND seq > ? AND seq <= ?"
+                " ORDER BY seq", (self.writer, tree.size, size)):
+            if row["seq"] != tree.size + 1:
+                raise StateError(f"ledger index of {self.writer} lacks entry {tree.size + 1}: "
+                                 "cannot sign a checkpoint")
+            tree = tree.append(entry_leaf_hash(str(row["entry_hash"])))
+        if tree.size != size:
+            raise StateError(f"ledger index of {self.writer} ends at {tree.size}, not {size}")
+        self._tree = tree
+        return tree
+
     def _append_locked(self, event: Event, *, recording: str | None, actor: str,
-                       details: dict[str, Any], once: bool) -> dict[str, Any]:
-        if once:
+                       details: dict[str, Any] | Callable[[int, str], dict[str, Any]],
+                       once: bool) -> dict[str, Any]:
+        """``details`` may be a function of the head (seq, hash) the entry follows, for
+        entries that describe the chain before them (checkpoints)."""
+        if once and not callable(details):
             details = {**details, "once": True}
             existing = self.find(event, recording, details)
             if existing is not None:
@@ -237,7 +425,7 @@ class LedgerWriter:
                 "event": str(event),
                 "recording": recording,
                 "actor": actor,
-                "details": details,
+                "details": details(seq, prev) if callable(details) else details,
             }
             signature = self.private_key.sign(canonical.canonical_bytes(entry))
             try:
@@ -248,10 +436,22 @@ class LedgerWriter:
             except ObjectExistsError:
                 # Another process of this station appended meanwhile: catch up, retry.
                 self._sync_locked()
-                if once and (existing := self.find(event, recording, details)) is not None:
+                if once and not callable(details) and (
+                        existing := self.find(event, recording, details)) is not None:
                     return existing
                 continue
             failpoint("ledger.after_write")
             self._index(entry)
+            self._noted(entry)
             return entry
         raise StorageError(f"ledger {self.writer}: could not append {event} after 3 tries")
+
+    def _noted(self, entry: dict[str, Any]) -> None:
+        """Keep the cached latest checkpoint and witnesses in step with an indexed entry."""
+        if entry["event"] == Event.CHECKPOINT:
+            self._latest_checkpoint = int(entry["seq"])
+        elif entry["event"] == Event.WITNESSED and self._witnessed is not None:
+            details = entry["details"]
+            writer, seq = details.get("writer"), details.get("checkpoint_seq")
+            if isinstance(writer, str) and isinstance(seq, int):
+                self._witnessed[writer] = max(seq, self._witnessed.get(writer, 0))

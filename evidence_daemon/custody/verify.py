@@ -11,6 +11,14 @@ given), inside the writer's role — vouch for a recording; two counting ``archi
 name different manifests are a problem, not a choice. Without trust anchors the report says it
 checked consistency only: a complete forgery with a fresh key is consistent.
 
+Completeness (``_verify_checkpoints``): every writer's chain is compared, by
+``chain.check_checkpoints``, with its own checkpoints, with every checkpoint of it another
+writer witnessed (counting ``witnessed`` entries), with a checkpoint an auditor saved
+(``verify --checkpoint``) and with the timestamp tokens stored for its checkpoints: a chain
+shorter than any of them lost its end; one that differs from them was rewritten. With
+``[timestamp] tsa_cert_file`` every stored token is checked against the checkpoint entry it
+stamps.
+
 Reports problems; it never repairs, rewrites or deletes anything.
 """
 
@@ -25,18 +33,23 @@ from typing import Any
 
 from ..archive import keys
 from ..archive.base import ArchiveStore, hash_stored
-from ..errors import EvidenceError, ObjectMissingError
+from ..errors import EvidenceError, IntegrityError, ObjectMissingError
+from . import canonical
 from .chain import (
     ChainResult,
     Entry,
     Event,
     Problem,
     ProblemKind,
+    SeenCheckpoint,
     WriterJudgement,
     check_chain,
+    check_checkpoints,
     judge_writer,
+    witnessed_checkpoint,
 )
 from .signing import fingerprint, load_public_pem
+from .timestamp import TsaTrust, verify_timestamp
 from .trust import TrustAnchors
 
 __all__ = ["Problem", "Report", "verify_archive", "verify_ledgers", "verify_recording"]
@@ -53,6 +66,9 @@ class Report:
     entries: list[Entry] = field(default_factory=list)  # verified entries of every writer
     counting: list[Entry] = field(default_factory=list)  # those that may vouch for something
     trust_checked: bool = False  # writers' keys were compared with trust anchors
+    notes: list[str] = field(default_factory=list)  # facts worth printing, not problems
+    checkpoints_compared: int = 0  # checkpoints seen of the chains (witnessed, saved, stamped)
+    timestamps_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -64,14 +80,19 @@ def verify_archive(
     recording_ids: Iterable[str] | None = None,
     *,
     trust: TrustAnchors = TrustAnchors(),
+    saved: Sequence[SeenCheckpoint] = (),
+    tsa: TsaTrust | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Verify the ledgers and the given recordings (all when ``recording_ids`` is None).
 
     ``recording_ids`` may be full ids or unique prefixes of at least 12 hex digits.
+    ``saved``: checkpoints an auditor kept (``checkpoints.read_saved``); ``tsa``: the trust
+    timestamp tokens are checked against (unchecked, and said so, without).
     """
     report = Report(trust_checked=trust.configured)
     verify_ledgers(store, report, trust=trust)
+    _verify_checkpoints(store, report, saved=saved, tsa=tsa)
     archived: dict[str, list[Entry]] = defaultdict(list)
     derived: dict[str, list[Entry]] = defaultdict(list)
     for entry in report.counting:
@@ -159,6 +180,91 @@ def _verify_writer(store: ArchiveStore, writer: str, items: list[tuple[int, str]
     report.judgements[writer] = judgement
     report.problems.extend(judgement.problems)
     report.counting.extend(entry for entry in verified if entry["seq"] in judgement.counts)
+
+
+def _verify_checkpoints(store: ArchiveStore, report: Report, *,
+                        saved: Sequence[SeenCheckpoint], tsa: TsaTrust | None) -> None:
+    """Each chain against everything seen of it (``chain.check_checkpoints``), and the
+    stored timestamp tokens against the checkpoints they stamp."""
+    seen: dict[str, list[SeenCheckpoint]] = defaultdict(list)
+    for entry in report.counting:
+        witnessed = witnessed_checkpoint(entry)
+        if witnessed is not None and witnessed.writer != entry["writer"]:
+            seen[witnessed.writer].append(witnessed)
+    for item in saved:
+        seen[item.writer].append(item)
+    for item in _timestamps(store, report, tsa):
+        seen[item.writer].append(item)
+    for writer in sorted(set(report.chains) | set(seen)):
+        result = report.chains.get(writer) or ChainResult(writer)
+        report.checkpoints_compared += len(seen.get(writer, ()))
+        report.problems.extend(check_checkpoints(result, report.writers.get(writer),
+                                                 seen.get(writer, [])))
+
+
+def _timestamps(store: ArchiveStore, report: Report,
+                tsa: TsaTrust | None) -> list[SeenCheckpoint]:
+    """Check every stored token against the checkpoint entry it stamps; a token for an entry
+    beyond a chain's end is returned as a checkpoint known to have existed."""
+    existed: list[SeenCheckpoint] = []
+    stamped: set[tuple[str, int]] = set()
+    latest: dict[str, tuple[int, str]] = {}  # writer -> its latest stamped checkpoint, said
+    unchecked = 0
+    by_seq = {writer: {item.read.seq: item for item in result.checked}
+              for writer, result in report.chains.items()}
+    for key in store.list_keys(keys.CHECKPOINTS_PREFIX):
+        parsed = keys.parse_timestamp_key(key)
+        if parsed is None:
+            report.problems.append(Problem(key, "unexpected object among the checkpoint "
+                                           "timestamps", kind=ProblemKind.TIMESTAMP))
+            continue
+        writer, seq = parsed
+        stamped.add(parsed)
+        result = report.chains.get(writer)
+        item = by_seq.get(writer, {}).get(seq)
+        if item is None or item.read.raw is None:
+            if result is None or seq > max(result.heads, default=0):
+                existed.append(SeenCheckpoint(writer, seq, "", seq - 1, "",
+                                              f"the timestamp token {key}"))
+            continue
+        if item.read.raw.get("event") != Event.CHECKPOINT:
+            report.problems.append(Problem(key, f"timestamp token for entry {seq} of writer "
+                                           f"{writer}, which is not a checkpoint",
+                                           kind=ProblemKind.TIMESTAMP, writer=writer))
+            continue
+        if tsa is None:
+            unchecked += 1
+            continue
+        try:
+            stamped_time = verify_timestamp(store.get_bytes(key),
+                                            canonical.canonical_bytes(item.read.raw), tsa)
+        except IntegrityError as exc:
+            report.problems.append(Problem(key, f"checkpoint {seq} of writer {writer}: "
+                                           f"{exc.message}", kind=ProblemKind.TIMESTAMP,
+                                           writer=writer))
+            continue
+        except EvidenceError as exc:
+            report.problems.append(Problem(key, f"cannot be read: {exc.message}",
+                                           kind=ProblemKind.TIMESTAMP, writer=writer))
+            continue
+        report.timestamps_checked += 1
+        if seq > latest.get(writer, (0, ""))[0]:
+            latest[writer] = (seq, f"{stamped_time.time.isoformat()} by {stamped_time.tsa}")
+    checkpoints = [(writer, item.read.seq) for writer, result in report.chains.items()
+                   for item in result.checked
+                   if item.read.raw is not None and item.read.raw.get("event") == Event.CHECKPOINT]
+    missing = [f"{writer}#{seq}" for writer, seq in checkpoints if (writer, seq) not in stamped]
+    for writer, (seq, said) in sorted(latest.items()):
+        report.notes.append(f"writer {writer}: latest checkpoint with a verified timestamp is "
+                            f"{seq}, trusted time {said}")
+    if unchecked:
+        report.notes.append(f"{unchecked} timestamp token(s) not checked: no [timestamp] "
+                            "tsa_cert_file configured")
+    if missing and (tsa is not None or stamped):
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        report.notes.append(f"{len(missing)} of {len(checkpoints)} checkpoint(s) have no "
+                            f"timestamp token: {shown}")
+    return existed
 
 
 def _recordings_in_archive(store: ArchiveStore) -> dict[str, list[str]]:

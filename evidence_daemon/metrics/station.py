@@ -23,7 +23,8 @@ from ..compliance.catalog import device_facts, fixity_failed_count, queue_depth,
 from ..compliance.rules import STATES
 from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
-from ..custody.ledger import Clock
+from ..custody.ledger import Clock, LedgerWriter
+from .ledger import CheckpointCounters, tail_missing_metric
 from ..state import transitions as st
 from ..state.db import Database
 
@@ -79,6 +80,7 @@ class PipelineMetrics:
         self.leftovers = Counter("evidence_leftovers_cleaned", "Unfinished writes left in the "
                                  "archive by interrupted runs and removed, by kind: staging (temp "
                                  "files) or multipart (S3 uploads)", ["kind"], registry=registry)
+        self.checkpoints = CheckpointCounters(registry)
         for result in (st.ARCHIVED, st.DUPLICATE, st.FAILED, st.SKIPPED):
             self.files.labels(result)
             self.bytes.labels(result)
@@ -113,6 +115,12 @@ class PipelineMetrics:
     def leftovers_cleaned(self, kind: LeftoverKind, count: int) -> None:
         self.leftovers.labels(kind).inc(count)
 
+    def checkpoint_signed(self) -> None:
+        self.checkpoints.checkpoint_signed()
+
+    def timestamp_failed(self) -> None:
+        self.checkpoints.timestamp_failed()
+
 
 DiskUsage = Callable[[Path], tuple[int, int]]  # path -> (free bytes, total bytes)
 
@@ -133,12 +141,14 @@ class StationCollector(Collector):
         clock: Clock,
         health: ArchiveHealth,
         disk: DiskUsage = disk_usage,
+        ledger: LedgerWriter | None = None,
     ) -> None:
         self.config = config
         self.database = database
         self.clock = clock
         self.health = health
         self.disk = disk
+        self.ledger = ledger
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
@@ -184,6 +194,8 @@ class StationCollector(Collector):
         yield queue
         yield GaugeMetricFamily("evidence_fixity_failed_recordings", "Archived recordings whose "
                                 "latest fixity check failed", value=fixity_failed_count(self.database))
+        if self.ledger is not None:
+            yield tail_missing_metric(self.ledger)
         reachable = self.health.reachable
         if reachable is not None:
             yield GaugeMetricFamily("evidence_archive_reachable", "1 when the archive answered the "
@@ -212,10 +224,11 @@ class StationMetrics:
         registry: CollectorRegistry | None = None,
         health: ArchiveHealth | None = None,
         disk: DiskUsage = disk_usage,
+        ledger: LedgerWriter | None = None,
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.health = health or ArchiveHealth()
         self.pipeline = PipelineMetrics(self.registry)
         self.collector = StationCollector(config, database, clock=clock, health=self.health,
-                                          disk=disk)
+                                          disk=disk, ledger=ledger)
         self.registry.register(self.collector)

@@ -7,6 +7,9 @@ down collapse into one. The last start of each job is kept in SQLite (``upkeep_r
 restarted daemon waits out the rest of an interval instead of running everything again. Every
 job is idempotent: a run cut short by a crash is simply done again.
 
+The checkpoint job witnesses the other writers' latest checkpoints and signs one of this
+station's own chain (issue 11: a removed chain end is then visible to every verifier).
+
 Jobs never delete anything that is not proven archived, and never change an archived object.
 The leftover clean-up removes only what was never an object (temp files, unfinished multipart
 uploads), older than ``upkeep.leftover_age_s`` and not in flight in this process.
@@ -31,6 +34,7 @@ from ..compliance.catalog import device_facts, recording_facts
 from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
 from ..custody.chain import Event
+from ..custody.checkpoints import Checkpointer
 from ..custody.ledger import Clock, format_time, utc_now
 from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageError
 from ..ingest.pipeline import Ingestor
@@ -46,6 +50,7 @@ FLUSH_DEVICE_EVENTS = "flush-device-events"
 SPOOL_CLEANUP = "spool-cleanup"
 FIXITY_AUDIT = "fixity-audit"
 LEFTOVER_CLEANUP = "leftover-cleanup"
+CHECKPOINT = "checkpoint"
 
 
 def fixity_batch_size(total: int, *, interval_s: float, period_days: float) -> int:
@@ -103,6 +108,7 @@ class Upkeep:
         self.known_undocked: set[str] = set()
         self.devices = station.devices()
         self.actor = f"station:{config.station.id}"
+        self.checkpointer: Checkpointer | None = None  # made at the first checkpoint job
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -117,6 +123,9 @@ class Upkeep:
             (SPOOL_CLEANUP, self.spool_cleanup, upkeep.spool_cleanup_s, True),
             (FIXITY_AUDIT, self.fixity_audit, upkeep.fixity_interval_s, True),
             (LEFTOVER_CLEANUP, self.leftover_cleanup, upkeep.leftover_cleanup_s, True),
+            # at start, then at least hourly: witnesses and a checkpoint (never remembered
+            # across restarts: a start is exactly when one is due)
+            (CHECKPOINT, self.checkpoint, upkeep.checkpoint_s, False),
         ]
         for name, function, interval_s, remember in jobs:
             self.scheduler.add_job(
@@ -248,6 +257,15 @@ class Upkeep:
         if removed:
             log.info("spool clean-up: removed %d copies already archived", removed)
         return removed
+
+    def checkpoint(self) -> None:
+        """Witness the other writers' latest checkpoints, then sign one of this station's
+        chain over them (stamped with ``[timestamp] url``). ``IntegrityError`` when this
+        station's own chain lost its end in the archive (it then appends nothing)."""
+        if self.checkpointer is None:
+            self.checkpointer = self.station.checkpointer(self.metrics)
+        self.checkpointer.witness_archive()
+        self.checkpointer.checkpoint()
 
     def leftover_cleanup(self) -> int:
         """Remove unfinished writes interrupted runs left in the archive; how many."""
