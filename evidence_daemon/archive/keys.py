@@ -25,6 +25,7 @@ _LEDGER_NAME = re.compile(r"^(\d{12})\.json$")
 RECORDINGS_PREFIX = "recordings/"
 LEDGER_PREFIX = "ledger/"
 KEYS_PREFIX = "keys/"
+TIMESTAMPS_PREFIX = "checkpoints/"
 
 
 def check_sha256(sha256: str) -> str:
@@ -89,6 +90,22 @@ def ledger_key(writer: str, seq: int) -> str:
 
 def public_key_key(writer: str) -> str:
     return f"{KEYS_PREFIX}{check_writer(writer)}.pub"
+
+
+def timestamp_key(writer: str, seq: int) -> str:
+    """``checkpoints/<writer>/<seq:012d>.tsr``: the RFC 3161 token over checkpoint entry ``seq``."""
+    if seq < 1:
+        raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
+    return f"{TIMESTAMPS_PREFIX}{check_writer(writer)}/{seq:012d}.tsr"
+
+
+def parse_timestamp_key(key: str) -> tuple[str, int] | None:
+    """``checkpoints/<writer>/<seq>.tsr`` -> (writer, seq); None for anything else."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "checkpoints" or not _WRITER.fullmatch(parts[1]):
+        return None
+    match = re.fullmatch(r"(\d{12})\.tsr", parts[2])
+    return (parts[1], int(match.group(1))) if match else None
 
 
 def parse_ledger_key(key: str) -> tuple[str, int] | None:

@@ -48,6 +48,9 @@ class Event(StrEnum):
     """Every event a ledger entry may carry. A station or API node appends only these."""
 
     KEY_REGISTERED = "key-registered"  # a writer's own role and key, signed by that key
+    # every role: a signed tree head of the writer's own chain, and one seen of another's
+    CHECKPOINT = "checkpoint"
+    WITNESSED = "witnessed"
     # station: acquisition, archival, derivation, devices, wipes, inbox
     ACQUIRED = "acquired"
     ARCHIVED = "archived"
@@ -83,13 +86,13 @@ class Role(StrEnum):
 
 ROLE_EVENTS: Mapping[Role, frozenset[Event]] = {
     Role.STATION: frozenset({
-        Event.KEY_REGISTERED, Event.ACQUIRED, Event.ARCHIVED, Event.DERIVED,
+        Event.KEY_REGISTERED, Event.CHECKPOINT, Event.WITNESSED, Event.ACQUIRED, Event.ARCHIVED, Event.DERIVED,
         Event.DUPLICATE_SOURCE, Event.QUARANTINED, Event.SET_ASIDE, Event.FLAGGED,
         Event.FIXITY_FAILED, Event.DEVICE_REGISTERED, Event.DEVICE_DOCKED,
         Event.DEVICE_ASSIGNED, Event.WIPED, Event.INBOX_MOVED, Event.INBOX_REMOVED,
     }),
     Role.API: frozenset({
-        Event.KEY_REGISTERED, Event.ACCESSED, Event.ACCESS_FAILED, Event.EXPORTED,
+        Event.KEY_REGISTERED, Event.CHECKPOINT, Event.WITNESSED, Event.ACCESSED, Event.ACCESS_FAILED, Event.EXPORTED,
         Event.VERIFIED, Event.HOLD_PLACED, Event.HOLD_RELEASED, Event.CASE_LINKED,
         Event.CASE_UNLINKED, Event.NOTE_ADDED, Event.RETENTION_EXTENDED,
     }),
@@ -427,6 +430,8 @@ def judge_entry(writer: str, key_fingerprint: str, role: Role | None, registered
         signers = [candidate for candidate in Role if may_sign(candidate, entry["event"])]
         if len(signers) == 1:
             return signers[0], False, None
+        if signers:  # every role signs it (a checkpoint): it says nothing of the role
+            return None, False, None
         return None, False, problem(f"'{entry['event']}' is an event outside the vocabulary: "
                                     "it does not count")
     if not may_sign(role, entry["event"]):
