@@ -10,6 +10,7 @@ like ``LedgerWriter`` signs them: the verifier cannot tell them apart, which is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import datetime, timedelta, timezone
@@ -89,8 +90,6 @@ def archive_recording(root: Path, chain: SyntheticChain, original: bytes, *, off
                       device: str, source_path: str, recorded_start: str) -> str:
     """An original, its manifest and its ``acquired``/``archived`` events, as a station
     leaves them; returns the recording id."""
-    import hashlib
-
     sha256 = hashlib.sha256(original).hexdigest()
     original_key = keys.original_key(sha256, "mp4")
     put_file(root, original_key, original)
