@@ -2,33 +2,44 @@
 own, without this system.
 
 ``export_recordings`` first appends an ``exported`` event to this API node's ledger (so an
-export that fails half-way is still on record), then writes the package::
+export that fails half-way is still on record) and a checkpoint of that ledger (so the export's
+own entries can be proven), then writes the package (format 3)::
 
     README.txt                           plain language, English then Chinese
-    package.json                         every other file with size and SHA-256; who, when, why
+    package.json                         every other file with size and SHA-256; who, when, why;
+                                         per writer its entries, checkpoint and proofs
     package.sig                          base64 Ed25519 over the package.json bytes (exporter)
     keys/<writer>.pub                    public key of every writer whose entries are included
-    ledger/<writer>/<seq:012d>.json      entries exactly as stored, contiguous runs
-    ledger/<writer>/<seq:012d>.redacted.json
-                                         in those runs, an entry about no recording of the
-                                         package: only its hash and prev link (a "stub")
+    ledger/<writer>/<seq:012d>.json      entries exactly as stored: those about the package's
+                                         recordings, its exported event, each writer's
+                                         key-registered entries and newest checkpoint
+    proofs/<writer>/<seq:012d>.json      RFC 9162 inclusion proof of that entry against the
+                                         checkpoint (custody/proofs.py)
+    checkpoints/<writer>/<seq:012d>.tsr  the checkpoint's RFC 3161 token, when archived
     recordings/<sha256>/original.<ext>   bit-exact, re-hashed while streamed into the zip
     recordings/<sha256>/manifest.json    (and proxy.mp4/proxy.m4a, poster.jpg when asked)
 
-``verify_package`` checks such a zip with nothing but the zip. Member names equal archive keys,
-so the package reads like a small archive.
+``verify_package`` checks such a zip with nothing but the zip (and a TSA certificate for
+tokens). Member names equal archive keys, so the package reads like a small archive. A package
+carries nothing about other cases and grows with log2 of the chains, not their length. An
+entry after its writer's newest checkpoint goes in unproven, declared in package.json, and is a
+warning; the exporter's own entries are always proven.
 
-A run has to be contiguous for the chain to prove nothing is missing, so it passes over
-entries about other cases (views by other users with their reasons and addresses, other
-officers' files). Those go in as stubs: the signed entries around a stub prove its place in
-the chain, but not what it hides; that it concerns no recording of the package rests on the
-exporter's signature over package.json.
+Format 2 (still written with ``format_version=2`` and verified, like format 1) carried
+contiguous runs in which each entry about another case was a redaction stub
+(``<seq>.redacted.json``: its hash and prev link only); what a stub hides rests on the
+exporter's signature.
+
+Why one module of this size: export and verification of one format share its vocabulary
+(member names, package.json, the README that explains the checks) and must change together;
+the pure parts below (planning, stubs, proofs, README text) are separate functions.
 
 What this module must never do: build an archive key or a member name from request text (keys
 come from ``archive.keys`` on a validated SHA-256, and catalog keys are checked against them);
-put an entry about a recording outside the package into it in full; hold a whole original in
-memory; leave a half-written package under the final name or overwrite an existing file;
-extract a member of a package it verifies (names are compared, never used as paths).
+put an entry about a recording outside the package into it in full; take a proof's tree size
+from anything but the signed checkpoint; hold a whole original in memory; leave a half-written
+package under the final name or overwrite an existing file; extract a member of a package it
+verifies (names are compared, never used as paths).
 """
 
 from __future__ import annotations
