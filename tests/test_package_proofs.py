@@ -19,7 +19,7 @@ import math
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,17 @@ from evidence_daemon.archive import keys
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.cli import main
 from evidence_daemon.custody import canonical
-from evidence_daemon.custody.chain import Event, Role
+from evidence_daemon.custody import merkle
+from evidence_daemon.custody.chain import Event, Role, judge_entry, may_sign
 from evidence_daemon.custody.ledger import LedgerWriter
-from evidence_daemon.custody.proofs import inclusion_proofs, parse_proof, proof_bytes
+from evidence_daemon.custody.proofs import (
+    checkpoint_entry_details,
+    inclusion_problem,
+    inclusion_proofs,
+    parse_proof,
+    proof_bytes,
+    tree_head_of,
+)
 from evidence_daemon.custody.signing import fingerprint, public_pem
 from evidence_daemon.custody.timestamp import request_timestamp
 from evidence_daemon.state.db import Database
@@ -516,3 +524,98 @@ def test_a_timestamped_checkpoint_is_carried_and_checked(
     forged = forge(out, tmp_path / "swapped.zip", long_world.ledger.private_key, swap)
     report = pkg.verify_package(forged, tsa_trust=tsa.trust)
     assert [problem.subject for problem in report.problems] == [stamp], problem_text(report)
+
+
+# -- the pure parts (custody/proofs.py, roles) -----------------------------------------------
+
+def _entry(seq: int, event: str, details: dict[str, Any], prev: str = "0" * 64) -> Any:
+    return {"seq": seq, "prev": prev, "time": "2026-11-26T02:00:00.000000+00:00",
+            "writer": STATION, "event": event, "recording": None, "actor": "station:x",
+            "details": details}
+
+
+HASHES = [hashlib.sha256(f"entry {n}".encode()).hexdigest() for n in range(1, 12)]
+
+
+def test_checkpoint_entry_details_and_tree_head_of() -> None:
+    details = checkpoint_entry_details(HASHES)
+    assert details == {"tree_size": 11, "root_hash": merkle.tree_head(
+        [merkle.entry_leaf_hash(h) for h in HASHES]).hex(), "head_seq": 11, "head_hash": HASHES[-1]}
+    head = tree_head_of(_entry(12, "checkpoint", details, prev=HASHES[-1]))
+    assert (head.seq, head.tree_size, head.root.hex()) == (12, 11, details["root_hash"])
+    with pytest.raises(ValueError):
+        checkpoint_entry_details([])
+
+
+@pytest.mark.parametrize(("seq", "event", "change", "prev", "why"), [
+    (12, "archived", {}, HASHES[-1], "not a checkpoint"),
+    (12, "checkpoint", {"root_hash": None}, HASHES[-1], "root_hash"),
+    (12, "checkpoint", {"tree_size": 10}, HASHES[-1], "equal to head_seq"),
+    (12, "checkpoint", {"tree_size": True, "head_seq": True}, HASHES[-1], "positive count"),
+    (11, "checkpoint", {}, HASHES[-1], "would hold itself"),
+    (12, "checkpoint", {}, HASHES[0], "not the entry before it"),
+    (12, "checkpoint", {"head_hash": "X" * 64}, HASHES[-1], "lower-case hex"),
+])
+def test_tree_head_of_refuses_what_is_no_checkpoint(seq: int, event: str, change: dict[str, Any],
+                                                     prev: str, why: str) -> None:
+    details = {**checkpoint_entry_details(HASHES), **change}
+    with pytest.raises(ValueError, match=why):
+        tree_head_of(_entry(seq, event, details, prev=prev))
+
+
+def test_a_later_checkpoint_need_not_follow_its_tree_directly() -> None:
+    """A checkpoint signed while another append raced it lands later; still a tree head."""
+    head = tree_head_of(_entry(14, "checkpoint", checkpoint_entry_details(HASHES), prev="a" * 64))
+    assert head.tree_size == 11
+
+
+def test_inclusion_proofs_round_trip_and_fail_when_anything_differs() -> None:
+    head = tree_head_of(_entry(12, "checkpoint", checkpoint_entry_details(HASHES),
+                               prev=HASHES[-1]))
+    proofs = inclusion_proofs(STATION, 12, HASHES, range(1, 12))
+    for seq, proof in proofs.items():
+        assert parse_proof(proof_bytes(proof)) == proof
+        assert inclusion_problem(HASHES[seq - 1], proof, head) is None
+        assert inclusion_problem(HASHES[seq % 11], proof, head) is not None  # another entry
+    moved = replace(proofs[3], seq=4)
+    assert "does not prove entry 4" in (inclusion_problem(HASHES[3], moved, head) or "")
+    other = replace(proofs[3], checkpoint_seq=13)
+    assert "names checkpoint" in (inclusion_problem(HASHES[2], other, head) or "")
+    beyond = replace(proofs[3], seq=12)
+    assert "not in the tree of 11" in (inclusion_problem(HASHES[2], beyond, head) or "")
+
+
+@pytest.mark.parametrize("change", [
+    lambda body: {**body, "tree_size": 11},
+    lambda body: {**body, "audit_path": [step.upper() for step in body["audit_path"]]},
+    lambda body: {**body, "seq": 0},
+    lambda body: {**body, "seq": "3"},
+    lambda body: {key: value for key, value in body.items() if key != "checkpoint_seq"},
+])
+def test_parse_proof_refuses_anything_but_a_proof(change: Callable[[Any], Any]) -> None:
+    body = json.loads(proof_bytes(inclusion_proofs(STATION, 12, HASHES, [3])[3]))
+    with pytest.raises(ValueError):
+        parse_proof(canonical.canonical_json(change(body)))
+    with pytest.raises(ValueError, match="canonical"):
+        parse_proof(json.dumps(body, indent=1).encode())
+
+
+def test_a_checkpoint_says_nothing_of_a_writers_role() -> None:
+    """Every role signs checkpoints: before a registration, one neither counts against the
+    writer nor decides its role."""
+    entry = _entry(1, "checkpoint", checkpoint_entry_details(HASHES[:1]))
+    role, registered, problem = judge_entry(STATION, "SHA256:x", None, False, entry)
+    assert (role, registered, problem) == (None, False, None)
+    assert may_sign(Role.STATION, "checkpoint") and may_sign(Role.API, "checkpoint")
+    assert may_sign(Role.STATION, "witnessed") and may_sign(Role.API, "witnessed")
+
+
+def test_proof_names() -> None:
+    assert pkg.proof_name(STATION, 7) == f"proofs/{STATION}/000000000007.json"
+    assert pkg.parse_proof_name(f"proofs/{STATION}/000000000007.json") == (STATION, 7)
+    for name in ("proofs/x/7.json", f"proofs/{STATION}/000000000007.redacted.json",
+                 f"ledger/{STATION}/000000000007.json", "proofs/../000000000007.json"):
+        assert pkg.parse_proof_name(name) is None
+    assert keys.timestamp_key(STATION, 7) == f"checkpoints/{STATION}/000000000007.tsr"
+    assert keys.parse_timestamp_key(keys.timestamp_key(STATION, 7)) == (STATION, 7)
+    assert keys.parse_timestamp_key(f"checkpoints/{STATION}/7.tsr") is None
