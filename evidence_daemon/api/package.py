@@ -1199,7 +1199,7 @@ def _keeps_bytes(name: str) -> int | None:
     if name == PACKAGE_JSON:
         return MAX_PACKAGE_JSON_BYTES
     if name == PACKAGE_SIG or name.startswith((keys.KEYS_PREFIX, keys.LEDGER_PREFIX,
-                                               PROOFS_PREFIX, keys.TIMESTAMPS_PREFIX)):
+                                               PROOFS_PREFIX, keys.CHECKPOINTS_PREFIX)):
         return MAX_SMALL_MEMBER_BYTES
     parsed = keys.parse_recording_key(name)
     if parsed is not None and parsed[1] == "manifest.json":
@@ -1596,7 +1596,7 @@ class _PackageCheck:
         """Version 3; without a readable package.json, judged by its members."""
         if package is not None:
             return bool(package["format_version"] == 3)
-        return any(name.startswith((PROOFS_PREFIX, keys.TIMESTAMPS_PREFIX))
+        return any(name.startswith((PROOFS_PREFIX, keys.CHECKPOINTS_PREFIX))
                    for name in self.members)
 
     def declared_uncovered(self, package: dict[str, Any] | None) -> dict[str, frozenset[int]]:
@@ -1622,7 +1622,7 @@ class _PackageCheck:
             for prefix, parse, found, what in (
                     (keys.LEDGER_PREFIX, keys.parse_ledger_key, entries, "ledger/"),
                     (PROOFS_PREFIX, parse_proof_name, proofs, "proofs/"),
-                    (keys.TIMESTAMPS_PREFIX, keys.parse_timestamp_key, stamps, "checkpoints/")):
+                    (keys.CHECKPOINTS_PREFIX, keys.parse_timestamp_key, stamps, "checkpoints/")):
                 if name.startswith(prefix):
                     parsed = parse(name)
                     if parsed is None:
@@ -1793,7 +1793,7 @@ class _PackageCheck:
         names: dict[str, list[str]] = defaultdict(list)
         for name in self.members:
             if not name.startswith(keys.RECORDINGS_PREFIX):
-                proven = ((PROOFS_PREFIX, keys.TIMESTAMPS_PREFIX)
+                proven = ((PROOFS_PREFIX, keys.CHECKPOINTS_PREFIX)
                           if self.proven_layout(package) else ())
                 if not name.startswith((keys.LEDGER_PREFIX, keys.KEYS_PREFIX, *proven)) and (
                         name not in (README_NAME, PACKAGE_JSON, PACKAGE_SIG)):

@@ -8,6 +8,7 @@
     recordings/<sha256>/poster.jpg
     ledger/<writer-id>/<seq:012d>.json
     keys/<writer-id>.pub
+    checkpoints/<writer-id>/<seq:012d>.tsr   (RFC 3161 token over checkpoint entry <seq>)
 
 Keys are built only from a SHA-256, a sanitised extension and a validated writer id, never from
 a device file name, so no name on a card can steer where anything is written.
@@ -25,7 +26,8 @@ _LEDGER_NAME = re.compile(r"^(\d{12})\.json$")
 RECORDINGS_PREFIX = "recordings/"
 LEDGER_PREFIX = "ledger/"
 KEYS_PREFIX = "keys/"
-TIMESTAMPS_PREFIX = "checkpoints/"
+CHECKPOINTS_PREFIX = "checkpoints/"
+_TIMESTAMP_NAME = re.compile(r"^(\d{12})\.tsr$")
 
 
 def check_sha256(sha256: str) -> str:
@@ -38,6 +40,10 @@ def check_writer(writer: str) -> str:
     if not _WRITER.fullmatch(writer):
         raise ValueError(f"not a valid writer id: {writer!r}")
     return writer
+
+
+def is_writer(writer: str) -> bool:
+    return bool(_WRITER.fullmatch(writer))
 
 
 def safe_extension(file_name: str) -> str:
@@ -93,10 +99,10 @@ def public_key_key(writer: str) -> str:
 
 
 def timestamp_key(writer: str, seq: int) -> str:
-    """``checkpoints/<writer>/<seq:012d>.tsr``: the RFC 3161 token over checkpoint entry ``seq``."""
+    """Where the RFC 3161 token over ``writer``'s checkpoint entry ``seq`` is stored."""
     if seq < 1:
         raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
-    return f"{TIMESTAMPS_PREFIX}{check_writer(writer)}/{seq:012d}.tsr"
+    return f"{CHECKPOINTS_PREFIX}{check_writer(writer)}/{seq:012d}.tsr"
 
 
 def parse_timestamp_key(key: str) -> tuple[str, int] | None:
@@ -104,7 +110,7 @@ def parse_timestamp_key(key: str) -> tuple[str, int] | None:
     parts = key.split("/")
     if len(parts) != 3 or parts[0] != "checkpoints" or not _WRITER.fullmatch(parts[1]):
         return None
-    match = re.fullmatch(r"(\d{12})\.tsr", parts[2])
+    match = _TIMESTAMP_NAME.fullmatch(parts[2])
     return (parts[1], int(match.group(1))) if match else None
 
 

@@ -430,7 +430,7 @@ def judge_entry(writer: str, key_fingerprint: str, role: Role | None, registered
         signers = [candidate for candidate in Role if may_sign(candidate, entry["event"])]
         if len(signers) == 1:
             return signers[0], False, None
-        if signers:  # every role signs it (a checkpoint): it says nothing of the role
+        if len(signers) > 1:  # checkpoints, witnesses: they tell nothing of the role
             return None, False, None
         return None, False, problem(f"'{entry['event']}' is an event outside the vocabulary: "
                                     "it does not count")
