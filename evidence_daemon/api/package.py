@@ -1658,7 +1658,7 @@ class _PackageCheck:
             return item.entry if item is not None and item.signed and not item.problems else None
 
         heads: dict[int, SignedTreeHead] = {}
-        for seq, item in read.items():
+        for seq in read:
             entry = sound(seq)
             if entry is None or entry["event"] != Event.CHECKPOINT:
                 continue
