@@ -45,6 +45,7 @@ from evidence_daemon.errors import (
 from evidence_daemon.state.db import Database
 from .footage import ffmpeg_available, make_audio_wav, make_video
 from .helpers import write_config
+from .proof_fixtures import append_checkpoint, station_ledger
 
 pytestmark = pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg/ffprobe not installed")
 
@@ -72,8 +73,10 @@ class World:
     video: str  # exported: proxy.mp4 + poster.jpg
     audio: str  # exported: proxy.m4a, no poster
     other: str  # accessed between, never exported
-    package: Path
+    package: Path  # format 3: entries proven against checkpoints
+    legacy: Path  # format 2: ledger runs with redaction stubs
     info: pkg.PackageInfo = field(init=False)  # the package exported by the fixture
+    legacy_info: pkg.PackageInfo = field(init=False)
 
     def index_own(self, seq: int) -> None:
         if not self.indexer.index_own(self.ledger.writer, seq):
@@ -104,15 +107,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert code == 0, output
     code, output = cli("--config", str(config), "proxies", "--run")
     assert code == 0, output
-
     store = FilesystemArchive(base / "station" / "archive")
+    station = station_ledger(store, base / "station" / "state", "town-a-dock-1")
+    append_checkpoint(station)  # as the station does at the end of an ingest
+    station.database.close()
+
     database = open_api_database(base / "api" / "catalog.sqlite3")
     key = load_or_create_private_key(base / "api" / "signing.key")
     ledger = LedgerWriter(store, database, API_WRITER, key, role=Role.API, clock=lambda: EXPORTED_AT)
     indexer = Indexer(store, database)
     indexer.poll()
     world = World(store, database, ledger, indexer, "town-a-dock-1", _sha256(video),
-                  _sha256(audio), _sha256(other), base / "out" / "package.zip")
+                  _sha256(audio), _sha256(other), base / "out" / "package.zip",
+                  base / "out" / "legacy.zip")
     assert database.scalar("SELECT COUNT(*) FROM recordings") == 3
     # Two views before the export: one of an exported recording, one of another, so the API
     # node's run in the package has to span an entry that concerns neither.
@@ -122,6 +129,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for recording, actor, details in views:
         entry = ledger.append("accessed", recording=recording, actor=actor, details=details)
         world.index_own(int(entry["seq"]))
+    # The version-2 package first, so its run ends with its own exported event (API #4).
+    world.legacy_info = world.export([world.video[:12], world.audio], world.legacy,
+                                     format_version=2)
     world.info = world.export([world.video[:12], world.audio], world.package)
     yield world
     database.close()
@@ -264,8 +274,9 @@ def test_package_layout_and_contents(world: World) -> None:
 
 
 def test_ledger_runs_are_contiguous_relevant_entries_stored_bytes_others_stubs(world: World) -> None:
-    members = read_members(world.package)
-    exported = (API_WRITER, world.info.exported_seq)
+    """Format 2."""
+    members = read_members(world.legacy)
+    exported = (API_WRITER, world.legacy_info.exported_seq)
     seqs: dict[str, list[int]] = {}
     redacted: dict[str, list[int]] = {}
     for name, data in members.items():
@@ -288,32 +299,39 @@ def test_ledger_runs_are_contiguous_relevant_entries_stored_bytes_others_stubs(w
         "SELECT writer, MIN(seq), MAX(seq) FROM events WHERE recording IN (?, ?) GROUP BY writer",
         (world.video, world.audio))
     expected = {row[0]: (row[1], row[2]) for row in relevant}
-    expected[API_WRITER] = (expected[API_WRITER][0], world.info.exported_seq)
+    expected[API_WRITER] = (expected[API_WRITER][0], world.legacy_info.exported_seq)
     assert {writer: (min(s), max(s)) for writer, s in seqs.items()} == expected
     for writer, found in seqs.items():
         assert sorted(found) == list(range(min(found), max(found) + 1)), writer
     # The access to the other recording lies inside the API run: it is there, as a stub.
     # (seq 1 is the node's key-registered entry, about no recording: before the run)
     assert sorted(seqs[API_WRITER]) == [2, 3, 4] and redacted[API_WRITER] == [3]
-    report = pkg.verify_package(world.package)
+    report = pkg.verify_package(world.legacy)
     assert report.redacted == {writer: len(redacted.get(writer, [])) for writer in seqs}
     assert report.entries_checked == sum(map(len, seqs.values()))
     assert report.as_dict()["redacted"] == report.redacted
 
 
-def test_nothing_about_the_other_recording_is_in_the_package(world: World) -> None:
-    """The API run spans the view of a recording outside the package: who watched it, why and
-    from where stay out; so does everything the station recorded about it."""
-    members = read_members(world.package)
-    stub = pkg.redacted_key(API_WRITER, 3)
-    assert stub in members and keys.ledger_key(API_WRITER, 3) not in members
-    assert json.loads(members[stub])["entry_hash"] == canonical.entry_hash(
-        canonical.parse_stored(world.store.get_bytes(keys.ledger_key(API_WRITER, 3)))[0])
+@pytest.mark.parametrize("version", [3, 2])
+def test_nothing_about_the_other_recording_is_in_the_package(world: World, version: int) -> None:
+    """The view of a recording outside the package (API #3): who watched it, why and from
+    where stay out; so does everything the station recorded about it. Format 2 spans it with a
+    stub; format 3 carries only the package's own entries, with proofs."""
+    package = world.package if version == 3 else world.legacy
+    members = read_members(package)
+    assert keys.ledger_key(API_WRITER, 3) not in members
+    if version == 2:
+        stub = pkg.redacted_key(API_WRITER, 3)
+        assert json.loads(members[stub])["entry_hash"] == canonical.entry_hash(
+            canonical.parse_stored(world.store.get_bytes(keys.ledger_key(API_WRITER, 3)))[0])
+    else:
+        assert not any(name.endswith(pkg.REDACTED_SUFFIX) for name in members)
+        assert pkg.proof_name(API_WRITER, 2) in members and pkg.proof_name(API_WRITER, 3) not in members
     secrets = [OTHER_VIEW["reason"], OTHER_VIEW["remote"], "neighbour-case", world.other]
     for name, data in members.items():
         for secret in secrets:
             assert secret.encode() not in data, (secret, name)
-    raw = world.package.read_bytes()
+    raw = package.read_bytes()
     assert not any(secret.encode() in raw for secret in secrets)
 
 
@@ -333,23 +351,39 @@ def test_exported_event_is_signed_indexed_and_names_the_package(world: World) ->
 
 # -- one byte changed, anywhere ---------------------------------------------------------------
 
-def test_every_file_with_one_byte_changed_in_the_zip_is_named(world: World, tmp_path: Path) -> None:
+def _kinds_present(package: Path, version: int) -> dict[str, bytes]:
+    """The members, after checking every kind of file of that format is among them."""
+    members = read_members(package)
+    if version == 2:
+        assert any(name.endswith(pkg.REDACTED_SUFFIX) for name in members)  # stubs too
+    else:  # proofs and checkpoints of both writers
+        for prefix in (pkg.PROOFS_PREFIX, keys.LEDGER_PREFIX):
+            assert {name.split("/")[1] for name in members if name.startswith(prefix)} == {
+                "town-a-dock-1", API_WRITER}
+        assert sum(b'"event":"checkpoint"' in data for data in members.values()) == 2
+    return members
+
+
+@pytest.mark.parametrize("version", [3, 2])
+def test_every_file_with_one_byte_changed_in_the_zip_is_named(world: World, tmp_path: Path,
+                                                              version: int) -> None:
     """Acceptance: for every file of the package, a copy of the zip with one byte of that
     file's data changed fails verification with a problem naming that file."""
     missed = []
-    members = read_members(world.package)
-    assert any(name.endswith(pkg.REDACTED_SUFFIX) for name in members)  # stubs too
+    package = world.package if version == 3 else world.legacy
+    members = _kinds_present(package, version)
     for name in members:
-        report = pkg.verify_package(flip_in_zip(world.package, tmp_path / "flipped.zip", name))
+        report = pkg.verify_package(flip_in_zip(package, tmp_path / "flipped.zip", name))
         if report.ok or not names(report.problems, name):
             missed.append(f"{name}: {problem_text(report) or 'OK'}")
     assert not missed, "\n".join(missed)
 
 
-def test_every_file_with_one_byte_changed_and_rezipped_is_named(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [3, 2])
+def test_every_file_with_one_byte_changed_and_rezipped_is_named(world: World, tmp_path: Path,
+                                                                version: int) -> None:
     """The same with a well-formed zip (fresh CRCs): only the package's own checks can tell."""
-    members = read_members(world.package)
-    assert any(name.endswith(pkg.REDACTED_SUFFIX) for name in members)  # stubs too
+    members = _kinds_present(world.package if version == 3 else world.legacy, version)
     missed = []
     for name in members:
         changed = {**members, name: flip_content(members[name])}
@@ -370,13 +404,17 @@ def test_a_file_added_is_named(world: World, tmp_path: Path) -> None:
     assert "not listed in package.json" in problem_text(report)
 
 
-@pytest.mark.parametrize("which", ["original", "ledger", "stub", "key", "readme"])
+@pytest.mark.parametrize("which", ["original", "ledger", "stub", "key", "readme", "proof",
+                                   "checkpoint"])
 def test_a_file_removed_is_named(world: World, tmp_path: Path, which: str) -> None:
-    members = read_members(world.package)
+    members = read_members(world.legacy if which == "stub" else world.package)
     victim = {
         "original": keys.original_key(world.video, "mp4"),
         "ledger": _full_names(members, world.station)[1],
         "stub": pkg.redacted_key(API_WRITER, 3),
+        "proof": (sorted(name for name in members
+                         if name.startswith(f"{pkg.PROOFS_PREFIX}{world.station}/")) or [""])[-1],
+        "checkpoint": keys.ledger_key(API_WRITER, world.info.exported_seq + 1),
         "key": keys.public_key_key(world.station),
         "readme": pkg.README_NAME,
     }[which]
@@ -419,19 +457,26 @@ def test_trusted_fingerprints(world: World) -> None:
 
     only_api = {writers[API_WRITER]}
     report = pkg.verify_package(world.package, trusted_fingerprints=only_api)
-    assert [problem.subject for problem in report.problems] == [keys.public_key_key(world.station)]
+    assert report.problems[0].subject == keys.public_key_key(world.station)
     assert "key not trusted" in report.problems[0].message
+    # Nothing the untrusted station signed counts: its archived events vouch for nothing.
+    assert {problem.recording for problem in report.problems[1:]} == {world.video, world.audio}
+    assert all("'archived'" in problem.message or "'derived'" in problem.message
+               for problem in report.problems[1:]), problem_text(report)
+    report = pkg.verify_package(world.legacy, trusted_fingerprints=only_api)
+    assert [problem.subject for problem in report.problems] == [keys.public_key_key(world.station)]
 
     report = pkg.verify_package(world.package, trusted_fingerprints={"SHA256:somebody-else"})
-    assert {problem.subject for problem in report.problems} == {
-        keys.public_key_key(world.station), keys.public_key_key(API_WRITER)}
+    assert [problem.subject for problem in report.problems][:2] == [
+        keys.public_key_key(API_WRITER), keys.public_key_key(world.station)]
     assert not any("compare" in line for line in pkg.format_package_report(report))
 
 
 def test_a_complete_forgery_with_a_fresh_key_is_caught_only_by_trusted_fingerprints(
         world: World, tmp_path: Path) -> None:
     """Whoever replaces every key and re-signs everything makes a self-consistent package:
-    only the fingerprints, compared out of band, tell. That is why README.txt lists them."""
+    only the fingerprints, compared out of band, tell. That is why README.txt lists them.
+    (Format 2 here; in format 3 a writer's signed key registration names its key too.)"""
     fresh = Ed25519PrivateKey.generate()
 
     def swap_exporter_key(members: dict[str, bytes], package: dict[str, Any]) -> None:
@@ -442,11 +487,18 @@ def test_a_complete_forgery_with_a_fresh_key_is_caught_only_by_trusted_fingerpri
             entry, _ = canonical.parse_stored(members[name])
             members[name] = canonical.stored_bytes(entry, fresh.sign(canonical.canonical_bytes(entry)))
 
-    forged = forge(world.package, tmp_path / "forged.zip", fresh, swap_exporter_key)
+    forged = forge(world.legacy, tmp_path / "forged.zip", fresh, swap_exporter_key)
     assert pkg.verify_package(forged).ok
-    trusted = set(pkg.verify_package(world.package).writers.values())
+    trusted = set(pkg.verify_package(world.legacy).writers.values())
     report = pkg.verify_package(forged, trusted_fingerprints=trusted)
     assert [problem.subject for problem in report.problems] == [keys.public_key_key(API_WRITER)]
+
+    # Format 3: the same re-signing is named without trust anchors, by the registration.
+    report = pkg.verify_package(forge(world.package, tmp_path / "forged3.zip", fresh,
+                                      swap_exporter_key))
+    assert any(problem.subject == keys.ledger_key(API_WRITER, 1)
+               and "key-registered entry names key" in problem.message
+               for problem in report.problems), problem_text(report)
 
 
 # -- an insider with the API node's key ------------------------------------------------------
@@ -477,10 +529,9 @@ def test_insider_resigning_the_package_is_still_caught(world: World, tmp_path: P
             entry, signature = canonical.parse_stored(members[name])
             entry["actor"] = "cli:someone-else"
             members[name] = canonical.stored_bytes(entry, signature)
-        elif scenario == "entry-dropped":
-            dropped = _ledger_names(members, world.station)[1]
-            del members[dropped]
-            name = _ledger_names(members, world.station)[1]  # the one after the gap
+        elif scenario == "entry-dropped":  # its proof stays: it names the entry
+            name = _ledger_names(members, world.station)[1]
+            del members[name]
         elif scenario == "recording-dropped":
             for member in [m for m in members if m.startswith(keys.recording_prefix(world.audio))]:
                 del members[member]
@@ -543,7 +594,7 @@ def test_a_forged_stub_is_named(world: World, tmp_path: Path, scenario: str) -> 
             members[name] = _stub_of(world, API_WRITER, 2)
         expected.append(name)
 
-    report = pkg.verify_package(forge(world.package, tmp_path / "forged.zip",
+    report = pkg.verify_package(forge(world.legacy, tmp_path / "forged.zip",
                                       world.ledger.private_key, change))
     assert not report.ok and names(report.problems, expected[0]), problem_text(report)
 
@@ -570,7 +621,7 @@ def test_a_stub_in_place_of_an_entry_about_the_package(world: World, tmp_path: P
     full entry from the archive settles it. README.txt says so.
     """
     video, audio, station = world.video, world.audio, world.station
-    members = read_members(world.package)
+    members = read_members(world.legacy)
     inside = _interior_entries(members, station)
 
     def pick(event: str) -> tuple[str, dict[str, Any]]:
@@ -588,11 +639,11 @@ def test_a_stub_in_place_of_an_entry_about_the_package(world: World, tmp_path: P
         _swap_for_stub(world, members, victim)
 
     if scenario == "exported":
-        victim, recording = keys.ledger_key(API_WRITER, world.info.exported_seq), ""
+        victim, recording = keys.ledger_key(API_WRITER, world.legacy_info.exported_seq), ""
     else:
         victim, entry = pick(scenario)
         recording = str(entry["recording"])
-    report = pkg.verify_package(forge(world.package, tmp_path / "forged.zip",
+    report = pkg.verify_package(forge(world.legacy, tmp_path / "forged.zip",
                                       world.ledger.private_key, swap))
     text = problem_text(report)
     if scenario == "archived":
@@ -609,7 +660,7 @@ def test_a_stub_in_place_of_an_entry_about_the_package(world: World, tmp_path: P
 
 
 def test_readme_and_report_say_what_was_redacted(world: World) -> None:
-    members = read_members(world.package)
+    members = read_members(world.legacy)
     count = sum(name.endswith(pkg.REDACTED_SUFFIX) for name in members)
     assert count >= 1
     text = " ".join(members[pkg.README_NAME].decode("utf-8").split())
@@ -620,7 +671,7 @@ def test_readme_and_report_say_what_was_redacted(world: World) -> None:
     assert f"{count} 条涉及其他录像的台账记录仅以其哈希值显示" in text
     assert ".redacted.json" in text
 
-    lines = pkg.format_package_report(pkg.verify_package(world.package))
+    lines = pkg.format_package_report(pkg.verify_package(world.legacy))
     assert any(line.startswith(f"ledger writer {API_WRITER}: ") and
                line.endswith(", 1 entry about other recordings redacted") for line in lines)
     assert f"({count} redacted)" in lines[-1] and lines[-1].endswith(": OK")
@@ -636,7 +687,7 @@ def test_a_package_of_format_version_1_still_verifies(world: World, tmp_path: Pa
             members[keys.ledger_key(writer, seq)] = world.store.get_bytes(keys.ledger_key(writer, seq))
         package["format_version"] = 1
 
-    report = pkg.verify_package(forge(world.package, tmp_path / "v1.zip",
+    report = pkg.verify_package(forge(world.legacy, tmp_path / "v1.zip",
                                       world.ledger.private_key, unredact))
     assert report.ok, problem_text(report)
     assert set(report.redacted.values()) == {0}
@@ -759,9 +810,13 @@ def test_export_refuses_an_archive_damaged_after_indexing(world: World, tmp_path
             pkg.export_recordings(store, database, ledger, lambda seq: indexer.poll(),
                                   [world.video], out, reason="court request", actor="cli:auditor")
         assert not out.exists() and not list(out.parent.glob("*"))
-        last = max(store.list_keys(keys.ledger_prefix(API_WRITER)))
-        entry, _ = canonical.parse_stored(store.get_bytes(last))
-        assert entry["event"] == "exported" and entry["details"]["recordings"] == [world.video]
+        # The exported event, then (format 3) the node's checkpoint covering it.
+        last = sorted(store.list_keys(keys.ledger_prefix(API_WRITER)))[-2:]
+        exported, _ = canonical.parse_stored(store.get_bytes(last[0]))
+        checkpoint, _ = canonical.parse_stored(store.get_bytes(last[1]))
+        assert exported["event"] == "exported" and exported["details"]["recordings"] == [world.video]
+        assert checkpoint["event"] == "checkpoint"
+        assert checkpoint["details"]["head_hash"] == canonical.entry_hash(exported)
     finally:
         database.close()
 
@@ -932,7 +987,7 @@ def test_parse_stub_refuses_anything_but_a_stub(change: Callable[[Any], Any]) ->
 def test_readme_paragraph_on_redacted_entries(count: int, english: str, chinese: str) -> None:
     text = pkg.readme_text(package_id="p", created_at="t", actor="a", reason="r",
                            exporter={"writer": "api-1", "fingerprint": "SHA256:x"}, planned=[],
-                           fingerprints={}, redacted_count=count)
+                           fingerprints={}, redacted_count=count, format_version=2)
     flat = " ".join(text.split())
     assert english in flat and chinese in flat.replace(" ", "")
 

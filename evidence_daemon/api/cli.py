@@ -55,6 +55,10 @@ def add_commands(commands: Any) -> None:
                                 help="accept only writer keys with these fingerprints "
                                 "(SHA256:..., as published by the agency); adds to "
                                 "[verify] trusted_keys")
+    verify_package.add_argument("--tsa-cert", type=Path, metavar="FILE",
+                                help="PEM: the time-stamping authority's certificate and its CA; "
+                                "checks the RFC 3161 timestamps of checkpoints in the package "
+                                "(default: [timestamp] tsa_cert_file)")
     verify_package.add_argument("--json", action="store_true")
 
 
@@ -155,10 +159,16 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
 def cmd_verify_package(config: Config, args: argparse.Namespace) -> int:
     from .package import format_package_report, verify_package
 
+    from ..custody.timestamp import load_tsa_trust
     from ..custody.trust import anchors_from
 
     trust = anchors_from(args.trust, config.verify.trusted_keys)
-    report = verify_package(args.package, trusted_fingerprints=trust.fingerprints)
+    tsa_cert = args.tsa_cert or config.timestamp.tsa_cert_file
+    tsa_trust = (load_tsa_trust(tsa_cert, setting="--tsa-cert" if args.tsa_cert
+                                else "timestamp.tsa_cert_file")
+                 if tsa_cert is not None else None)
+    report = verify_package(args.package, trusted_fingerprints=trust.fingerprints,
+                            tsa_trust=tsa_trust)
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:

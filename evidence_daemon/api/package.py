@@ -2,33 +2,44 @@
 own, without this system.
 
 ``export_recordings`` first appends an ``exported`` event to this API node's ledger (so an
-export that fails half-way is still on record), then writes the package::
+export that fails half-way is still on record) and a checkpoint of that ledger (so the export's
+own entries can be proven), then writes the package (format 3)::
 
     README.txt                           plain language, English then Chinese
-    package.json                         every other file with size and SHA-256; who, when, why
+    package.json                         every other file with size and SHA-256; who, when, why;
+                                         per writer its entries, checkpoint and proofs
     package.sig                          base64 Ed25519 over the package.json bytes (exporter)
     keys/<writer>.pub                    public key of every writer whose entries are included
-    ledger/<writer>/<seq:012d>.json      entries exactly as stored, contiguous runs
-    ledger/<writer>/<seq:012d>.redacted.json
-                                         in those runs, an entry about no recording of the
-                                         package: only its hash and prev link (a "stub")
+    ledger/<writer>/<seq:012d>.json      entries exactly as stored: those about the package's
+                                         recordings, its exported event, each writer's
+                                         key-registered entries and newest checkpoint
+    proofs/<writer>/<seq:012d>.json      RFC 9162 inclusion proof of that entry against the
+                                         checkpoint (custody/proofs.py)
+    checkpoints/<writer>/<seq:012d>.tsr  the checkpoint's RFC 3161 token, when archived
     recordings/<sha256>/original.<ext>   bit-exact, re-hashed while streamed into the zip
     recordings/<sha256>/manifest.json    (and proxy.mp4/proxy.m4a, poster.jpg when asked)
 
-``verify_package`` checks such a zip with nothing but the zip. Member names equal archive keys,
-so the package reads like a small archive.
+``verify_package`` checks such a zip with nothing but the zip (and a TSA certificate for
+tokens). Member names equal archive keys, so the package reads like a small archive. A package
+carries nothing about other cases and grows with log2 of the chains, not their length. An
+entry after its writer's newest checkpoint goes in unproven, declared in package.json, and is a
+warning; the exporter's own entries are always proven.
 
-A run has to be contiguous for the chain to prove nothing is missing, so it passes over
-entries about other cases (views by other users with their reasons and addresses, other
-officers' files). Those go in as stubs: the signed entries around a stub prove its place in
-the chain, but not what it hides; that it concerns no recording of the package rests on the
-exporter's signature over package.json.
+Format 2 (still written with ``format_version=2`` and verified, like format 1) carried
+contiguous runs in which each entry about another case was a redaction stub
+(``<seq>.redacted.json``: its hash and prev link only); what a stub hides rests on the
+exporter's signature.
+
+Why one module of this size: export and verification of one format share its vocabulary
+(member names, package.json, the README that explains the checks) and must change together;
+the pure parts below (planning, stubs, proofs, README text) are separate functions.
 
 What this module must never do: build an archive key or a member name from request text (keys
 come from ``archive.keys`` on a validated SHA-256, and catalog keys are checked against them);
-put an entry about a recording outside the package into it in full; hold a whole original in
-memory; leave a half-written package under the final name or overwrite an existing file;
-extract a member of a package it verifies (names are compared, never used as paths).
+put an entry about a recording outside the package into it in full; take a proof's tree size
+from anything but the signed checkpoint; hold a whole original in memory; leave a half-written
+package under the final name or overwrite an existing file; extract a member of a package it
+verifies (names are compared, never used as paths).
 """
 
 from __future__ import annotations
@@ -60,7 +71,17 @@ from ..archive.base import READ_CHUNK_BYTES, ArchiveStore, hash_file
 from ..archive.filesystem import fsync_directory
 from ..custody import canonical
 from ..custody import chain
-from ..custody.chain import GENESIS, Event, Head, Problem
+from ..custody.chain import GENESIS, Event, Head, Problem, ProblemKind
+from ..custody.proofs import (
+    SignedTreeHead,
+    checkpoint_entry_details,
+    inclusion_problem,
+    inclusion_proofs,
+    parse_proof,
+    proof_bytes,
+    tree_head_of,
+)
+from ..custody.timestamp import TsaTrust, verify_timestamp
 from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
 from ..custody.signing import fingerprint, load_public_pem, public_pem, signature_valid
 from ..custody.trust import normal_fingerprint
@@ -81,8 +102,11 @@ log = logging.getLogger(__name__)
 
 FORMAT = "evidence-daemon-package"
 # 2: ledger runs may hold redaction stubs. Version 1 packages (all entries in full) still verify.
-FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
+# 3: each entry proven by an inclusion proof against its writer's signed checkpoint; no runs.
+# Version 1 and 2 packages still verify; version 2 is still written on request (tests).
+FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2, 3})
+WRITABLE_FORMAT_VERSIONS = frozenset({2, 3})
 README_NAME = "README.txt"
 PACKAGE_JSON = "package.json"
 PACKAGE_SIG = "package.sig"
@@ -92,12 +116,14 @@ MAX_PACKAGE_JSON_BYTES = 64 * 1024 * 1024
 MAX_SMALL_MEMBER_BYTES = 16 * 1024 * 1024
 DERIVED_NAMES = frozenset({"proxy.mp4", "proxy.m4a", "poster.jpg"})
 REDACTED_SUFFIX = ".redacted.json"
+PROOFS_PREFIX = "proofs/"
 STUB_FIELDS = frozenset({"entry_hash", "prev", "redacted", "seq", "writer"})
 
 _ID_PREFIX = re.compile(r"^[0-9a-f]{12,64}$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _REDACTED_NAME = re.compile(r"(\d{12})\.redacted\.json")
+_PROOF_NAME = re.compile(r"(\d{12})\.json")
 
 
 # -- value objects -------------------------------------------------------------------------
@@ -132,6 +158,14 @@ class PackageReport:
     entries_checked: int = 0  # ledger files in the runs, full entries and stubs
     redacted: dict[str, int] = field(default_factory=dict)  # writer -> stubs in its run
     trusted_checked: bool = False  # keys were compared with trusted fingerprints
+    format_version: int | None = None
+    # version 3: per writer, entries proven and the checkpoint they are proven against
+    proven: dict[str, int] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)  # writer -> what it signs
+    roles: dict[str, str] = field(default_factory=dict)  # writer -> role and how it is known
+    uncovered: list[str] = field(default_factory=list)  # ledger files no checkpoint covers yet
+    timestamps: dict[str, str] = field(default_factory=dict)  # .tsr file -> what it states
+    timestamps_unchecked: list[str] = field(default_factory=list)  # no TSA certificate given
 
     @property
     def ok(self) -> bool:
@@ -148,7 +182,10 @@ class PackageReport:
             "reason": self.reason, "exporter": self.exporter, "recordings": self.recordings,
             "writers": self.writers, "trusted_checked": self.trusted_checked,
             "files_checked": self.files_checked, "entries_checked": self.entries_checked,
-            "redacted": self.redacted,
+            "redacted": self.redacted, "format_version": self.format_version,
+            "proven": self.proven, "checkpoints": self.checkpoints, "roles": self.roles,
+            "uncovered": self.uncovered, "timestamps": self.timestamps,
+            "timestamps_unchecked": self.timestamps_unchecked,
             "problems": [{"file": problem.subject, "message": problem.message,
                           "recording": problem.recording} for problem in self.problems],
         }
@@ -339,6 +376,169 @@ def parse_stub(data: bytes) -> dict[str, Any]:
     return body
 
 
+# -- inclusion proofs (version 3) ------------------------------------------------------------
+
+def proof_name(writer: str, seq: int) -> str:
+    """``proofs/<writer>/<seq:012d>.json``: the inclusion proof of ledger entry ``seq``."""
+    if seq < 1:
+        raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
+    return f"{PROOFS_PREFIX}{keys.check_writer(writer)}/{seq:012d}.json"
+
+
+def parse_proof_name(name: str) -> tuple[str, int] | None:
+    """``proofs/<writer>/<seq>.json`` -> (writer, seq); None for anything else."""
+    parts = name.split("/")
+    match = _PROOF_NAME.fullmatch(parts[-1])
+    if len(parts) != 3 or parts[0] != PROOFS_PREFIX.rstrip("/") or match is None:
+        return None
+    try:
+        keys.check_writer(parts[1])
+    except ValueError:
+        return None
+    return parts[1], int(match.group(1))
+
+
+def proven_entries(database: Database, recordings: Sequence[str], exporter: str,
+                   exported_seq: int) -> dict[str, set[int]]:
+    """Per writer, the seqs of the entries a version-3 package carries in full (besides the
+    checkpoints): every entry about its recordings, its own ``exported`` event, and each such
+    writer's ``key-registered`` entries (its role, signed), from the catalog."""
+    marks = ",".join("?" for _ in recordings)
+    selected: dict[str, set[int]] = defaultdict(set)
+    for row in database.query(f"SELECT writer, seq FROM events WHERE recording IN ({marks})",
+                              tuple(recordings)):
+        selected[str(row["writer"])].add(int(row["seq"]))
+    selected[exporter].add(exported_seq)
+    writers = sorted(selected)
+    marks = ",".join("?" for _ in writers)
+    for row in database.query(f"SELECT writer, seq FROM events WHERE event = ? AND writer IN "
+                              f"({marks})", (str(Event.KEY_REGISTERED), *writers)):
+        selected[str(row["writer"])].add(int(row["seq"]))
+    return dict(sorted(selected.items()))
+
+
+@dataclass(frozen=True)
+class ProvenWriter:
+    """One writer's part of a version-3 package."""
+
+    writer: str
+    entries: Mapping[int, bytes]  # seq -> entry as stored (incl. the checkpoint)
+    checkpoint_seq: int | None  # the writer's newest checkpoint: what the proofs are against
+    proofs: Mapping[int, bytes]  # seq -> proof file
+    uncovered: tuple[int, ...]  # after the newest checkpoint: signed, not proven in the chain
+    timestamp: bytes | None  # the archived RFC 3161 token over the checkpoint, if any
+
+    def describe(self, key_fingerprint: str) -> dict[str, Any]:
+        """This writer's item in package.json's ``ledger`` list."""
+        checkpoint = None
+        if self.checkpoint_seq is not None:
+            checkpoint = {
+                "seq": self.checkpoint_seq,
+                "file": keys.ledger_key(self.writer, self.checkpoint_seq),
+                "timestamp": (keys.timestamp_key(self.writer, self.checkpoint_seq)
+                              if self.timestamp is not None else None)}
+        return {"writer": self.writer, "public_key": keys.public_key_key(self.writer),
+                "fingerprint": key_fingerprint, "entries": sorted(self.entries),
+                "checkpoint": checkpoint, "proven": sorted(self.proofs),
+                "uncovered": list(self.uncovered)}
+
+
+def checkpoint_own_chain(ledger: LedgerWriter,
+                         index_own: Callable[[int], object]) -> tuple[dict[str, Any], list[str]]:
+    """Append a checkpoint of this node's own chain (so the export's own entries are proven
+    too); returns the checkpoint entry and the entry hashes of the tree it signs."""
+    entry_hashes = ledger.entry_hashes()
+    entry = ledger.append(Event.CHECKPOINT, recording=None, actor=f"{ledger.role}:{ledger.writer}",
+                          details=checkpoint_entry_details(entry_hashes))
+    index_own(int(entry["seq"]))
+    return entry, entry_hashes
+
+
+def _indexed_hashes(database: Database, writer: str, tree_size: int) -> list[str]:
+    rows = database.query("SELECT seq, entry_hash FROM events WHERE writer = ? AND seq <= ? "
+                          "ORDER BY seq", (writer, tree_size))
+    if [int(row["seq"]) for row in rows] != list(range(1, tree_size + 1)):
+        raise IntegrityError(f"the catalog does not hold entries 1..{tree_size} of writer "
+                             f"{writer!r} that its checkpoint signs; run reindex, then verify")
+    return [str(row["entry_hash"]) for row in rows]
+
+
+def prove_writer(store: ArchiveStore, database: Database, writer: str,
+                 public_key: Ed25519PublicKey, seqs: Collection[int], *,
+                 recordings: Collection[str], exported: tuple[str, int],
+                 own: tuple[Mapping[str, Any], Sequence[str]] | None = None) -> ProvenWriter:
+    """Read and check the entries ``seqs`` of one writer and prove them against its newest
+    checkpoint (``own``: the one this node just signed, with its tree's hashes). A package
+    whose entries would not verify is not written: IntegrityError when an entry or the
+    checkpoint does not verify, or the catalog's hashes are not the tree the checkpoint signs.
+    Entries after the newest checkpoint go in unproven (``uncovered``); of this node's own
+    chain, those come after the export and stay out. The seqs come from the catalog: an entry
+    that is not about the package (``is_relevant``) nor a key registration is refused, never
+    exported."""
+
+    def stored_entry(seq: int) -> tuple[bytes, chain.ReadEntry]:
+        key = keys.ledger_key(writer, seq)
+        try:
+            data = store.get_bytes(key)
+        except ObjectMissingError as exc:
+            raise IntegrityError(f"{key}: ledger entry missing from the archive") from exc
+        read = chain.read_entry(writer, seq, data, public_key)
+        if not read.signed or read.problems or read.entry is None:
+            why = "; ".join(problem.message for problem in read.problems)
+            raise IntegrityError(f"{key}: ledger entry does not verify ({why}); run verify on "
+                                 "the archive")
+        return data, read
+
+    entries: dict[int, bytes] = {}
+    if own is not None:
+        checkpoint_seq: int | None = int(own[0]["seq"])
+        seqs = [seq for seq in seqs if seq <= len(own[1])]
+    else:
+        found = database.scalar("SELECT MAX(seq) FROM events WHERE writer = ? AND event = ? AND "
+                                "verified = 1", (writer, str(Event.CHECKPOINT)))
+        checkpoint_seq = int(found) if found is not None else None
+    entry_hashes: Sequence[str] = ()
+    timestamp: bytes | None = None
+    if checkpoint_seq is not None:
+        data, read = stored_entry(checkpoint_seq)
+        key = keys.ledger_key(writer, checkpoint_seq)
+        assert read.entry is not None
+        try:
+            head = tree_head_of(read.entry)
+        except ValueError as exc:
+            raise IntegrityError(f"{key}: {exc}; run verify on the archive") from None
+        entry_hashes = own[1] if own is not None else _indexed_hashes(database, writer,
+                                                                      head.tree_size)
+        if (len(entry_hashes) != head.tree_size or checkpoint_entry_details(entry_hashes)[
+                "root_hash"] != head.root.hex()):
+            raise IntegrityError(f"{key}: entries 1..{head.tree_size} of writer {writer!r} do "
+                                 "not hash to the tree head this checkpoint signs: the chain "
+                                 "differs from what its writer signed; run verify")
+        entries[checkpoint_seq] = data
+        try:
+            timestamp = store.get_bytes(keys.timestamp_key(writer, checkpoint_seq))
+        except ObjectMissingError:
+            timestamp = None
+    for seq in sorted(seqs):
+        data, read = stored_entry(seq)
+        assert read.entry is not None
+        if (read.entry["event"] != Event.KEY_REGISTERED
+                and not is_relevant(read.entry, recordings, exported)):
+            raise IntegrityError(f"{keys.ledger_key(writer, seq)}: the catalog says this entry "
+                                 "concerns the package, the archived entry does not; run "
+                                 "reindex")
+        if seq <= len(entry_hashes) and entry_hashes[seq - 1] != read.entry_hash:
+            raise IntegrityError(f"{keys.ledger_key(writer, seq)}: differs from the entry the "
+                                 "catalog indexed; run reindex, then verify")
+        entries[seq] = data
+    covered = [seq for seq in sorted(seqs) if seq <= len(entry_hashes)]
+    proofs = ({seq: proof_bytes(proof) for seq, proof in inclusion_proofs(
+        writer, checkpoint_seq, entry_hashes, covered).items()}
+              if checkpoint_seq is not None else {})
+    uncovered = tuple(seq for seq in sorted(seqs) if seq > len(entry_hashes))
+    return ProvenWriter(writer, entries, checkpoint_seq, proofs, uncovered, timestamp)
+
+
 # -- export ------------------------------------------------------------------------------
 
 def export_recordings(
@@ -355,6 +555,7 @@ def export_recordings(
     remote: str | None = None,
     clock: Clock = utc_now,
     signing_key: Ed25519PrivateKey | None = None,
+    format_version: int = FORMAT_VERSION,
 ) -> PackageInfo:
     """Write an evidence package of ``recording_ids`` to ``out``.
 
@@ -364,12 +565,20 @@ def export_recordings(
     ledger's key and must be it (its public key is the one in ``keys/``). ``out`` must not
     exist, or be an empty file (a ``mkstemp`` placeholder); nothing else is ever replaced.
 
+    Version 3 (the default) first appends a checkpoint of this node's chain after the
+    ``exported`` event, so the export's own entries are proven; ``format_version=2`` writes
+    the older ledger runs with redaction stubs (kept so their verifier stays tested).
+
     Ids are checked before anything is recorded (``UsageError``, ``NotFoundError``,
     ``ConflictError``). Then the ``exported`` event is appended, before any content is read:
     if the export fails after that (``IntegrityError`` when the archive's bytes or ledger do
     not verify, ``StorageError``) it stays on record, and no file is left at ``out``.
     """
     reason = checked_reason(reason)
+    if format_version not in WRITABLE_FORMAT_VERSIONS:
+        raise UsageError(f"evidence packages are written in format version "
+                         f"{' or '.join(map(str, sorted(WRITABLE_FORMAT_VERSIONS)))}, not "
+                         f"{format_version}")
     planned = [plan_recording(row, include_proxies=include_proxies)
                for row in resolve_recordings(database, recording_ids)]
     signer = signing_key or ledger.private_key
@@ -397,8 +606,16 @@ def export_recordings(
         raise IntegrityError(f"the catalog indexed another entry as {ledger.writer}#"
                              f"{exported_seq} than the 'exported' event just written")
 
-    runs = ledger_runs(database, recordings, ledger.writer, exported_seq)
-    public_keys = {writer: _archived_public_key(store, database, writer) for writer in runs}
+    runs: dict[str, tuple[int, int]] = {}
+    selected: dict[str, set[int]] = {}
+    own_checkpoint: tuple[dict[str, Any], list[str]] | None = None
+    if format_version == 3:
+        own_checkpoint = checkpoint_own_chain(ledger, index_own)
+        selected = proven_entries(database, recordings, ledger.writer, exported_seq)
+    else:
+        runs = ledger_runs(database, recordings, ledger.writer, exported_seq)
+    public_keys = {writer: _archived_public_key(store, database, writer)
+                   for writer in (selected or runs)}
     created_at = format_time(clock())
     fingerprints = {writer: fingerprint(key) for writer, (_, key) in public_keys.items()}
     exporter = {"writer": ledger.writer, "fingerprint": fingerprints[ledger.writer],
@@ -416,19 +633,32 @@ def export_recordings(
         with temp.open("xb") as handle:
             with zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
                 writer = _PackageWriter(archive, datetime.fromisoformat(created_at))
-                # The ledger first: README.txt states how many entries were redacted, and a
-                # ledger that does not verify fails the export before any original is read.
-                redacted = {
-                    ledger_writer: _add_ledger_run(
-                        store, database, writer, ledger_writer, first_seq, last_seq,
-                        public_keys[ledger_writer][1], recordings=frozenset(recordings),
-                        exported=(ledger.writer, exported_seq))
-                    for ledger_writer, (first_seq, last_seq) in runs.items()
-                }
+                # The ledger first: README.txt states how many entries were redacted or are
+                # unproven, and a ledger that does not verify fails the export before any
+                # original is read.
+                redacted: dict[str, int] = {}
+                proven: dict[str, ProvenWriter] = {}
+                if format_version == 3:
+                    for ledger_writer, seqs in selected.items():
+                        proven[ledger_writer] = prove_writer(
+                            store, database, ledger_writer, public_keys[ledger_writer][1], seqs,
+                            recordings=frozenset(recordings),
+                            exported=(ledger.writer, exported_seq),
+                            own=own_checkpoint if ledger_writer == ledger.writer else None)
+                        _add_proven(writer, proven[ledger_writer])
+                else:
+                    redacted = {
+                        ledger_writer: _add_ledger_run(
+                            store, database, writer, ledger_writer, first_seq, last_seq,
+                            public_keys[ledger_writer][1], recordings=frozenset(recordings),
+                            exported=(ledger.writer, exported_seq))
+                        for ledger_writer, (first_seq, last_seq) in runs.items()
+                    }
                 writer.add_bytes(README_NAME, readme_text(
                     package_id=package_id, created_at=created_at, actor=actor, reason=reason,
                     exporter=exporter, planned=planned, fingerprints=fingerprints,
-                    redacted_count=sum(redacted.values()),
+                    redacted_count=sum(redacted.values()), format_version=format_version,
+                    uncovered_count=sum(len(item.uncovered) for item in proven.values()),
                 ).encode("utf-8"))
                 for plan in planned:
                     _add_recording(store, writer, plan)
@@ -440,7 +670,10 @@ def export_recordings(
                     exported_event={"writer": ledger.writer, "seq": exported_seq,
                                     "file": keys.ledger_key(ledger.writer, exported_seq),
                                     "entry_hash": canonical.entry_hash(exported)},
-                    planned=planned, runs=runs, fingerprints=fingerprints, files=writer.listed,
+                    planned=planned, fingerprints=fingerprints, files=writer.listed,
+                    format_version=format_version,
+                    ledger=([item.describe(fingerprints[name]) for name, item in proven.items()]
+                            if format_version == 3 else ledger_listing(runs, fingerprints)),
                 )
                 writer.add_bytes(PACKAGE_JSON, body, listed=False)
                 writer.add_bytes(PACKAGE_SIG, base64.b64encode(signer.sign(body)) + b"\n",
@@ -549,6 +782,16 @@ def _add_ledger_run(store: ArchiveStore, database: Database, writer: _PackageWri
     return redacted
 
 
+def _add_proven(writer: _PackageWriter, proven: ProvenWriter) -> None:
+    for seq, data in sorted(proven.entries.items()):
+        writer.add_bytes(keys.ledger_key(proven.writer, seq), data)
+    for seq, data in sorted(proven.proofs.items()):
+        writer.add_bytes(proof_name(proven.writer, seq), data)
+    if proven.timestamp is not None and proven.checkpoint_seq is not None:
+        writer.add_bytes(keys.timestamp_key(proven.writer, proven.checkpoint_seq),
+                         proven.timestamp)
+
+
 def _is_placeholder(path: Path) -> bool:
     """An empty regular file, as ``tempfile.mkstemp`` leaves it: replacing it loses nothing."""
     try:
@@ -633,13 +876,14 @@ def package_json(
     exporter: Mapping[str, str],
     exported_event: Mapping[str, Any],
     planned: Sequence[PlannedRecording],
-    runs: Mapping[str, tuple[int, int]],
     fingerprints: Mapping[str, str],
     files: Sequence[Mapping[str, Any]],
+    ledger: Sequence[Mapping[str, Any]],
+    format_version: int = FORMAT_VERSION,
 ) -> bytes:
     document = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version,
         "package_id": package_id,
         "created_at": created_at,
         "exported_by": actor,
@@ -653,15 +897,19 @@ def package_json(
              "derived": [part.key for part in plan.derived], **plan.facts}
             for plan in planned
         ],
-        "ledger": [
-            {"writer": writer, "first_seq": first_seq, "last_seq": last_seq,
-             "public_key": keys.public_key_key(writer), "fingerprint": fingerprints[writer]}
-            for writer, (first_seq, last_seq) in runs.items()
-        ],
+        "ledger": [dict(item) for item in ledger],
         "files": list(files),
         "software": {"name": "evidence-daemon", "version": __version__},
     }
     return json.dumps(document, sort_keys=True, ensure_ascii=False, indent=2).encode() + b"\n"
+
+
+def ledger_listing(runs: Mapping[str, tuple[int, int]],
+                   fingerprints: Mapping[str, str]) -> list[dict[str, Any]]:
+    """package.json's ``ledger`` list of a version-2 package: one contiguous run per writer."""
+    return [{"writer": writer, "first_seq": first_seq, "last_seq": last_seq,
+             "public_key": keys.public_key_key(writer), "fingerprint": fingerprints[writer]}
+            for writer, (first_seq, last_seq) in runs.items()]
 
 
 def readme_text(
@@ -674,6 +922,8 @@ def readme_text(
     planned: Sequence[PlannedRecording],
     fingerprints: Mapping[str, str],
     redacted_count: int = 0,
+    format_version: int = FORMAT_VERSION,
+    uncovered_count: int = 0,
 ) -> str:
     writer = exporter["writer"]
     example = planned[0].original.key if planned else "recordings/<id>/original.mp4"
@@ -690,7 +940,12 @@ def readme_text(
         for plan in planned
     )
     keys_list = "\n".join(f"  {name:<24} {value}" for name, value in fingerprints.items())
-    redacted_en, redacted_zh = _redaction_notes(redacted_count)
+    if format_version == 3:
+        steps_en, steps_zh = _proof_steps(writer)
+        others_en, others_zh = _proof_notes(uncovered_count)
+    else:
+        steps_en, steps_zh = _stub_steps()
+        others_en, others_zh = _redaction_notes(redacted_count)
     return f"""EVIDENCE PACKAGE {package_id}
 ========================================================================
 
@@ -726,18 +981,11 @@ How to check it
         base64 -d package.sig > package.sig.bin
         openssl pkeyutl -verify -pubin -inkey keys/{writer}.pub -rawin \\
             -in package.json -sigfile package.sig.bin
-   d. Each file ledger/<writer>/<number>.json is one custody event, signed by
-      its writer (the station or API node named in its path) with the key in
-      keys/. Each event's "prev" is the SHA-256 of the one before, so none can
-      be removed or changed without breaking the chain.
-   e. A file ledger/<writer>/<number>.redacted.json is not signed: it stands
-      for an entry about another recording, and holds only that entry's
-      SHA-256 ("entry_hash") and its "prev". The next entry's "prev" must
-      equal its "entry_hash".
+{steps_en}
 
 Entries about other recordings
 ------------------------------
-{redacted_en}
+{others_en}
 
 Key fingerprints
 ----------------
@@ -785,16 +1033,11 @@ A key's fingerprint by hand:
         base64 -d package.sig > package.sig.bin
         openssl pkeyutl -verify -pubin -inkey keys/{writer}.pub -rawin \\
             -in package.json -sigfile package.sig.bin
-   d. 每个 ledger/<写入方>/<序号>.json 文件是一条保管事件，由其写入方
-      （路径中的工作站或 API 节点）用 keys/ 中的密钥签名。每条事件的
-      "prev" 是前一条的 SHA-256，任何一条被删除或修改都会使链条断开。
-   e. ledger/<写入方>/<序号>.redacted.json 文件没有签名：它代表一条涉及
-      其他录像的记录，只含该记录的 SHA-256（"entry_hash"）及其 "prev"。
-      下一条记录的 "prev" 必须等于它的 "entry_hash"。
+{steps_zh}
 
 涉及其他录像的记录
 ------------------
-{redacted_zh}
+{others_zh}
 
 密钥指纹
 --------
@@ -807,6 +1050,83 @@ A key's fingerprint by hand:
       | openssl dgst -sha256 -binary | base64
 （输出去掉末尾的 "=" 后，即 "SHA256:" 之后的部分。）
 """
+
+
+def _stub_steps() -> tuple[str, str]:
+    """README steps d-e (English, Chinese) of a version-2 package: runs with stubs."""
+    return ("""   d. Each file ledger/<writer>/<number>.json is one custody event, signed by
+      its writer (the station or API node named in its path) with the key in
+      keys/. Each event's "prev" is the SHA-256 of the one before, so none can
+      be removed or changed without breaking the chain.
+   e. A file ledger/<writer>/<number>.redacted.json is not signed: it stands
+      for an entry about another recording, and holds only that entry's
+      SHA-256 ("entry_hash") and its "prev". The next entry's "prev" must
+      equal its "entry_hash".""",
+            """   d. 每个 ledger/<写入方>/<序号>.json 文件是一条保管事件，由其写入方
+      （路径中的工作站或 API 节点）用 keys/ 中的密钥签名。每条事件的
+      "prev" 是前一条的 SHA-256，任何一条被删除或修改都会使链条断开。
+   e. ledger/<写入方>/<序号>.redacted.json 文件没有签名：它代表一条涉及
+      其他录像的记录，只含该记录的 SHA-256（"entry_hash"）及其 "prev"。
+      下一条记录的 "prev" 必须等于它的 "entry_hash"。""")
+
+
+def _proof_steps(exporter: str) -> tuple[str, str]:
+    """README steps d-f (English, Chinese) of a version-3 package: inclusion proofs."""
+    return (f"""   d. Each file ledger/<writer>/<number>.json is one custody event, signed by
+      its writer (the station or API node named in its path) with the key in
+      keys/. A writer's "key-registered" event names its role: stations sign
+      acquisition, archival and viewing copies; API nodes sign views and
+      exports. An event outside its writer's role does not count.
+   e. A "checkpoint" event is its writer's signed summary of its whole chain
+      at that moment: the number of events ("tree_size") and the root of a
+      Merkle tree over their hashes ("root_hash", RFC 9162). Each file
+      proofs/<writer>/<number>.json proves that event <number> is in that
+      tree: start from SHA-256(0x00 || SHA-256 of the event's signed bytes),
+      combine it with each hash of "audit_path" as RFC 9162 section 2.1.3.2
+      says, and the result must be the checkpoint's "root_hash". The number
+      of events comes from the signed checkpoint, never from the proof. The
+      exporting node ({exporter}) signed a checkpoint of its own chain right
+      after recording this export.
+   f. A file checkpoints/<writer>/<number>.tsr, when present, is an RFC 3161
+      timestamp from a time-stamping authority over that checkpoint's signed
+      bytes; `evidence-daemon verify-package --tsa-cert TSA.pem` checks it.""",
+            f"""   d. 每个 ledger/<写入方>/<序号>.json 文件是一条保管事件，由其写入方
+      （路径中的工作站或 API 节点）用 keys/ 中的密钥签名。写入方的
+      "key-registered" 事件载明其角色：工作站签署采集、归档和浏览副本事件；
+      API 节点签署查看和导出事件。超出写入方角色的事件不予采信。
+   e. "checkpoint"（检查点）事件是写入方对其整条链在当时状态的签名摘要：
+      事件数（"tree_size"）以及各事件哈希构成的默克尔树的根（"root_hash"，
+      RFC 9162）。每个 proofs/<写入方>/<序号>.json 文件证明第 <序号> 条
+      事件在该树中：从 SHA-256(0x00 || 该事件签名字节的 SHA-256) 开始，
+      按 RFC 9162 第 2.1.3.2 节依次与 "audit_path" 中的各哈希值合并，
+      结果必须等于检查点的 "root_hash"。事件数取自经签名的检查点，
+      绝不取自证明文件。导出节点（{exporter}）在记录本次导出后立即对其
+      自身的链签署了检查点。
+   f. checkpoints/<写入方>/<序号>.tsr 文件（如有）是时间戳服务机构对该
+      检查点签名字节出具的 RFC 3161 可信时间戳；可用
+      `evidence-daemon verify-package --tsa-cert TSA.pem` 核验。""")
+
+
+def _proof_notes(uncovered: int) -> tuple[str, str]:
+    """README paragraphs (English, Chinese) on what a version-3 package leaves out."""
+    english = (
+        "None are included. This package holds only the ledger events about its\n"
+        "own recordings and its export, each with a proof of a few dozen hashes\n"
+        "that it belongs to its writer's signed chain: nothing about any other\n"
+        "case, however long the chain.")
+    chinese = (
+        "本证据包不含任何此类记录。它只收录与本包录像及本次导出有关的台账事件，\n"
+        "每条附有数十个哈希值组成的证明，证明该事件属于其写入方经签名的链条；\n"
+        "无论链条多长，均不涉及其他案件的任何内容。")
+    if uncovered:
+        english += (
+            f"\n\n{uncovered} {'event was' if uncovered == 1 else 'events were'} written after "
+            "the newest checkpoint of its\nwriter: the signature shows who wrote it, but no "
+            "proof ties it to the\nwriter's chain yet. verify-package lists them.")
+        chinese += (
+            f"\n\n有 {uncovered} 条事件写于其写入方最新检查点之后：签名表明由谁写入，\n"
+            "但尚无证明将其与写入方的链条关联。verify-package 会逐条列出。")
+    return english, chinese
 
 
 def _redaction_notes(count: int) -> tuple[str, str]:
@@ -878,7 +1198,8 @@ def _keeps_bytes(name: str) -> int | None:
     """How many bytes of this member to keep for parsing (None: stream-hash only)."""
     if name == PACKAGE_JSON:
         return MAX_PACKAGE_JSON_BYTES
-    if name == PACKAGE_SIG or name.startswith((keys.KEYS_PREFIX, keys.LEDGER_PREFIX)):
+    if name == PACKAGE_SIG or name.startswith((keys.KEYS_PREFIX, keys.LEDGER_PREFIX,
+                                               PROOFS_PREFIX, keys.CHECKPOINTS_PREFIX)):
         return MAX_SMALL_MEMBER_BYTES
     parsed = keys.parse_recording_key(name)
     if parsed is not None and parsed[1] == "manifest.json":
@@ -934,7 +1255,8 @@ def _read_members(archive: zipfile.ZipFile, report: PackageReport) -> tuple[dict
     return members, reported
 
 
-def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = ()) -> PackageReport:
+def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = (),
+                   tsa_trust: TsaTrust | None = None) -> PackageReport:
     """Check an evidence package using nothing but the zip itself.
 
     Every file listed in package.json is present with its size and SHA-256, nothing else is;
@@ -944,6 +1266,13 @@ def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = ()) ->
     their ids; manifests and viewing copies match verified ``archived``/``derived`` events;
     the ``exported`` event names exactly this package. With ``trusted_fingerprints``, every key in
     the package must be one of them. Raises ``UsageError`` only when the file cannot be read.
+
+    Version 3 instead of runs: every ledger entry verifies with its writer's key and is proven
+    by its inclusion proof against a signed checkpoint entry of that writer in the package
+    (tree size and root from the checkpoint), or package.json says no checkpoint covers it
+    yet (a warning: ``report.uncovered``; never for the exporter's own entries, which it
+    checkpoints at export); writers sign only their role's events (``key-registered``); an
+    RFC 3161 token over a checkpoint is checked against ``tsa_trust`` when given.
     """
     report = PackageReport(path=path, trusted_checked=bool(trusted_fingerprints))
     trusted = frozenset(normal_fingerprint(text) for text in trusted_fingerprints)
@@ -956,7 +1285,7 @@ def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = ()) ->
         return report
     with archive:
         members, reported = _read_members(archive, report)
-    _PackageCheck(members, reported, report, trusted).run()
+    _PackageCheck(members, reported, report, trusted, tsa_trust).run()
     return report
 
 
@@ -974,7 +1303,8 @@ class _PackageCheck:
     """The checks of ``verify_package`` over members already read and hashed."""
 
     def __init__(self, members: dict[str, _Member], reported: set[str], report: PackageReport,
-                 trusted: frozenset[str]) -> None:
+                 trusted: frozenset[str], tsa_trust: TsaTrust | None = None) -> None:
+        self.tsa_trust = tsa_trust
         self.members = members
         self.reported = reported
         self.report = report
@@ -998,7 +1328,10 @@ class _PackageCheck:
         self.check_listing(package)
         self.check_keys()
         self.check_signature(package)
-        self.check_ledger(package)
+        if self.proven_layout(package):
+            self.check_proven_ledger(package)
+        else:
+            self.check_ledger(package)
         if package is not None:
             self.check_recordings(package)
             self.check_exported(package)
@@ -1037,6 +1370,7 @@ class _PackageCheck:
                          f"{package['format_version']!r}")
             return None
         report = self.report
+        report.format_version = package["format_version"]
         report.package_id = package["package_id"]
         report.created_at = package["created_at"]
         report.exported_by = package["exported_by"]
@@ -1256,6 +1590,198 @@ class _PackageCheck:
             self.entries[(writer, seq)] = dict(entry)
         return _Link(read.entry_hash, name), read.raw
 
+    # ledger, version 3: entries proven against checkpoints -------------------------------
+
+    def proven_layout(self, package: dict[str, Any] | None) -> bool:
+        """Version 3; without a readable package.json, judged by its members."""
+        if package is not None:
+            return bool(package["format_version"] == 3)
+        return any(name.startswith((PROOFS_PREFIX, keys.CHECKPOINTS_PREFIX))
+                   for name in self.members)
+
+    def declared_uncovered(self, package: dict[str, Any] | None) -> dict[str, frozenset[int]]:
+        """Per writer, the entries package.json says no checkpoint covers (signed by the
+        exporter; a covered entry declared so is caught by ``check_writer_proofs``)."""
+        declared: dict[str, frozenset[int]] = {}
+        for item in package.get("ledger", []) if package is not None else ():
+            writer = item.get("writer") if isinstance(item, dict) else None
+            uncovered = item.get("uncovered") if isinstance(item, dict) else None
+            if not isinstance(writer, str) or not isinstance(uncovered, list) or not all(
+                    type(seq) is int for seq in uncovered):
+                self.problem(PACKAGE_JSON, f"ledger item {str(item)[:80]!r} does not name a "
+                             "writer and its uncovered entries")
+                continue
+            declared[writer] = frozenset(uncovered)
+        return declared
+
+    def check_proven_ledger(self, package: dict[str, Any] | None) -> None:
+        entries: dict[str, dict[int, str]] = defaultdict(dict)
+        proofs: dict[str, dict[int, str]] = defaultdict(dict)
+        stamps: dict[str, dict[int, str]] = defaultdict(dict)
+        for name in self.members:
+            for prefix, parse, found, what in (
+                    (keys.LEDGER_PREFIX, keys.parse_ledger_key, entries, "ledger/"),
+                    (PROOFS_PREFIX, parse_proof_name, proofs, "proofs/"),
+                    (keys.CHECKPOINTS_PREFIX, keys.parse_timestamp_key, stamps, "checkpoints/")):
+                if name.startswith(prefix):
+                    parsed = parse(name)
+                    if parsed is None:
+                        self.unexpected(name, f"unexpected file in {what}")
+                    else:
+                        found[parsed[0]][parsed[1]] = name
+        declared = self.declared_uncovered(package)
+        for writer in sorted(set(entries) | set(proofs) | set(stamps)):
+            self.check_writer_proofs(writer, entries[writer], proofs[writer], stamps[writer],
+                                     declared.get(writer, frozenset()))
+        for writer in sorted(set(self.public_keys) - set(entries)):
+            self.problem(keys.public_key_key(writer), "a key without any ledger entry")
+
+    def check_writer_proofs(self, writer: str, entry_names: Mapping[int, str],
+                            proof_names: Mapping[int, str], stamp_names: Mapping[int, str],
+                            uncovered: frozenset[int]) -> None:
+        public = self.public_keys.get(writer)
+        key_name = keys.public_key_key(writer)
+        if public is None:
+            self.problem(key_name, f"missing or invalid: the {len(entry_names)} ledger entries "
+                         f"of writer {writer!r} cannot be checked")
+        read: dict[int, chain.ReadEntry] = {}
+        for seq, name in sorted(entry_names.items()):
+            self.report.entries_checked += 1
+            data = self.members[name].data
+            assert data is not None
+            read[seq] = chain.read_entry(writer, seq, data, public, key_note=f" ({key_name})")
+            for problem in read[seq].problems:
+                self.problem(name, problem.message, read[seq].recording)
+
+        def sound(seq: int) -> chain.Entry | None:
+            item = read.get(seq)
+            return item.entry if item is not None and item.signed and not item.problems else None
+
+        heads: dict[int, SignedTreeHead] = {}
+        for seq in read:
+            entry = sound(seq)
+            if entry is None or entry["event"] != Event.CHECKPOINT:
+                continue
+            try:
+                heads[seq] = tree_head_of(entry)
+            except ValueError as exc:
+                self.problem(entry_names[seq], f"not a valid checkpoint: {exc}")
+                continue
+            head = heads[seq]
+            named = read.get(head.tree_size)
+            if named is not None and named.entry_hash != head.head_hash:
+                self.problem(entry_names[head.tree_size], f"is not the entry {head.tree_size} "
+                             f"that checkpoint {entry_names[seq]} signs (head_hash)")
+
+        proven: set[int] = set()
+        for seq, name in sorted(proof_names.items()):
+            data = self.members[name].data
+            assert data is not None
+            try:
+                proof = parse_proof(data)
+            except ValueError as exc:
+                self.problem(name, f"not a valid inclusion proof ({exc}): altered")
+                continue
+            if (proof.writer, proof.seq) != (writer, seq):
+                self.problem(name, "writer or seq inside does not match its file name")
+                continue
+            if seq not in read:
+                if keys.ledger_key(writer, seq) not in self.reported:
+                    self.problem(name, f"proves entry {seq} of writer {writer!r}, which is not "
+                                 f"in the package ({keys.ledger_key(writer, seq)} is missing)")
+                continue
+            against = heads.get(proof.checkpoint_seq)
+            if against is None:
+                self.problem(name, f"is against checkpoint {proof.checkpoint_seq} of writer "
+                             f"{writer!r}, which is not a verified checkpoint entry in the "
+                             f"package ({entry_names[seq]} is not proven)")
+                continue
+            why = inclusion_problem(read[seq].entry_hash, proof, against)
+            if why is not None:
+                self.problem(name, f"{why} ({entry_names[seq]})", read[seq].recording)
+                continue
+            proven.add(seq)
+
+        exporter = writer == self.report.exporter
+        counted: list[chain.Entry] = []
+        for seq, name in sorted(entry_names.items()):
+            entry = sound(seq)
+            covering = [head.seq for head in heads.values() if seq <= head.tree_size]
+            if seq in heads or seq in proven:
+                pass  # a checkpoint rests on its signature; a proven entry on its proof too
+            elif seq in proof_names:
+                continue  # its proof's problem was reported
+            elif seq not in uncovered:
+                self.problem(name, "no inclusion proof in proofs/, and package.json does not "
+                             "say it is after its writer's newest checkpoint", read[seq].recording)
+                continue
+            elif covering:
+                self.problem(name, f"package.json says no checkpoint covers it, but checkpoint "
+                             f"{covering[-1]} in the package does: its inclusion proof was "
+                             "removed", read[seq].recording)
+                continue
+            elif exporter:
+                self.problem(name, "an entry of the exporting node without a proof: the "
+                             "exporter checkpoints its own chain when it exports",
+                             read[seq].recording)
+                continue
+            elif entry is not None:
+                self.report.uncovered.append(name)
+            if entry is not None:
+                counted.append(entry)
+        for seq in sorted(uncovered - set(entry_names)):
+            self.problem(PACKAGE_JSON, f"says entry {seq} of writer {writer!r} is in the "
+                         "package without a proof, but it is not")
+
+        self.check_timestamps(writer, read, heads, stamp_names)
+        self.report.proven[writer] = len(proven)
+        if heads:
+            newest = heads[max(heads)]
+            self.report.checkpoints[writer] = (f"checkpoint #{newest.seq} over entries "
+                                               f"1..{newest.tree_size}")
+        if public is not None:
+            self.judge_roles(writer, fingerprint(public), counted)
+
+    def check_timestamps(self, writer: str, read: Mapping[int, chain.ReadEntry],
+                         heads: Mapping[int, SignedTreeHead],
+                         stamp_names: Mapping[int, str]) -> None:
+        for seq, name in sorted(stamp_names.items()):
+            entry = read[seq].entry if seq in heads else None
+            if entry is None:
+                self.problem(name, f"a timestamp of entry {seq} of writer {writer!r}, which is "
+                             "not a verified checkpoint in the package")
+                continue
+            if self.tsa_trust is None:
+                self.report.timestamps_unchecked.append(name)
+                continue
+            data = self.members[name].data
+            assert data is not None
+            try:
+                stamped = verify_timestamp(data, canonical.canonical_bytes(entry), self.tsa_trust)
+            except IntegrityError as exc:
+                self.problem(name, f"{exc.message} (over {keys.ledger_key(writer, seq)})")
+                continue
+            self.report.timestamps[name] = (f"{keys.ledger_key(writer, seq)} existed at "
+                                            f"{stamped.time.isoformat()} (TSA {stamped.tsa})")
+
+    def judge_roles(self, writer: str, key_fingerprint: str,
+                    counted: Sequence[chain.Entry]) -> None:
+        """Who may sign what (``chain.judge_writer``); what counts for the recordings' checks:
+        entries in the writer's role, from a trusted key when trust anchors were given."""
+        judgement = chain.judge_writer(writer, key_fingerprint, counted, None)
+        for problem in judgement.problems:
+            if problem.kind is not ProblemKind.UNTRUSTED:  # check_keys reported it
+                self.problem(problem.subject, problem.message, problem.recording)
+        role = f"role {judgement.role}" if judgement.role is not None else "role unknown"
+        self.report.roles[writer] = role + (", registered" if judgement.registered
+                                            else ", inferred from its events")
+        if self.trusted and key_fingerprint not in self.trusted:
+            return
+        for entry in counted:
+            if entry["seq"] in judgement.counts and entry["event"] in (
+                    Event.ARCHIVED, Event.DERIVED, Event.EXPORTED):
+                self.entries[(writer, entry["seq"])] = dict(entry)
+
     def verified_events(self, event: str, recording: str) -> list[dict[str, Any]]:
         return [entry for entry in self.entries.values()
                 if entry["event"] == event and entry["recording"] == recording]
@@ -1267,8 +1793,10 @@ class _PackageCheck:
         names: dict[str, list[str]] = defaultdict(list)
         for name in self.members:
             if not name.startswith(keys.RECORDINGS_PREFIX):
-                if not name.startswith((keys.LEDGER_PREFIX, keys.KEYS_PREFIX)) and name not in (
-                        README_NAME, PACKAGE_JSON, PACKAGE_SIG):
+                proven = ((PROOFS_PREFIX, keys.CHECKPOINTS_PREFIX)
+                          if self.proven_layout(package) else ())
+                if not name.startswith((keys.LEDGER_PREFIX, keys.KEYS_PREFIX, *proven)) and (
+                        name not in (README_NAME, PACKAGE_JSON, PACKAGE_SIG)):
                     self.unexpected(name, "unexpected file: not part of the package layout")
                 continue
             parsed = keys.parse_recording_key(name)
@@ -1383,7 +1911,15 @@ def format_package_report(report: PackageReport) -> list[str]:
         lines.append(f"evidence package {report.package_id}: exported {report.created_at} by "
                      f"{report.exported_by} on {report.exporter}")
         lines.append(f"reason: {report.reason}")
+    proven = report.format_version == 3
     for writer, key_fingerprint in sorted(report.writers.items()):
+        if proven:
+            against = report.checkpoints.get(writer)
+            lines.append(f"ledger writer {writer}: key {key_fingerprint}, "
+                         f"{report.roles.get(writer, 'role unknown')}; "
+                         + (f"{report.proven.get(writer, 0)} entries proven against its {against}"
+                            if against else "no checkpoint in the package"))
+            continue
         count = report.redacted.get(writer, 0)
         redacted = (f", {count} {'entry' if count == 1 else 'entries'} about other recordings "
                     "redacted" if count else "")
@@ -1396,14 +1932,24 @@ def format_package_report(report: PackageReport) -> list[str]:
         lines.append(f"{redacted_total} ledger {are} shown only by hash: the chain proves where "
                      "they stand, not what they say; that they concern no recording here rests "
                      "on the exporter's signature")
+    for name in report.uncovered:
+        lines.append(f"WARNING {name}: not covered by a checkpoint (consistency with the chain "
+                     "not proven); only its writer's signature vouches for it")
+    for name, stated in sorted(report.timestamps.items()):
+        lines.append(f"timestamp {name}: {stated}")
+    for name in report.timestamps_unchecked:
+        lines.append(f"timestamp {name} not checked: give --tsa-cert FILE (the TSA's "
+                     "certificates) to check it")
     for problem in report.problems:
         lines.append(f"FAIL {problem}")
     if not report.trusted_checked and report.writers:
         lines.append("keys were not compared with trusted fingerprints: compare the ones above "
                      "with those your agency publishes")
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    how = (f"{sum(report.proven.values())} proven, {len(report.uncovered)} not covered by a "
+           "checkpoint" if proven else f"{redacted_total} redacted")
     lines.append(f"checked {report.files_checked} file(s), {len(report.recordings)} recording(s) "
-                 f"and {report.entries_checked} ledger entries ({redacted_total} redacted) "
+                 f"and {report.entries_checked} ledger entries ({how}) "
                  f"from {len(report.writers)} "
                  f"writer(s) in {report.path.name}: {verdict}")
     return lines

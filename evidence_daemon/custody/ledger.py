@@ -294,6 +294,16 @@ class LedgerWriter:
             ),
         )
 
+    def entry_hashes(self) -> list[str]:
+        """Hashes of this writer's entries 1..head, in seq order, from its index: the leaves
+        of its Merkle tree, for a checkpoint (``proofs.checkpoint_entry_details``)."""
+        rows = self.database.query(
+            "SELECT seq, entry_hash FROM ledger WHERE writer = ? ORDER BY seq", (self.writer,))
+        if [int(row["seq"]) for row in rows] != list(range(1, len(rows) + 1)):
+            raise IntegrityError(f"ledger {self.writer}: the local index does not hold entries "
+                                 "1..head without gaps; run verify")
+        return [str(row["entry_hash"]) for row in rows]
+
     def find(self, event: str, recording: str | None, details: dict[str, Any]) -> dict[str, Any] | None:
         """The indexed once-only event matching these, if it was already appended."""
         row = self.database.query_one(
