@@ -446,12 +446,14 @@ class ProvenWriter:
 def checkpoint_own_chain(ledger: LedgerWriter,
                          index_own: Callable[[int], object]) -> tuple[dict[str, Any], list[str]]:
     """Append a checkpoint of this node's own chain (so the export's own entries are proven
-    too); returns the checkpoint entry and the entry hashes of the tree it signs."""
-    entry_hashes = ledger.entry_hashes()
-    entry = ledger.append(Event.CHECKPOINT, recording=None, actor=f"{ledger.role}:{ledger.writer}",
-                          details=checkpoint_entry_details(entry_hashes))
+    too); returns the checkpoint entry and the entry hashes of the tree it signs. The writer's
+    own ``checkpoint`` signs it: its tail check runs first, as for every checkpoint."""
+    entry = ledger.checkpoint(actor=f"{ledger.role}:{ledger.writer}")
+    if entry is None:  # the chain ends with a checkpoint already: the exported entry is missing
+        raise IntegrityError(f"ledger {ledger.writer}: no entry after its last checkpoint, though "
+                             "the export was just recorded")
     index_own(int(entry["seq"]))
-    return entry, entry_hashes
+    return entry, ledger.entry_hashes()[:int(entry["details"]["tree_size"])]
 
 
 def _indexed_hashes(database: Database, writer: str, tree_size: int) -> list[str]:

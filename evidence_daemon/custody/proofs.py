@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import canonical, merkle
-from .chain import Entry, Event
+from .chain import Entry, Event, Head, checkpoint_details
 
 CHECKPOINT_FIELDS = ("tree_size", "root_hash", "head_seq", "head_hash")
 PROOF_FIELDS = frozenset({"writer", "seq", "checkpoint_seq", "audit_path"})
@@ -46,12 +46,12 @@ _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
 def checkpoint_entry_details(entry_hashes: Sequence[str]) -> dict[str, Any]:
     """The details of a checkpoint over entries 1..N, given their entry hashes in seq order
-    (``canonical.entry_hash``). ValueError for an empty chain or a malformed hash."""
+    (``canonical.entry_hash``): ``chain.checkpoint_details``, the one place that writes them.
+    ValueError for an empty chain or a malformed hash."""
     if not entry_hashes:
         raise ValueError("a checkpoint signs at least one entry")
-    leaves = [merkle.entry_leaf_hash(entry_hash) for entry_hash in entry_hashes]
-    return {"tree_size": len(leaves), "root_hash": merkle.tree_head(leaves).hex(),
-            "head_seq": len(leaves), "head_hash": entry_hashes[-1]}
+    tree = merkle.CompactTree().extend(merkle.entry_leaf_hash(h) for h in entry_hashes)
+    return checkpoint_details(tree, Head(len(entry_hashes), entry_hashes[-1]))
 
 
 @dataclass(frozen=True)
