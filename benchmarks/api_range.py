@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/api_range.py [--gib 1] [--range-mib 256] [--repeat 3]
-                                             [--skip-s3 | --skip-fs] [--workdir DIR]
+                                             [--s3 rgw|moto] [--skip-s3 | --skip-fs]
+                                             [--workdir DIR]
                                              [--out docs/performance.md]
                                              [--results benchmarks/results/api_range.json]
 
@@ -13,11 +14,13 @@ the original, its manifest and signed ledger entries exactly as in production; t
 ``evidence-daemon serve`` (its own process) indexes it and one auditor is added.
 
 Cases, each timed wall-clock in this process (also: time to the first body byte, and the CPU
-of this process, the API's and moto's), ``--repeat`` rounds, interleaved (the order within a
-round rotates), medians reported:
+of this process, the API's and the S3 server's), ``--repeat`` rounds, interleaved (the order
+within a round rotates), medians reported:
 
-  S3 (moto's ``moto_server`` in its own process, so its CPU is not this process's; one bucket
-  with Object Lock; the object is stored once -- moto keeps its data in the server process):
+  S3 (``--s3``: ``rgw``, the default, the tests' throw-away Ceph RADOS Gateway from
+  ``tests/rgw.py`` through ``benchmarks/s3_servers.py``, a real server that is not the
+  bottleneck; or ``moto``, ``moto_server`` in its own process, bound by its own CPU; one bucket
+  with Object Lock; the object is stored once):
     (s-direct)       ``Minio.get_object`` of the whole object, ``stream(1 MiB)`` to nowhere
     (s-api)          ``GET /api/v1/recordings/{id}/content/original?reason=...`` with httpx
                      (streamed, ``iter_raw``) -- through the API, which reads the same object
@@ -47,6 +50,7 @@ the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -74,6 +78,8 @@ import httpx  # noqa: E402
 import urllib3  # noqa: E402
 
 from benchmarks.api_common import free_port, load_average, machine, write_doc  # noqa: E402
+from benchmarks.s3_servers import missing_reason as rgw_missing_reason  # noqa: E402
+from benchmarks.s3_servers import RgwServer, rgw_server  # noqa: E402
 from evidence_daemon.api import app as api_app  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -124,6 +130,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 class MotoServer:
     """moto's standalone S3 server in its own process, so its CPU is not this process's."""
+
+    label = "moto"
+    access_key = S3_ACCESS_KEY
+    secret_key = S3_SECRET_KEY  # moto checks no signature
 
     def __init__(self, log_path: Path) -> None:
         self.port = free_port()
@@ -328,7 +338,7 @@ class Case:
     first_byte_s: list[float] = field(default_factory=list)
     client_cpu_s: list[float] = field(default_factory=list)
     api_cpu_s: list[float] = field(default_factory=list)
-    moto_cpu_s: list[float] = field(default_factory=list)
+    server_cpu_s: list[float] = field(default_factory=list)  # the S3 server's
 
     @property
     def seconds(self) -> float:
@@ -355,13 +365,13 @@ class Case:
                 "first_byte_s": self.first_byte_s,
                 "after_first_mb_per_s": self.after_first_mb_per_s,
                 "client_cpu_s": self.client_cpu_s, "api_cpu_s": self.api_cpu_s,
-                "moto_cpu_s": self.moto_cpu_s}
+                "server_cpu_s": self.server_cpu_s}
 
 
 def measure(case: Case, reader: Reader, offset: int, length: int | None,
-            api: subprocess.Popen[bytes] | None, moto: subprocess.Popen[bytes] | None) -> None:
+            api: subprocess.Popen[bytes] | None, server_cpu: Callable[[], float] | None) -> None:
     api_before = cpu_s(api.pid) if api else 0.0
-    moto_before = cpu_s(moto.pid) if moto else 0.0
+    server_before = server_cpu() if server_cpu else 0.0
     client_before = time.process_time()
     sink = Sink()
     started = time.perf_counter()
@@ -374,15 +384,15 @@ def measure(case: Case, reader: Reader, offset: int, length: int | None,
     case.client_cpu_s.append(time.process_time() - client_before)
     if api:
         case.api_cpu_s.append(cpu_s(api.pid) - api_before)
-    if moto:
-        case.moto_cpu_s.append(cpu_s(moto.pid) - moto_before)
+    if server_cpu:
+        case.server_cpu_s.append(server_cpu() - server_before)
     print(f"  ({case.label}) {elapsed:6.2f} s  {case.size_bytes / MB / elapsed:6.0f} MB/s  "
           f"first byte {sink.first_at - started:5.2f} s", flush=True)
 
 
 def run_backend(prefix: str, what: str, direct: Reader, api: Reader, api_u3: Reader, *,
                 size: int, range_offset: int, range_length: int, repeat: int, local_file: Path,
-                api_process: subprocess.Popen[bytes], moto: subprocess.Popen[bytes] | None
+                api_process: subprocess.Popen[bytes], server_cpu: Callable[[], float] | None
                 ) -> list[Case]:
     expected = sha256_of(local_file, range_offset, range_length)
     for name, reader in (("direct", direct), ("API", api), ("API (urllib3)", api_u3)):
@@ -416,7 +426,7 @@ def run_backend(prefix: str, what: str, direct: Reader, api: Reader, api_u3: Rea
         order = whole[rotation:] + whole[:rotation] + ranged[rotation:] + ranged[:rotation]
         for name, reader, offset, length in order:
             measure(cases[name], reader, offset, length,
-                    api_process if name.startswith("api") else None, moto)
+                    api_process if name.startswith("api") else None, server_cpu)
     return list(cases.values())
 
 
@@ -451,7 +461,7 @@ def filesystem_cases(work: Path, footage: Path, args: argparse.Namespace, size: 
                 "f", "filesystem", file_reader(stored), api_reader(client, recording),
                 urllib3_api_reader(server.base_url, token, recording), size=size,
                 range_offset=range_offset, range_length=range_length, repeat=args.repeat,
-                local_file=footage, api_process=server.process, moto=None)
+                local_file=footage, api_process=server.process, server_cpu=None)
         notes["fs_api_peak_rss_mb"] = peak_rss_mb(server.process.pid)
         return cases
     finally:
@@ -466,35 +476,45 @@ def s3_cases(work: Path, footage: Path, args: argparse.Namespace, size: int,
     from evidence_daemon.archive.s3 import S3Archive
     from evidence_daemon.config import ArchiveConfig
 
-    moto = MotoServer(work / "moto.log")
+    stack = contextlib.ExitStack()
+    s3: MotoServer | RgwServer
+    if args.s3 == "rgw":
+        s3 = stack.enter_context(rgw_server(work))
+        server_cpu: Callable[[], float] = s3.cpu_s
+    else:
+        moto = MotoServer(work / "moto.log")
+        stack.callback(stop_process, moto.process)
+        s3, server_cpu = moto, lambda: cpu_s(moto.process.pid)
+    notes["s3_server"] = s3.label
     server: ApiServer | None = None
     try:
-        archive = {"backend": "s3", "endpoint": moto.endpoint, "bucket": BUCKET,
-                   "access_key": S3_ACCESS_KEY, "secret_key": S3_SECRET_KEY, "secure": False}
+        archive = {"backend": "s3", "endpoint": s3.endpoint, "bucket": BUCKET,
+                   "access_key": s3.access_key, "secret_key": s3.secret_key, "secure": False}
         S3Archive.from_config(ArchiveConfig(
-            backend="s3", endpoint=moto.endpoint, bucket=BUCKET, access_key=S3_ACCESS_KEY,
-            secret_key=S3_SECRET_KEY, secure=False)).ensure_bucket(object_lock=True)
+            backend="s3", endpoint=s3.endpoint, bucket=BUCKET, access_key=s3.access_key,
+            secret_key=s3.secret_key, secure=False)).ensure_bucket(object_lock=True)
         server, token, recording, ingest_s = ingest_and_serve(work / "s3", archive, footage)
         notes["s3_ingest_s"] = ingest_s
-        print(f"S3: ingested in {ingest_s:.1f} s; recording {recording[:12]}; moto RSS "
-              f"{moto.rss_mb():.0f} MB", flush=True)
-        client = Minio(moto.endpoint, access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY,
+        print(f"S3: ingested in {ingest_s:.1f} s; recording {recording[:12]}; {s3.label} RSS "
+              f"{s3.rss_mb():.0f} MB", flush=True)
+        client = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key,
                        secure=False, region="us-east-1")
         key = f"recordings/{recording}/original.mp4"
         with httpx.Client(base_url=server.base_url, timeout=120,
                           headers={"Authorization": f"Bearer {token}"}) as api_client:
             cases = run_backend(
-                "s", "S3 (moto)", s3_reader(client, BUCKET, key), api_reader(api_client, recording),
+                "s", f"S3 ({s3.label})", s3_reader(client, BUCKET, key),
+                api_reader(api_client, recording),
                 urllib3_api_reader(server.base_url, token, recording), size=size,
                 range_offset=range_offset, range_length=range_length, repeat=args.repeat,
-                local_file=footage, api_process=server.process, moto=moto.process)
-        notes["moto_rss_mb"] = moto.rss_mb()
+                local_file=footage, api_process=server.process, server_cpu=server_cpu)
+        notes["server_rss_mb"] = s3.rss_mb()
         notes["s3_api_peak_rss_mb"] = peak_rss_mb(server.process.pid)
         return cases
     finally:
         if server is not None:
             stop_process(server.process)
-        stop_process(moto.process)
+        stack.close()
         shutil.rmtree(work / "s3", ignore_errors=True)
 
 
@@ -531,6 +551,7 @@ def _cpu(case: Case, values: list[float]) -> str:
 def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], args: argparse.Namespace,
              notes: dict[str, Any]) -> str:
     by_label = {case.label: case for case in cases}
+    server = str(notes.get("s3_server", "moto"))
     bases = {f"{prefix}-api{variant}": f"{prefix}-direct" for prefix in "sf" for variant in ("", "-u3")}
     bases.update({f"{prefix}-api-range{variant}": f"{prefix}-direct-range"
                   for prefix in "sf" for variant in ("", "-u3")})
@@ -552,12 +573,16 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
         "with `evidence-daemon ingest` into each archive, then served by `evidence-daemon serve` "
         "(its own process, poller idle after its first poll). "
         f"`STREAM_CHUNK_BYTES` = {api_app.STREAM_CHUNK_BYTES // 1024} KiB.",
-        "- S3: moto's `moto_server` in its own process (no MinIO on this machine), one bucket with "
-        "Object Lock. moto is CPU-bound and copies the whole object out of its store on every GET, "
-        "ranged or not, so the S3 lines compare the two readers with each other in this run, not "
-        "with a real MinIO."
-        + (f" S3 ingest took {notes['s3_ingest_s']:.0f} s; moto RSS afterwards "
-           f"{notes.get('moto_rss_mb', 0):.0f} MB." if "s3_ingest_s" in notes else ""),
+        ("- S3: moto's `moto_server` in its own process (no MinIO on this machine), one bucket with "
+         "Object Lock. moto is CPU-bound and copies the whole object out of its store on every GET, "
+         "ranged or not, so the S3 lines compare the two readers with each other in this run, not "
+         "with a real MinIO." if server == "moto" else
+         "- S3: the tests' throw-away single-node Ceph RADOS Gateway (`tests/rgw.py`: one monitor, "
+         "one bluestore OSD on a sparse file in the work directory, radosgw over plain HTTP on "
+         "127.0.0.1), one bucket with Object Lock. Its daemons share the 2 CPUs with the API and "
+         "the client (their CPU is the last column).")
+        + (f" S3 ingest took {notes['s3_ingest_s']:.0f} s; {server} RSS afterwards "
+           f"{notes.get('server_rss_mb', 0):.0f} MB." if "s3_ingest_s" in notes else ""),
         "- Direct readers: S3 `Minio.get_object(...).stream(1 MiB)`; filesystem `open` + "
         "`read(1 MiB)` of the archive's file (page cache warm). API: httpx `stream` + `iter_raw` "
         "(the target's case), and as context urllib3 `stream(1 MiB)` — the client stack the "
@@ -570,10 +595,10 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
         "MB/s after the first byte: the median run's bytes over its time after that; CPU is the "
         "median run's user+sys of each process (client = this process). "
         f"MB = 10^6 bytes. Load average at start {notes.get('load_start', '?')}, at the end "
-        f"{notes.get('load_end', '?')} (2 CPUs: moto, the API and the client share them).",
+        f"{notes.get('load_end', '?')} (2 CPUs: {server}, the API and the client share them).",
         "",
         "| case | what | bytes | seconds | first byte s | MB/s | vs direct | MB/s after the first byte "
-        "| client CPU s | API CPU s | moto CPU s |",
+        f"| client CPU s | API CPU s | {server} CPU s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
@@ -585,7 +610,7 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
             f"| ({case.label}) | {case.description} | {case.size_bytes / MIB:,.0f} MiB | {span} | "
             f"{first:.2f} | {case.mb_per_s:.0f} | {versus} | {case.after_first_mb_per_s:.0f} | "
             f"{_cpu(case, case.client_cpu_s)} | {_cpu(case, case.api_cpu_s)} | "
-            f"{_cpu(case, case.moto_cpu_s)} |")
+            f"{_cpu(case, case.server_cpu_s)} |")
     lines += ["", "Targets:", ""]
     s3_ratio = ratio(by_label, "s-api", "s-direct")
     if s3_ratio is None:
@@ -612,9 +637,9 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
     if "s-api" in by_label and "s-direct" in by_label:
         api_case, direct_case = by_label["s-api"], by_label["s-direct"]
         lines.append(
-            f"- (context) the same counted from the first byte on (moto needs "
-            f"{statistics.median(direct_case.first_byte_s):.2f} s to start any GET of this object; "
-            f"a real MinIO milliseconds): {api_case.after_first_mb_per_s / direct_case.after_first_mb_per_s:.2f}× "
+            f"- (context) the same counted from the first byte on ({server} needs "
+            f"{statistics.median(direct_case.first_byte_s):.2f} s to start a direct GET of this "
+            f"object): {api_case.after_first_mb_per_s / direct_case.after_first_mb_per_s:.2f}× "
             f"({api_case.after_first_mb_per_s:.0f} vs {direct_case.after_first_mb_per_s:.0f} MB/s)")
     fs_ratio = ratio(by_label, "f-api", "f-direct")
     if fs_ratio is not None:
@@ -636,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="size of the range in the middle (default 256)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians reported (default 3)")
     parser.add_argument("--skip-s3", action="store_true", help="the filesystem archive only")
+    parser.add_argument("--s3", choices=("rgw", "moto"), default="rgw",
+                        help="the S3 server: the tests' Ceph RGW cluster (default) or moto_server")
     parser.add_argument("--skip-fs", action="store_true", help="the S3 archive only")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where generated data goes (default /var/tmp; not tmpfs)")
@@ -651,8 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("need --gib > 0, --repeat >= 1 and 0 < --range-mib <= the original's size")
     if args.skip_s3 and args.skip_fs:
         parser.error("--skip-s3 and --skip-fs together leave nothing to measure")
-    if not args.skip_s3 and not MOTO_SERVER.exists():
+    if not args.skip_s3 and args.s3 == "moto" and not MOTO_SERVER.exists():
         parser.error(f"{MOTO_SERVER} is missing (pip install 'moto[server]'), or give --skip-s3")
+    if not args.skip_s3 and args.s3 == "rgw" and (missing := rgw_missing_reason()) is not None:
+        parser.error(f"{missing}; or give --s3 moto or --skip-s3")
     range_offset = (size - range_length) // 2
     began = time.perf_counter()
     run_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

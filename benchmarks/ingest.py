@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/ingest.py [--gib N] [--files K] [--rss-gib M] [--repeat R]
-                                          [--skip-s3] [--workdir DIR] [--out docs/performance.md]
+                                          [--s3 rgw|moto] [--skip-s3] [--workdir DIR]
+                                          [--out docs/performance.md]
 
 Cases, each on a fresh destination, each timed wall-clock around one command:
 
@@ -11,10 +12,18 @@ Cases, each on a fresh destination, each timed wall-clock around one command:
   (a') the same with ``sync`` before the hash -- context only: (a) leaves its copy in the page
        cache, while ingest makes every copy durable (fsync) before it counts
   (b)  ``evidence-daemon ingest`` to a filesystem archive
-  (c)  ``rclone copy`` of the tree to the S3 test server (moto, in its own process)
-  (d)  ``evidence-daemon ingest`` to the same kind of S3 server (fresh server and bucket)
+  (c)  ``rclone copy`` of the tree to the S3 test server
+  (d)  ``evidence-daemon ingest`` to the same S3 server (a fresh bucket)
   (e)  one file of ``--rss-gib`` GiB ingested to the filesystem archive (and to S3 unless
-       ``--skip-s3``): peak RSS of the ingest process (``VmHWM``)
+       ``--skip-s3``, beside ``rclone copy`` of the same file): peak RSS of the ingest process
+       (``VmHWM``), and on S3 its time against rclone's
+
+The S3 server (``--s3``): ``rgw`` (the default), the tests' throw-away Ceph RADOS Gateway
+(``tests/rgw.py`` through ``benchmarks/s3_servers.py``), started once for the run, a fresh
+bucket with Object Lock per case -- a real server that is not the bottleneck; or ``moto``,
+``moto_server`` in its own process, fresh for every case -- bound by its own CPU, so it
+measures moto more than the clients. rclone is Debian's ``rclone`` package (``apt-get install
+rclone``); without it the rclone cases are skipped and the report says so.
 
 Cases (a)-(d) run ``--repeat`` times (default 3), interleaved, and the table shows medians: on a
 virtual disk the speed of durable writes varies several-fold from minute to minute (1 GiB
@@ -53,9 +62,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.s3_servers import RgwServer, rgw_server  # noqa: E402
+from benchmarks.s3_servers import missing_reason as rgw_missing_reason  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 DAEMON = VENV_BIN / "evidence-daemon"
 MOTO_SERVER = VENV_BIN / "moto_server"
@@ -84,7 +98,7 @@ class Measurement:
     cpu_s: float = 0.0  # user + system of the process and its waited-for children
     peak_rss_mb: float | None = None  # the measured process itself (VmHWM)
     tree_rss_mb: float | None = None  # the largest process in its tree (ru_maxrss)
-    server_cpu_s: float | None = None  # moto's CPU while the case ran
+    server_cpu_s: float | None = None  # the S3 server's CPU while the case ran
     skipped: str = ""
     runs: list[float] = field(default_factory=list)  # seconds of every run, when repeated
 
@@ -254,6 +268,10 @@ def make_tree(root: Path, total_bytes: int, files: int, *, start: datetime) -> l
 
 # -- the S3 test server ------------------------------------------------------------------
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -262,6 +280,10 @@ def _free_port() -> int:
 
 class MotoServer:
     """moto's standalone S3 server in its own process, so its CPU is not the benchmark's."""
+
+    label = "moto"
+    access_key = S3_ACCESS_KEY
+    secret_key = S3_SECRET_KEY  # moto checks no signature
 
     def __init__(self) -> None:
         self.port = _free_port()
@@ -288,6 +310,9 @@ class MotoServer:
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
+    def make_bucket(self, bucket: str) -> str:
+        return create_locked_bucket(self.endpoint, bucket)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -305,6 +330,9 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+S3Server = Union[MotoServer, RgwServer]
 
 
 def create_locked_bucket(endpoint: str, bucket: str) -> str:
@@ -369,7 +397,7 @@ def case_baseline(label: str, tree: Path, work: Path, size: int, cache: Cache, *
 
 
 def case_ingest(label: str, description: str, tree: Path, work: Path, size: int, cache: Cache,
-                archive: dict[str, object], files: int, server: MotoServer | None = None) -> Measurement:
+                archive: dict[str, object], files: int, server: S3Server | None = None) -> Measurement:
     config = write_config(work / "config.toml", work / "state", archive)
     result = Measurement(label, description, size)
     cache.prepare(tree)
@@ -389,9 +417,13 @@ def case_ingest(label: str, description: str, tree: Path, work: Path, size: int,
     return result
 
 
-def case_rclone(label: str, tree: Path, work: Path, size: int, cache: Cache, server: MotoServer,
+def case_rclone(label: str, tree: Path, work: Path, size: int, cache: Cache, server: S3Server,
                 bucket: str) -> Measurement:
-    result = Measurement(label, "`rclone copy --s3-no-head tree moto:bucket`", size)
+    # moto answers 400 to the HEAD rclone makes after an upload; RGW answers it, and rclone
+    # then checks the stored copy, as the station does.
+    no_head = ["--s3-no-head"] if server.label == "moto" else []
+    result = Measurement(label, f"`rclone copy {' '.join(no_head + [''])}tree {server.label}:bucket`",
+                         size)
     env = {key: value for key, value in os.environ.items() if key != "AWS_CA_BUNDLE"}
     env.update({
         "RCLONE_CONFIG": str(work / "rclone.conf"),  # absent: only the variables below count
@@ -400,12 +432,12 @@ def case_rclone(label: str, tree: Path, work: Path, size: int, cache: Cache, ser
         "RCLONE_CONFIG_BENCH_ENV_AUTH": "false",
         "RCLONE_CONFIG_BENCH_ENDPOINT": f"http://{server.endpoint}",
         "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
-        "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": S3_ACCESS_KEY,
-        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": server.access_key,
+        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": server.secret_key,
     })
     cache.prepare(tree)
     before = server.cpu_s()
-    done = run_timed(["rclone", "copy", "--s3-no-head", str(tree), f"bench:{bucket}"],
+    done = run_timed(["rclone", "copy", *no_head, str(tree), f"bench:{bucket}"],
                      logs=work / "logs", env=env)
     result.server_cpu_s = server.cpu_s() - before
     result.seconds, result.cpu_s, result.tree_rss_mb = done.seconds, done.cpu_s, done.tree_rss_mb
@@ -509,6 +541,8 @@ def versions() -> dict[str, str]:
         "openssl": _first_line(["openssl", "version"]).split(" (")[0].removeprefix("OpenSSL "),
         "rclone": _first_line(["rclone", "version"]).removeprefix("rclone "),
         "moto": module_version("moto"),
+        "Ceph": (_first_line(["radosgw", "--version"]).removeprefix("ceph version ").split(" (")[0]
+                 if shutil.which("radosgw") else "not installed"),
         "minio (Python SDK)": module_version("minio"),
         "boto3": module_version("boto3"),
     }
@@ -529,6 +563,8 @@ class Report:
     references: dict[str, float] = field(default_factory=dict)
     total_s: float = 0.0
     repeat: int = 1
+    server: str = "moto"  # the S3 server's label
+    load: str = ""  # load average at the start and the end
 
     def row(self, label: str) -> Measurement | None:
         return next((row for row in self.rows + self.rss_rows if row.label == label), None)
@@ -544,10 +580,16 @@ def _ratio(row: Measurement, base: Measurement | None) -> str:
     return f"{row.seconds / base.seconds:.2f}×"
 
 
+def _versus_rclone(report: Report, row: Measurement) -> str:
+    """Ingest to S3 against rclone's copy of the same data: (d) vs (c), (e-s3) vs (e-rclone)."""
+    base = {"d": "c", "e-s3": "e-rclone"}.get(row.label)
+    return _ratio(row, report.row(base)) if base else "–"
+
+
 def table(report: Report) -> list[str]:
-    baseline, rclone = report.row("a"), report.row("c")
+    baseline = report.row("a")
     lines = [
-        f"| case | command | seconds{' median (min–max)' if report.repeat > 1 else ''} | MB/s | time vs (a) | time vs (c) | CPU s (user+sys) | peak RSS MB (process / largest in tree) | moto CPU s |",
+        f"| case | command | seconds{' median (min–max)' if report.repeat > 1 else ''} | MB/s | time vs (a) | time vs rclone | CPU s (user+sys) | peak RSS MB (process / largest in tree) | {report.server} CPU s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report.rows + report.rss_rows:
@@ -558,7 +600,7 @@ def table(report: Report) -> list[str]:
         lines.append(
             f"| ({row.label}) | {row.description}{status} | {row.seconds_text} | {row.mb_per_s:.0f} | "
             f"{_ratio(row, baseline) if not row.label.startswith('e') else '–'} | "
-            f"{_ratio(row, rclone) if row.label == 'd' else '–'} | "
+            f"{_versus_rclone(report, row)} | "
             f"{row.cpu_s:.1f} | {_fmt(row.peak_rss_mb, '.0f')} / {_fmt(row.tree_rss_mb, '.0f')} | "
             f"{_fmt(row.server_cpu_s)} |"
         )
@@ -582,7 +624,10 @@ def verdicts(report: Report) -> list[str]:
             )
 
     compare("(b) ingest to filesystem at least as fast as (a) cp + openssl", report.row("b"), report.row("a"))
-    compare("(d) ingest to S3 at least as fast as (c) rclone", report.row("d"), report.row("c"))
+    compare(f"(d) ingest to S3 ({report.server}) at least as fast as (c) rclone", report.row("d"),
+            report.row("c"))
+    compare(f"(e-s3) one large file: ingest to S3 ({report.server}) at least as fast as (e-rclone)",
+            report.row("e-s3"), report.row("e-rclone"))
     for label, target in (("e-fs", "filesystem"), ("e-s3", "S3")):
         row = report.row(label)
         if row is None or row.skipped:
@@ -622,9 +667,15 @@ def markdown(report: Report) -> str:
         f"- Machine: {report.machine['cpus']}, {report.machine['ram']} RAM, disk {report.machine['disk']}, "
         f"Linux {report.machine['kernel']}",
         "- Versions: " + ", ".join(f"{name} {value}" for name, value in report.versions.items()),
-        "- S3 server: moto's `moto_server` in its own process, fresh for every S3 case (there is no MinIO "
-        "server on this machine). moto is bound by its own CPU, so S3 figures compare clients with each "
-        "other in this run, not with a real MinIO.",
+        ("- S3 server: the tests' throw-away single-node Ceph RADOS Gateway (`tests/rgw.py`: one "
+         "monitor, one bluestore OSD on a sparse file in the work directory, radosgw over plain HTTP "
+         "on 127.0.0.1), started once for the run, a fresh bucket with Object Lock per case. Its "
+         "daemons share the 2 CPUs with the client being measured (their CPU is the last column)."
+         if report.server != "moto" else
+         "- S3 server: moto's `moto_server` in its own process, fresh for every S3 case (there is no MinIO "
+         "server on this machine). moto is bound by its own CPU, so S3 figures compare clients with each "
+         "other in this run, not with a real MinIO."),
+        f"- Load average (1, 5, 15 min) at the start and the end: {report.load}",
         f"- Data: {report.data}",
         f"- Page cache: {report.cache}",
         (f"- Cases (a)–(d) ran {report.repeat} times, interleaved (a, a', b, c, d, a, ...); seconds are the "
@@ -670,10 +721,10 @@ def print_report(report: Report) -> None:
     print(f"ingest benchmark, {report.started}; {report.machine['cpus']}, {report.machine['ram']} RAM, "
           f"{report.machine['disk']}")
     print(f"page cache: {'cold (dropped before every case)' if report.cache.startswith('cold') else 'warm for every case'}")
-    header = f"{'case':11}{'seconds (range)':>19} {'MB/s':>7} {'vs (a)':>7} {'vs (c)':>7} {'CPU s':>6} {'RSS MB':>7} {'moto s':>7}  command"
+    header = f"{'case':11}{'seconds (range)':>19} {'MB/s':>7} {'vs (a)':>7} {'vs rcl':>7} {'CPU s':>6} {'RSS MB':>7} {'srv s':>7}  command"
     print(header)
     print("-" * len(header))
-    baseline, rclone = report.row("a"), report.row("c")
+    baseline = report.row("a")
     for row in report.rows + report.rss_rows:
         if row.skipped:
             print(f"{'(' + row.label + ')':11} skipped: {row.skipped}")
@@ -681,7 +732,7 @@ def print_report(report: Report) -> None:
         print(
             f"{'(' + row.label + ')':11}{row.seconds_text:>19} {row.mb_per_s:7.0f} "
             f"{_ratio(row, baseline) if not row.label.startswith('e') else '–':>7} "
-            f"{_ratio(row, rclone) if row.label == 'd' else '–':>7} {row.cpu_s:6.1f} "
+            f"{_versus_rclone(report, row):>7} {row.cpu_s:6.1f} "
             f"{_fmt(row.peak_rss_mb, '.0f'):>7} {_fmt(row.server_cpu_s):>7}  {row.description.replace('`', '')}"
             + ("" if row.ok else f"  FAILED: {row.note}")
         )
@@ -708,6 +759,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warm", action="store_true",
                         help="give every case a warm page cache instead of dropping it before each")
     parser.add_argument("--skip-s3", action="store_true", help="skip the S3 cases (c), (d) and (e) to S3")
+    parser.add_argument("--s3", choices=("rgw", "moto"), default="rgw",
+                        help="the S3 server: the tests' Ceph RGW cluster (default) or moto_server")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where to put generated data (default: the system temp dir; not tmpfs)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md",
@@ -728,6 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join([os.path.relpath(sys.executable, REPO) if sys.executable.startswith(str(REPO)) else sys.executable,
                         "benchmarks/ingest.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     workdir = Path(tempfile.mkdtemp(prefix="evidence-bench-", dir=args.workdir))
+    run_stack = contextlib.ExitStack()  # the RGW cluster, when one runs
     try:
         machine = machine_facts(workdir)
         if machine["fstype"] in ("tmpfs", "ramfs"):
@@ -740,8 +794,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shutil.disk_usage(workdir).free < needed:
             print(f"{workdir}: need {needed / 1e9:.1f} GB free", file=sys.stderr)
             return 2
-        with_s3 = not args.skip_s3 and MOTO_SERVER.exists()
+        s3_missing = ("--skip-s3" if args.skip_s3 else
+                      (rgw_missing_reason() if args.s3 == "rgw" else
+                       None if MOTO_SERVER.exists() else "moto_server missing (pip install 'moto[server]')"))
+        with_s3 = s3_missing is None
         with_rclone = with_s3 and shutil.which("rclone") is not None
+        if with_s3 and not with_rclone:
+            print("rclone is missing: the rclone cases are skipped (apt-get install rclone)", file=sys.stderr)
+        rgw = run_stack.enter_context(rgw_server(workdir)) if with_s3 and args.s3 == "rgw" else None
+        if rgw is not None:
+            print(f"Ceph RGW cluster up at {rgw.endpoint}", flush=True)
+
+        def case_server() -> contextlib.AbstractContextManager[S3Server]:
+            """moto fresh for every case (it keeps every byte in memory); RGW for the whole run."""
+            return contextlib.nullcontext(rgw) if rgw is not None else moto_server()
 
         cache = Cache(want_cold=not args.warm)
         start = datetime(2026, 11, 25, 8, 30)
@@ -755,6 +821,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             versions=versions(),
             cache=cache.description,
             repeat=args.repeat,
+            server=rgw.label if rgw is not None else "moto",
+            load=load_average(),
             data=(f"{args.gib:g} GiB in {args.files} files of {tree_bytes / args.files / MB:.0f} MB of random "
                   f"bytes named like `{paths[0].name}`, in `{workdir.parent}` on the disk above. "
                   "Random bytes are not MP4: ffprobe rejects each file quickly and the daemon archives it "
@@ -768,9 +836,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   flush=True)
             return measurement
 
-        def s3_archive(server: MotoServer, bucket: str) -> dict[str, object]:
+        def s3_archive(server: S3Server, bucket: str) -> dict[str, object]:
             return {"backend": "s3", "endpoint": server.endpoint, "bucket": bucket,
-                    "access_key": S3_ACCESS_KEY, "secret_key": S3_SECRET_KEY, "secure": False}
+                    "access_key": server.access_key, "secret_key": server.secret_key, "secure": False}
+
+        server_label = rgw.label if rgw is not None else "moto"
 
         # Rounds interleave the cases, so a slow spell of the disk or the host hits them alike.
         samples: dict[str, list[Measurement]] = {}
@@ -787,23 +857,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tree_bytes, cache, {"backend": "filesystem", "path": str(round_dir / "b" / "archive")},
                     args.files))
             if with_rclone:
-                with moto_server() as server:
-                    create_locked_bucket(server.endpoint, "bench-rclone")
+                with case_server() as server:
+                    bucket = f"bench-rclone-{round_index}"
+                    server.make_bucket(bucket)
                     samples.setdefault("c", []).append(
-                        run("c", case_rclone, tree, round_dir / "c", tree_bytes, cache, server, "bench-rclone"))
+                        run("c", case_rclone, tree, round_dir / "c", tree_bytes, cache, server, bucket))
             if with_s3:
-                with moto_server() as server:
-                    bucket_how = create_locked_bucket(server.endpoint, "bench-ingest")
+                with case_server() as server:
+                    bucket = f"bench-ingest-{round_index}"
+                    bucket_how = server.make_bucket(bucket)
                     samples.setdefault("d", []).append(
-                        run("d", case_ingest, "`evidence-daemon ingest` → S3 (moto)", tree, round_dir / "d",
-                            tree_bytes, cache, s3_archive(server, "bench-ingest"), args.files, server))
+                        run("d", case_ingest, f"`evidence-daemon ingest` → S3 ({server_label})", tree,
+                            round_dir / "d", tree_bytes, cache, s3_archive(server, bucket), args.files,
+                            server))
             shutil.rmtree(round_dir, ignore_errors=True)
         report.rows = [combine(samples[label]) for label in ("a", "a'", "b") ]
-        skip_reason = "--skip-s3" if args.skip_s3 else "moto_server missing"
+        rclone_missing = s3_missing or "rclone missing (apt-get install rclone)"
         report.rows.append(combine(samples["c"]) if "c" in samples else Measurement(
-            "c", "`rclone copy`", tree_bytes, skipped=skip_reason if not with_s3 else "rclone missing"))
+            "c", "`rclone copy`", tree_bytes, skipped=rclone_missing))
         report.rows.append(combine(samples["d"]) if "d" in samples else Measurement(
-            "d", "`evidence-daemon ingest` → S3", tree_bytes, skipped=skip_reason))
+            "d", "`evidence-daemon ingest` → S3", tree_bytes, skipped=s3_missing or ""))
         if with_s3:
             report.data += f" S3 buckets made fresh, with Object Lock, by {bucket_how}."
         report.references = reference_costs(paths)
@@ -818,20 +891,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        big_tree, workdir / "e-fs", rss_bytes, cache,
                                        {"backend": "filesystem", "path": str(workdir / "e-fs" / "archive")}, 1))
             if with_s3:
-                with moto_server() as server:
-                    create_locked_bucket(server.endpoint, "bench-rss")
+                with case_server() as server:
+                    server.make_bucket("bench-rss")
                     report.rss_rows.append(run(
-                        "e-s3", case_ingest, f"`evidence-daemon ingest` {big} → S3 (moto)", big_tree,
-                        workdir / "e-s3", rss_bytes, cache,
+                        "e-s3", case_ingest, f"`evidence-daemon ingest` {big} → S3 ({server_label})",
+                        big_tree, workdir / "e-s3", rss_bytes, cache,
                         s3_archive(server, "bench-rss"), 1, server))
                 if with_rclone:
-                    with moto_server() as server:
-                        create_locked_bucket(server.endpoint, "bench-rss-rclone")
+                    with case_server() as server:
+                        server.make_bucket("bench-rss-rclone")
                         report.rss_rows.append(run("e-rclone", case_rclone, big_tree, workdir / "e-rclone",
                                                    rss_bytes, cache, server, "bench-rss-rclone"))
-                        report.rss_rows[-1].description = f"`rclone copy` {big} → S3 (moto), for comparison"
+                        report.rss_rows[-1].description = (f"`rclone copy` {big} → S3 ({server_label}), "
+                                                           "for comparison")
+                else:
+                    report.rss_rows.append(Measurement("e-rclone", f"`rclone copy` {big}", rss_bytes,
+                                                       skipped="rclone missing (apt-get install rclone)"))
             else:
-                report.rss_rows.append(Measurement("e-s3", f"ingest {big} → S3", rss_bytes, skipped="--skip-s3"))
+                report.rss_rows.append(Measurement("e-s3", f"ingest {big} → S3", rss_bytes,
+                                                   skipped=s3_missing or ""))
+        report.load += f" → {load_average()}"
+        run_stack.close()  # the RGW cluster, before the report (its daemons stop by PID)
         report.total_s = time.perf_counter() - run_started
         print_report(report)
         out = args.out if args.out.is_absolute() else Path.cwd() / args.out
@@ -840,6 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = [row.label for row in report.rows + report.rss_rows if not row.skipped and not row.ok]
         return 1 if failed else 0
     finally:
+        run_stack.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

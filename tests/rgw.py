@@ -68,6 +68,37 @@ class RgwCluster:
     secret_key: str
     directory: Path
 
+    @property
+    def conf(self) -> Path:
+        return self.directory / "ceph.conf"
+
+
+@dataclass(frozen=True)
+class RgwUser:
+    """An RGW user of its own (not the bucket owner): what a bucket policy names."""
+
+    uid: str
+    access_key: str
+    secret_key: str
+
+    @property
+    def principal(self) -> str:
+        """The ARN a bucket policy names this user by (RGW users have no account id)."""
+        return f"arn:aws:iam:::user/{self.uid}"
+
+
+def create_user(cluster: RgwCluster, uid: str) -> RgwUser:
+    """A new user with fresh keys and no access to anything until a bucket policy grants it.
+
+    Objects an RGW 16 user uploads are owned by that user, not by the bucket owner: the bucket
+    owner (``cluster.access_key``) cannot read them unless the bucket policy grants it too.
+    """
+    user = RgwUser(uid, f"{uid}-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex)
+    _run(cluster.conf, "radosgw-admin", "user", "create", f"--uid={uid}",
+         f"--display-name={uid}", f"--access-key={user.access_key}",
+         f"--secret={user.secret_key}")
+    return user
+
 
 def _free_port() -> int:
     with socket.socket() as probe:

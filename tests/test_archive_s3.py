@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from evidence_daemon.archive.s3 import (
     decode_metadata_value,
     encode_metadata_value,
     is_transient,
+    parallel_parts,
 )
 from evidence_daemon.errors import (
     IntegrityError,
@@ -157,6 +159,45 @@ def test_multipart_original_verified_by_etag(s3_archive: S3Archive, tmp_path: Pa
     assert stored.etag == multipart_etag(data, 5 * MIB)
     assert stored.etag.endswith("-3")
     assert stored.verified_by == "sha256+etag"
+    assert hash_stored(s3_archive, stored.key) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+@pytest.mark.parametrize(("part_mib", "parallel"), [(5, 3), (6, 3), (8, 2), (12, 1), (5120, 1)])
+def test_parallel_parts_keep_the_parts_in_memory_within_the_budget(part_mib: int,
+                                                                   parallel: int) -> None:
+    assert parallel_parts(part_mib * MIB) == parallel
+    assert (parallel + 1) * part_mib <= 24 or parallel == 1
+
+
+@pytest.mark.s3
+def test_parts_of_one_original_go_up_in_parallel_and_are_hashed_in_order(
+    s3_archive: S3Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sending overlaps (a file's parts went up one at a time, slower than rclone on one large
+    file), while the SHA-256 and the ETag, computed as the SDK reads, still prove the object."""
+    sending = 0
+    most = 0
+    guard = threading.Lock()
+    upload_part = s3_archive.client._upload_part
+
+    def counting_upload_part(*args: Any) -> str:
+        nonlocal sending, most
+        with guard:
+            sending += 1
+            most = max(most, sending)
+        try:
+            time.sleep(0.2)  # long enough for the next parts to be read and handed over
+            return upload_part(*args)
+        finally:
+            with guard:
+                sending -= 1
+
+    monkeypatch.setattr(s3_archive.client, "_upload_part", counting_upload_part)
+    data = os.urandom(20 * MIB + 7)  # five parts of 5 MiB
+    stored = store(s3_archive, tmp_path, data)
+    assert most == parallel_parts(5 * MIB) == 3
+    assert stored.verified_by == "sha256+etag"
+    assert stored.etag == multipart_etag(data, 5 * MIB)
     assert hash_stored(s3_archive, stored.key) == (hashlib.sha256(data).hexdigest(), len(data))
 
 

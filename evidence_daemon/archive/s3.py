@@ -12,9 +12,10 @@ every write is create-only. The one removal is ``remove_leftovers``: aborting in
 multipart uploads under ``recordings/`` that a killed process left (their parts are billed and
 kept for ever otherwise). An abort cannot touch an object — a completed upload answers
 NoSuchUpload — and Object Lock never blocks it: it protects object versions, and an unfinished
-upload has none. It must never read a whole original into memory (parts are read
-one at a time, ``num_parallel_uploads=1``), never publish an object whose bytes do not hash to
-the recording id, and never put the secret key in a message or a log line.
+upload has none. It must never read a whole original into memory (at most
+``parallel_parts + 1`` parts are held at once, see ``parallel_parts``), never publish an object
+whose bytes do not hash to the recording id, and never put the secret key in a message or a
+log line.
 
 Errors from the SDK and urllib3 are translated here, once: transient ones (connection errors,
 timeouts, 5xx) are retried with exponential backoff and jitter (tenacity) and then reported as
@@ -88,6 +89,15 @@ MAX_PART_SIZE_BYTES = 5 * 1024 * MIB
 
 _T = TypeVar("_T")
 
+# Parts of one original in memory at once, whatever archive.part_size_mib says. minio-py reads
+# each part whole, in order, in the calling thread (that is where ``_UploadReader`` hashes it)
+# and hands it to one of ``num_parallel_uploads`` sender threads; it blocks before reading a
+# part while that many are queued or being sent, so it holds at most ``n + 1`` parts.
+# 24 MiB: with two upload workers at the default 8 MiB parts (two parts in flight each), a
+# multi-file ingest peaked at 151 MB with 32 MiB (three in flight), over the 150 MB target.
+PART_MEMORY_BUDGET_BYTES = 24 * MIB
+MAX_PARALLEL_PARTS = 3  # enough to overlap hashing, signing and the server's work on 2 cores
+
 # How the bucket protects originals, decided once from its Object Lock configuration.
 _LOCK_BY_BUCKET_DEFAULT = "bucket-default"  # a COMPLIANCE default rule at least as long as ours
 _LOCK_PER_OBJECT = "per-object"  # lock enabled: set COMPLIANCE retention on each original
@@ -126,6 +136,16 @@ def encode_metadata_value(value: str) -> str:
 def decode_metadata_value(value: str) -> str:
     """Inverse of ``encode_metadata_value``."""
     return unquote(value)
+
+
+def parallel_parts(part_size_bytes: int) -> int:
+    """How many parts of one file are sent at once, keeping the parts in memory (those being
+    sent plus the one being read) within ``PART_MEMORY_BUDGET_BYTES``; at least one.
+
+    >>> [parallel_parts(mib * MIB) for mib in (5, 6, 8, 12, 64)]
+    [3, 3, 2, 1, 1]
+    """
+    return max(1, min(MAX_PARALLEL_PARTS, PART_MEMORY_BUDGET_BYTES // part_size_bytes - 1))
 
 
 def _md5() -> hashlib._Hash:
@@ -188,9 +208,14 @@ class _SourceMismatch(Exception):
 class _UploadReader:
     """The file handle given to ``put_object``: hashes what the SDK reads, part by part.
 
-    The SDK reads exactly ``part_size`` bytes per part for a known length and sends a part only
-    after reading it, so raising from ``read`` at the last byte aborts the upload (a multipart
-    upload is aborted by the SDK) before a wrong object can be published.
+    The SDK reads exactly ``part_size`` bytes per part for a known length, in order and in the
+    calling thread even when parts are sent in parallel (minio 7.2.20 ``put_object``: only the
+    sending is handed to its thread pool), so the digests see the file's bytes in order. It
+    completes a multipart upload only after the last read, so raising from ``read`` at the last
+    byte aborts the upload (the SDK aborts a multipart upload) before a wrong object can be
+    published. Parts already handed to the pool may still be sent meanwhile; they belong to
+    the aborted upload and never become an object. (The SDK then leaves that pool's idle
+    daemon threads behind: only a source that changed or cannot be read does that.)
     """
 
     def __init__(
@@ -220,7 +245,7 @@ class _UploadReader:
         self._digests.update(data)
         done = self._digests.bytes_seen == self._size_bytes
         # Mid-upload: a single PUT before it is sent; a multipart upload once its first part
-        # is sent (the SDK reads the second part only then), so a kill leaves it unfinished.
+        # is handed over to be sent (the upload exists by then), so a kill leaves it unfinished.
         mid_upload = (self._digests.bytes_seen > self._part_size_bytes
                       if self._digests.multipart else done)
         if mid_upload and not self._failpoint_passed:
@@ -591,7 +616,7 @@ class S3Archive:
                     metadata=dict(headers),
                     sse=SseS3() if self.sse == "s3" else None,
                     part_size=self.part_size_bytes,
-                    num_parallel_uploads=1,  # one part in memory at a time
+                    num_parallel_uploads=parallel_parts(self.part_size_bytes),
                 )
             return result, digests
 
