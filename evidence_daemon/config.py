@@ -53,6 +53,20 @@ DEFAULT_FILENAME_PATTERNS = (
     r"^(?:VID|IMG|AUD|REC)?_?(?P<start>\d{8}_?\d{6})(?:_(?P<seq>\d+))?",
 )
 
+# How recorders mark a file important (the officer's "key file" button): a 重要 (important) or
+# 重点 (key) folder or name, or IMP in the name. Shell patterns on the path relative to the
+# device root, case-sensitive; ``*`` also spans folders. Marked files are uploaded first.
+DEFAULT_PRIORITY_PATTERNS = (
+    "*重要*",
+    "*重点*",
+    "*_IMP_*",
+    "*_IMP.*",
+    "IMP_*",
+    "*/IMP_*",
+    "IMP/*",
+    "*/IMP/*",
+)
+
 
 @dataclass(frozen=True)
 class StationConfig:
@@ -90,6 +104,7 @@ class IngestConfig:
     hash_sm3: bool = False
     skip: tuple[str, ...] = DEFAULT_SKIP
     filename_patterns: tuple[str, ...] = DEFAULT_FILENAME_PATTERNS
+    priority_patterns: tuple[str, ...] = DEFAULT_PRIORITY_PATTERNS
     copy_chunk_kib: int = 4096
     queue_depth: int = 4
     probe: bool = True
