@@ -96,6 +96,8 @@ class ArchiveConfig:
     verify: str = "stream"
     upload_workers: int = 2
     retries: int = 5
+    # The station's upload rate cap in Mbit/s (0: unlimited), so daytime traffic still works.
+    max_upload_mbps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -470,6 +472,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("archive.upload_workers: must be between 1 and 32")
     if archive.retries < 0:
         raise ConfigError("archive.retries: must not be negative")
+    if not 0 <= archive.max_upload_mbps <= 1_000_000:
+        raise ConfigError("archive.max_upload_mbps: must be 0 (unlimited) or a rate in Mbit/s")
     if not 64 <= ingest.copy_chunk_kib <= 65536:
         raise ConfigError("ingest.copy_chunk_kib: must be between 64 and 65536")
     if ingest.queue_depth < 1:

@@ -12,13 +12,14 @@ import logging
 import os
 import zoneinfo
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from .archive.base import LEFTOVER_KINDS, ArchiveStore, Leftover, LeftoverKind
 from .archive.filesystem import FilesystemArchive
+from .archive.link import Throttle, UploadMeter
 from .compliance.rules import compliance_state
 from .config import Config
 from .custody.chain import Role
@@ -40,7 +41,8 @@ class LeftoverMetrics(Protocol):
 
 def build_store(config: Config) -> ArchiveStore:
     if config.archive.backend == "filesystem":
-        return FilesystemArchive(config.archive.path)
+        return FilesystemArchive(config.archive.path,
+                                 throttle=Throttle.from_mbps(config.archive.max_upload_mbps))
     from .archive.s3 import S3Archive  # the minio SDK is only loaded when asked for
 
     return S3Archive.from_config(config.archive)
@@ -53,6 +55,8 @@ class Station:
     database: Database
     ledger: LedgerWriter
     clock: Clock
+    # One per station process: every ingest run's uploads feed it, metrics and status read it.
+    upload_meter: UploadMeter = field(default_factory=UploadMeter)
 
     def ingestor(
         self,
@@ -61,7 +65,7 @@ class Station:
     ) -> Ingestor:
         return Ingestor(self.config, self.store, self.database, self.ledger, clock=self.clock,
                         progress=progress, officer_lookup=self.devices().officer_at,
-                        metrics=metrics)
+                        metrics=metrics, upload_meter=self.upload_meter)
 
     def devices(self) -> DeviceRegistry:
         """The registry of docked devices and their officer assignments."""

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from .. import __version__
 from ..archive import keys
 from ..archive.base import ArchiveStore, SetAside, StoredObject, hash_stored, rejected_key
+from ..archive.link import UploadMeter, UploadSample
 from ..compliance.rules import FLAG_TIME_IMPLAUSIBLE, archive_deadline
 from ..config import Config
 from ..custody.chain import Event
@@ -177,6 +178,7 @@ class Ingestor:
         progress: Callable[[str, dict[str, Any]], None] | None = None,
         officer_lookup: OfficerLookup | None = None,
         metrics: IngestMetrics | None = None,
+        upload_meter: UploadMeter | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -187,6 +189,8 @@ class Ingestor:
         self.progress = progress or (lambda event, info: None)
         self.officer_lookup = officer_lookup
         self.metrics: IngestMetrics = metrics or NoMetrics()
+        # How fast originals really reach the archive: the backlog forecast counts on it.
+        self.upload_meter = upload_meter or UploadMeter()
         self.actor = f"station:{config.station.id}"
         self.timezone = zoneinfo.ZoneInfo(config.station.timezone)
         self.spool = Spool(
@@ -662,7 +666,11 @@ class Ingestor:
         if recording["sm3"]:
             metadata["sm3"] = recording["sm3"]
         already_in_archive = self.store.stat(keys.manifest_key(sha256)) is not None
+        upload_started = time.monotonic()
         stored = self._store_original(source, recording, spool_path, metadata)
+        if not already_in_archive:
+            self.upload_meter.record(UploadSample(upload_started, time.monotonic(),
+                                                  int(recording["size_bytes"])))
         failpoint("archive.after_upload")
         manifest_bytes = self._write_manifest(source, recording, stored.verified_by, stored.version_id,
                                               stored.retain_until)
