@@ -19,7 +19,8 @@ from typing import Any, Protocol, TextIO
 
 from .archive.base import LEFTOVER_KINDS, ArchiveStore, Leftover, LeftoverKind
 from .archive.filesystem import FilesystemArchive
-from .archive.link import Throttle, UploadMeter
+from .archive.link import Throttle, UploadMeter, mbps_to_bytes_per_s
+from .compliance.forecast import Forecast, forecast, upload_rate
 from .compliance.rules import compliance_state
 from .config import Config
 from .custody.chain import Role
@@ -27,7 +28,9 @@ from .custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
 from .errors import ConfigError, EvidenceError, IngestError
+from .ingest.backlog import read_backlog
 from .ingest.pipeline import IngestMetrics, Ingestor
+from .ingest.priority import OrderRules
 from .state.db import Database
 
 log = logging.getLogger(__name__)
@@ -147,6 +150,15 @@ class Station:
             if metrics is not None:
                 metrics.leftovers_cleaned(kind, len(found))
         return removed
+
+    def forecast(self, measured_rate_bytes_per_s: float | None) -> Forecast:
+        """The spool's backlog and whether each recording in it will make its deadline, at
+        the measured upload rate (the running daemon's; ``upload_meter`` in that process),
+        never above ``archive.max_upload_mbps``."""
+        cap = mbps_to_bytes_per_s(self.config.archive.max_upload_mbps) or None
+        waiting = read_backlog(self.database, OrderRules.from_config(self.config))
+        rate, source = upload_rate(measured_rate_bytes_per_s, cap)
+        return forecast(waiting, now=self.clock(), rate_bytes_per_s=rate, rate_source=source)
 
     def close(self) -> None:
         self.database.close()
