@@ -154,7 +154,8 @@ class DockRule:
 @dataclass(frozen=True)
 class DockConfig:
     runtime_dir: Path = Path("/run/evidence-daemon")
-    max_concurrent_devices: int = 2
+    # 0: every docked device is served at once (a shift change); a number limits it.
+    max_concurrent_devices: int = 0
     ignore_unknown: bool = True
     settle_s: float = 2.0
     # filesystem type -> command that mounts {device} read-only at {mountpoint}
@@ -486,8 +487,9 @@ def _validate(config: Config) -> None:
         if "start" not in compiled.groupindex:
             raise ConfigError(f"ingest.filename_patterns[{index}]: needs a (?P<start>...) group")
     dock = config.dock
-    if dock.max_concurrent_devices < 1:
-        raise ConfigError("dock.max_concurrent_devices: must be at least 1")
+    if dock.max_concurrent_devices < 0:
+        raise ConfigError("dock.max_concurrent_devices: must be 0 (every docked device at "
+                          "once) or a limit of at least 1")
     if dock.settle_s < 0:
         raise ConfigError("dock.settle_s: must not be negative")
     for fstype, command in dock.mount_commands:

@@ -201,6 +201,10 @@ class Ingestor:
         self._recording_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._spool_prepared = False
+        # Sources a running ingest has queued: another run (a second docked device, the
+        # retry job) leaves them to it, so each dock's summary counts its own files only.
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
         self.order_rules = OrderRules.from_config(config)
 
     # -- the run --------------------------------------------------------------------------
@@ -252,7 +256,9 @@ class Ingestor:
         taken: list[int] = []  # sources this run queued: its summary speaks for these only
         taken_ids: set[int] = set()  # the same, to count a file found again by the scan once
         try:
-            resume = self._resume_list()
+            with self._held_lock:
+                resume = [entry for entry in self._resume_list() if entry[0] not in self._held]
+                self._held.update(source_id for source_id, _ in resume)
             for source_id, _ in resume:
                 taken.append(source_id)
                 taken_ids.add(source_id)
@@ -274,6 +280,8 @@ class Ingestor:
                     continue
                 item = self._take_with_room(origin, found, summary, progress, work, taken_ids)
                 if item is not None:
+                    with self._held_lock:
+                        self._held.add(item[0])
                     taken.append(item[0])
                     taken_ids.add(item[0])
                     work.put((important, deadline, item[0]), item)
@@ -281,6 +289,8 @@ class Ingestor:
             work.close(len(workers))
             for worker in workers:
                 worker.join()
+            with self._held_lock:
+                self._held.difference_update(taken)
         summary.pending = self._count_spooled(taken)
         progress("done", {"summary": summary})
         return summary
