@@ -23,6 +23,7 @@ from evidence_daemon.ingest.pipeline import Origin
 from evidence_daemon.metrics.station import StationMetrics
 from evidence_daemon.station import open_station
 
+from .faultlog import FaultLog
 from .helpers import run_cli, write_config
 
 UTC = timezone.utc
@@ -206,7 +207,7 @@ def test_every_docked_device_has_its_progress_in_the_metrics(tmp_path: Path) -> 
 # -- status -------------------------------------------------------------------------------
 
 def test_status_shows_the_backlog_the_rate_and_the_forecast(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fault_log: FaultLog
 ) -> None:
     """As the operator runs it (the real clock): a 0.0008 Mbit/s (100 B/s) cap, nothing
     measured yet, two recordings due in 5 and 6 hours: the second will miss."""
@@ -235,6 +236,10 @@ def test_status_shows_the_backlog_the_rate_and_the_forecast(
     assert "backlog  2 recording(s), 2.4 MB waiting in the spool" in out
     assert "upload   100 B/s (0.0008 Mbit/s, cap); backlog archived in 6.7 h" in out
     assert "forecast 1 recording(s), 1.2 MB would miss their deadline" in out
+    fault_log("slow archive link", "backlog larger than the link carries before its deadlines",
+              injected_by="archive.max_upload_mbps = 0.0008 (100 B/s), 2 × 1.2 MB due in 5 and 6 h",
+              files_lost=0, wrongly_archived=0, duplicates=0, exit_code=code,
+              message=next(line for line in out.splitlines() if line.startswith("forecast")))
 
 
 def test_status_without_a_rate_says_there_is_no_forecast(

@@ -27,6 +27,7 @@ from evidence_daemon.ingest.priority import (
 )
 from evidence_daemon.station import open_station
 
+from .faultlog import FaultLog
 from .helpers import write_config
 
 UTC = timezone.utc
@@ -209,7 +210,9 @@ def test_one_card_is_archived_important_first_then_by_deadline(tmp_path: Path) -
     ]
 
 
-def test_the_spool_backlog_uploads_earliest_deadline_first_across_docks(tmp_path: Path) -> None:
+def test_the_spool_backlog_uploads_earliest_deadline_first_across_docks(
+    tmp_path: Path, fault_log: FaultLog
+) -> None:
     """The archive was away for two docks: what waits in the spool goes up important first,
     then yesterday's before today's, whichever card it came from, and a card docked when the
     archive is back is merged into that order."""
@@ -228,6 +231,11 @@ def test_the_spool_backlog_uploads_earliest_deadline_first_across_docks(tmp_path
     order = _archived_names(station, slow.order)
     station.close()
     assert summary.ok and summary.pending == 0
+    fault_log("slow archive link", "archive away for two docks, then slow (50 ms per original)",
+              injected_by="archive_error for two ingests; put_original delayed 50 ms",
+              files_lost=6 - len(set(slow.order)), wrongly_archived=0,
+              duplicates=len(slow.order) - len(set(slow.order)),
+              message="uploaded important first, then earliest deadline first across the cards")
     assert order == [
         "重要/DSJ2_1002_20261125110000_0002.MP4",   # important
         "DSJ3_1003_20261124100000_0001.MP4",        # yesterday 10:00, from the card docked last

@@ -5,6 +5,8 @@ the filesystem archive are real."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 import time
@@ -15,6 +17,7 @@ from evidence_daemon.dock.manager import DockManager
 from evidence_daemon.sources.rules import DeviceInfo, DockMatch
 from evidence_daemon.station import open_station
 
+from .faultlog import FaultLog
 from .helpers import write_config
 from .test_dock_manager import FakeRegistry, info
 
@@ -45,7 +48,9 @@ class ShiftChangeMounter:
         raise AssertionError("no wipe rule")
 
 
-def test_the_default_dock_serves_every_docked_device_at_once(tmp_path: Path) -> None:
+def test_the_default_dock_serves_every_docked_device_at_once(
+    tmp_path: Path, fault_log: FaultLog
+) -> None:
     assert Config().dock.max_concurrent_devices == 0  # shipped: unlimited
     config = load_config(write_config(tmp_path, extra="[ingest]\nprobe = false\n[dock]\nsettle_s = 0"),
                          environ={})
@@ -67,7 +72,19 @@ def test_the_default_dock_serves_every_docked_device_at_once(tmp_path: Path) -> 
         time.sleep(0.05)
     jobs = manager.snapshot()
     manager.shutdown()
+    archived_events = [json.loads(path.read_bytes()) for path in
+                       (tmp_path / "archive" / "ledger").rglob("*.json")]
+    archived_events = [entry for entry in archived_events if entry["event"] == "archived"]
+    archived = {row["sha256"] for row in station.database.query(
+        "SELECT sha256 FROM recordings WHERE archived_at IS NOT NULL")}
     station.close()
+    on_cards = {hashlib.sha256(path.read_bytes()).hexdigest()
+                for path in (tmp_path / "cards").rglob("*.MP4")}
+    fault_log("devices docked at once", f"{DEVICES} recorders docked together (shift change), "
+              "shipped defaults", injected_by=f"{DEVICES} device_added events at once; each mount "
+              "held until all were mounting", files_lost=len(on_cards - archived),
+              wrongly_archived=0, duplicates=len(archived_events) - len(archived),
+              message=f"{sum(job['state'] == 'done' for job in jobs)} of {DEVICES} jobs done")
     assert len(jobs) == DEVICES
     # every device done, each job's result its own two files (not another dock's, whose
     # spooled files its run must leave to the run that copied them)
