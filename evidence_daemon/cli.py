@@ -24,6 +24,7 @@ from . import __version__
 from .api.cli import HANDLERS as API_HANDLERS
 from .api.cli import add_commands as add_api_commands
 from .archive import keys
+from .compliance.forecast import Forecast
 from .compliance.rules import STATES as COMPLIANCE_STATES
 from .config import Config, load_config
 from .custody.chain import Head, Problem, ProblemKind, compare_with_witness
@@ -426,6 +427,10 @@ def cmd_checkpoint(config: Config, args: argparse.Namespace) -> int:
 # -- status -------------------------------------------------------------------------------
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from .daemon import read_status
+
+    daemon_status = read_status(config.dock.runtime_dir)
+    measured_rate = daemon_status.get("upload_rate_bytes_per_s") if daemon_status else None
     station = open_station(config, connect_archive=False)
     try:
         queue = {row["state"]: int(row["n"]) for row in station.database.query(
@@ -434,11 +439,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             "SELECT MIN(discovered_at) FROM sources WHERE state IN (?, ?, ?)",
             tuple(sorted(st.PENDING_STATES)))
         recordings = station.recordings()
+        outlook = station.forecast(measured_rate if isinstance(measured_rate, (int, float)) else None)
     finally:
         station.close()
-    from .daemon import read_status
-
-    daemon_status = read_status(config.dock.runtime_dir)
     compliance = Counter(recording["compliance"] for recording in recordings)
     queue_counts = {state: queue.get(state, 0) for state in st.STATES}
     compliance_counts = {state: compliance.get(state, 0) for state in COMPLIANCE_STATES}
@@ -450,6 +453,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         "recordings": len(recordings),
         "compliance": compliance_counts,
         "overdue": compliance_counts["overdue"],
+        "backlog": _backlog_report(outlook, config.archive.max_upload_mbps),
         "daemon": daemon_status,
     }
     if args.json:
@@ -471,7 +475,63 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         print("oldest pending: none")
     print("compliance " + "  ".join(f"{state} {count}" for state, count in compliance_counts.items()))
     print(f"overdue {report['overdue']}")
+    for line in _describe_backlog(report["backlog"]):
+        print(line)
     return 0
+
+
+def _backlog_report(outlook: Forecast, cap_mbps: float) -> dict[str, Any]:
+    """The spool's backlog and its deadline forecast, in the ``status --json`` contract."""
+    return {
+        "recordings": outlook.recordings,
+        "size_bytes": outlook.size_bytes,
+        "upload_rate_bytes_per_s": outlook.rate_bytes_per_s,
+        "rate_source": outlook.rate_source,  # measured | cap | "measured, held to the cap" | null
+        "max_upload_mbps": cap_mbps,
+        "drain_s": outlook.drain_s,
+        "forecast_missed_recordings": outlook.missed_recordings,
+        "forecast_missed_bytes": outlook.missed_bytes,
+        "first_missed_deadline": outlook.first_miss.isoformat() if outlook.first_miss else None,
+    }
+
+
+def _describe_backlog(backlog: dict[str, Any]) -> list[str]:
+    """The backlog, the upload rate and the forecast, for humans."""
+    lines = [f"backlog  {backlog['recordings']} recording(s), "
+             f"{_size(backlog['size_bytes'])} waiting in the spool for upload"]
+    rate = backlog["upload_rate_bytes_per_s"]
+    if rate is None:
+        lines.append("upload   rate not measured yet (no upload since the daemon started, and "
+                     "archive.max_upload_mbps = 0): no forecast")
+        return lines
+    lines.append(f"upload   {_size(rate)}/s ({rate * 8 / 1e6:,.4g} Mbit/s, "
+                 f"{backlog['rate_source']}); backlog archived in {_duration(backlog['drain_s'])}")
+    missed = backlog["forecast_missed_recordings"]
+    if not missed:
+        lines.append("forecast every waiting recording meets its deadline")
+    else:
+        lines.append(f"forecast {missed} recording(s), {_size(backlog['forecast_missed_bytes'])} "
+                     f"would miss their deadline (the first at {backlog['first_missed_deadline']}): "
+                     "raise archive.max_upload_mbps or the link, or archive them elsewhere")
+    return lines
+
+
+def _size(count: float) -> str:
+    """Bytes for humans, in powers of 1000 as links and disks are sold."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count:.0f} B"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _describe_job(job: dict[str, Any]) -> str:
@@ -521,8 +581,9 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         return sources
 
     station = open_station(config, connect_archive=False)
-    metrics = StationMetrics(config, station.database, clock=station.clock,
-                             ledger=station.ledger)
+    metrics = StationMetrics(
+        config, station.database, clock=station.clock, ledger=station.ledger,
+        forecast=lambda: station.forecast(station.upload_meter.rate_bytes_per_s()))
     try:
         return run_daemon(config, station, build_sources=build_sources, build_manager=build_manager,
                           metrics=metrics)

@@ -53,6 +53,20 @@ DEFAULT_FILENAME_PATTERNS = (
     r"^(?:VID|IMG|AUD|REC)?_?(?P<start>\d{8}_?\d{6})(?:_(?P<seq>\d+))?",
 )
 
+# How recorders mark a file important (the officer's "key file" button): a 重要 (important) or
+# 重点 (key) folder or name, or IMP in the name. Shell patterns on the path relative to the
+# device root, case-sensitive; ``*`` also spans folders. Marked files are uploaded first.
+DEFAULT_PRIORITY_PATTERNS = (
+    "*重要*",
+    "*重点*",
+    "*_IMP_*",
+    "*_IMP.*",
+    "IMP_*",
+    "*/IMP_*",
+    "IMP/*",
+    "*/IMP/*",
+)
+
 
 @dataclass(frozen=True)
 class StationConfig:
@@ -82,6 +96,8 @@ class ArchiveConfig:
     verify: str = "stream"
     upload_workers: int = 2
     retries: int = 5
+    # The station's upload rate cap in Mbit/s (0: unlimited), so daytime traffic still works.
+    max_upload_mbps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,7 @@ class IngestConfig:
     hash_sm3: bool = False
     skip: tuple[str, ...] = DEFAULT_SKIP
     filename_patterns: tuple[str, ...] = DEFAULT_FILENAME_PATTERNS
+    priority_patterns: tuple[str, ...] = DEFAULT_PRIORITY_PATTERNS
     copy_chunk_kib: int = 4096
     queue_depth: int = 4
     probe: bool = True
@@ -137,7 +154,8 @@ class DockRule:
 @dataclass(frozen=True)
 class DockConfig:
     runtime_dir: Path = Path("/run/evidence-daemon")
-    max_concurrent_devices: int = 2
+    # 0: every docked device is served at once (a shift change); a number limits it.
+    max_concurrent_devices: int = 0
     ignore_unknown: bool = True
     settle_s: float = 2.0
     # filesystem type -> command that mounts {device} read-only at {mountpoint}
@@ -462,6 +480,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("archive.upload_workers: must be between 1 and 32")
     if archive.retries < 0:
         raise ConfigError("archive.retries: must not be negative")
+    if not 0 <= archive.max_upload_mbps <= 1_000_000:
+        raise ConfigError("archive.max_upload_mbps: must be 0 (unlimited) or a rate in Mbit/s")
     if not 64 <= ingest.copy_chunk_kib <= 65536:
         raise ConfigError("ingest.copy_chunk_kib: must be between 64 and 65536")
     if ingest.queue_depth < 1:
@@ -474,8 +494,9 @@ def _validate(config: Config) -> None:
         if "start" not in compiled.groupindex:
             raise ConfigError(f"ingest.filename_patterns[{index}]: needs a (?P<start>...) group")
     dock = config.dock
-    if dock.max_concurrent_devices < 1:
-        raise ConfigError("dock.max_concurrent_devices: must be at least 1")
+    if dock.max_concurrent_devices < 0:
+        raise ConfigError("dock.max_concurrent_devices: must be 0 (every docked device at "
+                          "once) or a limit of at least 1")
     if dock.settle_s < 0:
         raise ConfigError("dock.settle_s: must not be negative")
     for fstype, command in dock.mount_commands:

@@ -108,6 +108,7 @@ class Daemon:
         self.started_at = time.time()
         self.metrics = metrics or StationMetrics(config, station.database, clock=station.clock,
                                                  ledger=station.ledger)
+        self.metrics.watch_jobs(manager.snapshot)
         self.upkeep = upkeep or Upkeep(config, station, manager.ingestor,
                                        metrics=self.metrics.pipeline, health=self.metrics.health)
         self.metrics_server: Source | None = metrics_server or (
@@ -184,6 +185,8 @@ class Daemon:
         write_status(self.status_path, {
             "pid": os.getpid(), "station": self.config.station.id, "started_at": self.started_at,
             "updated_at": time.time(), "jobs": jobs,
+            # measured in this process; `status` forecasts the backlog with it
+            "upload_rate_bytes_per_s": self.manager.ingestor.upload_meter.rate_bytes_per_s(),
             "watch": [str(watch.path) for watch in self.config.watch],
         })
 

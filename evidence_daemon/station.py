@@ -12,13 +12,15 @@ import logging
 import os
 import zoneinfo
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from .archive.base import LEFTOVER_KINDS, ArchiveStore, Leftover, LeftoverKind
 from .archive.filesystem import FilesystemArchive
+from .archive.link import Throttle, UploadMeter, mbps_to_bytes_per_s
+from .compliance.forecast import Forecast, forecast, upload_rate
 from .compliance.rules import compliance_state
 from .config import Config
 from .custody.chain import Role
@@ -27,7 +29,9 @@ from .custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
 from .errors import ConfigError, EvidenceError, IngestError
+from .ingest.backlog import read_backlog
 from .ingest.pipeline import IngestMetrics, Ingestor
+from .ingest.priority import OrderRules
 from .state.db import Database
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,8 @@ class LeftoverMetrics(Protocol):
 
 def build_store(config: Config) -> ArchiveStore:
     if config.archive.backend == "filesystem":
-        return FilesystemArchive(config.archive.path)
+        return FilesystemArchive(config.archive.path,
+                                 throttle=Throttle.from_mbps(config.archive.max_upload_mbps))
     from .archive.s3 import S3Archive  # the minio SDK is only loaded when asked for
 
     return S3Archive.from_config(config.archive)
@@ -54,6 +59,8 @@ class Station:
     database: Database
     ledger: LedgerWriter
     clock: Clock
+    # One per station process: every ingest run's uploads feed it, metrics and status read it.
+    upload_meter: UploadMeter = field(default_factory=UploadMeter)
 
     def ingestor(
         self,
@@ -62,7 +69,7 @@ class Station:
     ) -> Ingestor:
         return Ingestor(self.config, self.store, self.database, self.ledger, clock=self.clock,
                         progress=progress, officer_lookup=self.devices().officer_at,
-                        metrics=metrics)
+                        metrics=metrics, upload_meter=self.upload_meter)
 
     def devices(self) -> DeviceRegistry:
         """The registry of docked devices and their officer assignments."""
@@ -158,6 +165,15 @@ class Station:
             if metrics is not None:
                 metrics.leftovers_cleaned(kind, len(found))
         return removed
+
+    def forecast(self, measured_rate_bytes_per_s: float | None) -> Forecast:
+        """The spool's backlog and whether each recording in it will make its deadline, at
+        the measured upload rate (the running daemon's; ``upload_meter`` in that process),
+        never above ``archive.max_upload_mbps``."""
+        cap = mbps_to_bytes_per_s(self.config.archive.max_upload_mbps) or None
+        waiting = read_backlog(self.database, OrderRules.from_config(self.config))
+        rate, source = upload_rate(measured_rate_bytes_per_s, cap)
+        return forecast(waiting, now=self.clock(), rate_bytes_per_s=rate, rate_source=source)
 
     def close(self) -> None:
         self.database.close()

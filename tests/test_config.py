@@ -159,7 +159,7 @@ after = "move"
         ('[[dock.rules]]\nlabel_pattern = "X"\ncolour = "red"\n', "dock.rules[0].colour: unknown"),
         ('[dock]\nmount_commands = { vfat = "mount {device}" }\n', "dock.mount_commands.vfat"),
         ('[dock]\nunmount_command = "umount"\n', "dock.unmount_command"),
-        ('[dock]\nmax_concurrent_devices = 0\n', "dock.max_concurrent_devices"),
+        ('[dock]\nmax_concurrent_devices = -1\n', "dock.max_concurrent_devices"),
         ('[[watch]]\npath = "/x"\nafter = "delete"\n', "watch[0].after"),
         ('[[watch]]\npath = "/x"\nstable_s = "soon"\n', "watch[0].stable_s"),
         ('watch = "x"\n', "watch folders are [[watch]] tables"),

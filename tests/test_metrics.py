@@ -115,8 +115,10 @@ def test_every_metric_the_alerts_and_dashboard_use_is_exported(tmp_path: Path) -
     station.devices().docked(DeviceIdentity("DSJ-A8-0042"))
     write_footage(tmp_path / "card", "a.mp4", b"pending")
     station.ingestor().ingest(Origin(tmp_path / "card"), archive_error="away (test)")
+    # as `run` wires it, once an upload was measured (the forecast needs a rate)
     metrics = StationMetrics(station.config, station.database, clock=clock,
-                             registry=CollectorRegistry(), ledger=station.ledger)
+                             registry=CollectorRegistry(), ledger=station.ledger,
+                             forecast=lambda: station.forecast(1_000_000.0))
     metrics.health.set(True)
     exported = {sample.name for family in metrics.registry.collect() for sample in family.samples}
     station.close()

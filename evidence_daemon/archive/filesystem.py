@@ -35,6 +35,7 @@ from .base import (
     rejected_key,
     require_match,
 )
+from .link import Throttle
 
 _STAGING = ".staging"
 _TEMP_SUFFIX = ".tmp"
@@ -52,9 +53,10 @@ def fsync_directory(directory: Path) -> None:
 class FilesystemArchive:
     """``ArchiveStore`` on a local or mounted directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, throttle: Throttle | None = None) -> None:
         self.root = Path(root)
         self._in_flight = InFlight()
+        self._throttle = throttle  # archive.max_upload_mbps, for an archive on a NAS
 
     @property
     def location(self) -> str:
@@ -172,6 +174,8 @@ class FilesystemArchive:
         with source.open("rb", buffering=0) as reader, temp.open("xb", buffering=0) as writer:
             first = True
             while chunk := reader.read(READ_CHUNK_BYTES):
+                if self._throttle is not None:
+                    self._throttle.take(len(chunk))
                 write_all(writer.fileno(), chunk)
                 if first:
                     failpoint("archive.mid_upload")

@@ -75,6 +75,7 @@ from .base import (
     rejected_key,
     require_match,
 )
+from .link import Throttle
 
 if TYPE_CHECKING:
     from minio.helpers import ObjectWriteResult
@@ -225,8 +226,10 @@ class _UploadReader:
         digests: _UploadDigests,
         sha256: str,
         part_size_bytes: int,
+        throttle: Throttle | None = None,
     ) -> None:
         self._handle = handle
+        self._throttle = throttle
         self._size_bytes = size_bytes
         self._digests = digests
         self._sha256 = sha256
@@ -242,6 +245,8 @@ class _UploadReader:
             raise _SourceMismatch(
                 f"file ended after {self._digests.bytes_seen} of {self._size_bytes} bytes"
             )
+        if self._throttle is not None:  # the SDK sends what it read: pace the reading
+            self._throttle.take(len(data))
         self._digests.update(data)
         done = self._digests.bytes_seen == self._size_bytes
         # Mid-upload: a single PUT before it is sent; a multipart upload once its first part
@@ -358,6 +363,7 @@ class S3Archive:
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         clock: Callable[[], datetime] = _utcnow,
+        throttle: Throttle | None = None,
     ) -> None:
         if not MIN_PART_SIZE_BYTES <= part_size_bytes <= MAX_PART_SIZE_BYTES:
             raise ValueError(f"part size must be 5 MiB to 5 GiB, got {part_size_bytes} bytes")
@@ -384,6 +390,7 @@ class S3Archive:
         self._lock_policy_mutex = threading.Lock()
         self._warned_no_lock = False
         self._in_flight = InFlight()  # keys being uploaded now: never aborted as leftovers
+        self._throttle = throttle  # archive.max_upload_mbps, shared by every upload
 
     @classmethod
     def from_config(
@@ -431,6 +438,7 @@ class S3Archive:
             verify=config.verify,
             retries=config.retries,
             endpoint=endpoint,
+            throttle=Throttle.from_mbps(config.max_upload_mbps),
         )
 
     @property
@@ -606,7 +614,8 @@ class S3Archive:
         def upload() -> tuple[ObjectWriteResult, _UploadDigests]:
             digests = _UploadDigests(size_bytes, self.part_size_bytes)
             with source.open("rb", buffering=0) as handle:
-                reader = _UploadReader(handle, size_bytes, digests, sha256, self.part_size_bytes)
+                reader = _UploadReader(handle, size_bytes, digests, sha256, self.part_size_bytes,
+                                       self._throttle)
                 result = self.client.put_object(
                     self.bucket,
                     key,

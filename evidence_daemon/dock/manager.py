@@ -1,7 +1,8 @@
 """The dock manager: what happens, unattended, when a device is docked or an inbox file is ready.
 
 Subscribes to the sources' events (``device_added``, ``device_removed``, ``inbox_ready``) and
-runs one job per docked device on a bounded pool (``dock.max_concurrent_devices``)::
+runs one job per docked device, every docked device at once unless the operator limits it
+(``dock.max_concurrent_devices``; each device holds a few MB, see README "Memory")::
 
     settle -> mount read-only -> survey -> register the dock -> ingest -> [opt-in wipe] -> unmount
 
@@ -42,6 +43,10 @@ from ..state.db import Database
 from .wipe import wipe_device
 
 log = logging.getLogger(__name__)
+
+# ``dock.max_concurrent_devices = 0``: a pool this wide never makes a docked device wait (a
+# collection station has at most a few dozen ports; threads are only made when needed).
+UNLIMITED_DEVICES = 1024
 
 
 class MounterLike(Protocol):
@@ -153,7 +158,8 @@ class DockManager:
         self.stop = stop or threading.Event()
         self.actor = f"station:{config.station.id}"
         self._pool = ThreadPoolExecutor(
-            max_workers=config.dock.max_concurrent_devices, thread_name_prefix="dock"
+            max_workers=config.dock.max_concurrent_devices or UNLIMITED_DEVICES,
+            thread_name_prefix="dock",
         )
         self._lock = threading.Lock()
         self._active: dict[str, DockJob] = {}  # devnode -> its newest job, while it runs

@@ -4,7 +4,8 @@ One thread walks the tree and copies each file into the spool, hashing as it rea
 nothing else, because it holds the device. A small pool of upload workers takes each copy
 from there: makes it durable, probes it, archives it — so the flush, probe and upload of file
 n overlap the copy of file n+1. A bounded queue between them keeps copying from running far
-ahead of the workers.
+ahead of the workers. Files are copied, and taken from the queue, earliest deadline first, with
+files the recorder marked important before all others (``priority``).
 
 Order of durable steps for one recording, each committed locally only after it is durable::
 
@@ -22,12 +23,11 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import threading
 import time
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from .. import __version__
 from ..archive import keys
 from ..archive.base import ArchiveStore, SetAside, StoredObject, hash_stored, rejected_key
+from ..archive.link import UploadMeter, UploadSample
 from ..compliance.rules import FLAG_TIME_IMPLAUSIBLE, archive_deadline
 from ..config import Config
 from ..custody.chain import Event
@@ -54,6 +55,7 @@ from ..media.probe import probe_file
 from ..state import transitions as st
 from ..state.db import Database
 from .naming import parse_file_name
+from .priority import OrderRules, UploadKey, UploadQueue, key_for
 from .scanner import FILE, Found, scan_paths, scan_tree
 from .spool import Copied, Spool, SpoolFullError
 from .timing import ClockWindow, derive_times, judge_clock, parse_iso_time
@@ -176,6 +178,7 @@ class Ingestor:
         progress: Callable[[str, dict[str, Any]], None] | None = None,
         officer_lookup: OfficerLookup | None = None,
         metrics: IngestMetrics | None = None,
+        upload_meter: UploadMeter | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -186,6 +189,8 @@ class Ingestor:
         self.progress = progress or (lambda event, info: None)
         self.officer_lookup = officer_lookup
         self.metrics: IngestMetrics = metrics or NoMetrics()
+        # How fast originals really reach the archive: the backlog forecast counts on it.
+        self.upload_meter = upload_meter or UploadMeter()
         self.actor = f"station:{config.station.id}"
         self.timezone = zoneinfo.ZoneInfo(config.station.timezone)
         self.spool = Spool(
@@ -196,6 +201,11 @@ class Ingestor:
         self._recording_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._spool_prepared = False
+        # Sources a running ingest has queued: another run (a second docked device, the
+        # retry job) leaves them to it, so each dock's summary counts its own files only.
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
+        self.order_rules = OrderRules.from_config(config)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -229,7 +239,8 @@ class Ingestor:
                 self.spool.prepare()
                 self._spool_prepared = True
         summary = Summary(archive_error=archive_error)
-        work: queue.Queue[WorkItem | None] = queue.Queue(maxsize=self.config.ingest.queue_depth)
+        # Workers take the most urgent queued item first (``priority.upload_key``).
+        work: UploadQueue[WorkItem] = UploadQueue(maxsize=self.config.ingest.queue_depth)
         archive_down = threading.Event()
         if archive_error is not None:
             archive_down.set()
@@ -245,19 +256,22 @@ class Ingestor:
         taken: list[int] = []  # sources this run queued: its summary speaks for these only
         taken_ids: set[int] = set()  # the same, to count a file found again by the scan once
         try:
-            for row in self.db.query(
-                "SELECT id FROM sources WHERE state = ? OR (state IN (?, ?) AND reported = 0)"
-                " ORDER BY id", (st.SPOOLED, st.FAILED, st.SKIPPED),
-            ):
-                taken.append(int(row["id"]))
-                taken_ids.add(int(row["id"]))
-                work.put((int(row["id"]), None))
+            with self._held_lock:
+                resume = [entry for entry in self._resume_list() if entry[0] not in self._held]
+                self._held.update(source_id for source_id, _ in resume)
+            for source_id, _ in resume:
+                taken.append(source_id)
+                taken_ids.add(source_id)
             skip_names = (*self.config.ingest.skip, *skip)
             found_entries = (
                 scan_tree(os.fsencode(root), skip_names) if paths is None
                 else scan_paths(os.fsencode(root), paths, skip_names)
             )
-            for found in found_entries:
+            for (important, deadline, first_seen), entry in self._walk_order(resume, found_entries):
+                if isinstance(entry, int):  # left spooled by an earlier run: only to upload
+                    work.put((important, deadline, first_seen), (entry, None))
+                    continue
+                found = entry
                 if stop is not None and stop.is_set():
                     summary.counts[NOT_STARTED] += 1
                     continue
@@ -266,14 +280,17 @@ class Ingestor:
                     continue
                 item = self._take_with_room(origin, found, summary, progress, work, taken_ids)
                 if item is not None:
+                    with self._held_lock:
+                        self._held.add(item[0])
                     taken.append(item[0])
                     taken_ids.add(item[0])
-                    work.put(item)
+                    work.put((important, deadline, item[0]), item)
         finally:
-            for _ in workers:
-                work.put(None)
+            work.close(len(workers))
             for worker in workers:
                 worker.join()
+            with self._held_lock:
+                self._held.difference_update(taken)
         summary.pending = self._count_spooled(taken)
         progress("done", {"summary": summary})
         return summary
@@ -282,6 +299,42 @@ class Ingestor:
         """Finish what earlier runs left spooled or unreported, reading no device."""
         self.spool.root.mkdir(parents=True, exist_ok=True)
         return self.ingest(Origin(self.spool.root), paths=[], archive_error=archive_error)
+
+    def _resume_list(self) -> list[tuple[int, UploadKey]]:
+        """Sources earlier runs left spooled (or unreported), most urgent first: by their
+        catalogued deadline once ``_catalog_pending`` gave them one, else the estimate."""
+        listed = []
+        for row in self.db.query(
+            "SELECT s.id, s.rel_path, s.mtime_ns, s.discovered_at, r.archive_deadline"
+            " FROM sources AS s LEFT JOIN recordings AS r ON r.sha256 = s.sha256"
+            " WHERE s.state = ? OR (s.state IN (?, ?) AND s.reported = 0)",
+            (st.SPOOLED, st.FAILED, st.SKIPPED),
+        ):
+            deadline = row["archive_deadline"]
+            listed.append((int(row["id"]), key_for(
+                row["rel_path"], row["mtime_ns"], first_seen=int(row["id"]),
+                seen_at=datetime.fromisoformat(row["discovered_at"]), rules=self.order_rules,
+                deadline=datetime.fromisoformat(deadline) if deadline else None,
+            )))
+        return listed
+
+    def _walk_order(
+        self, resume: list[tuple[int, UploadKey]], found_entries: Iterable[Found]
+    ) -> list[tuple[UploadKey, int | Found]]:
+        """What this run queues, most urgent first: the resume list (source ids) and the
+        device's files (copied in this order, so the most urgent reach the spool first; the
+        dock's survey already walked the tree, so listing it first costs little). On a tie,
+        what earlier runs left goes before what this run finds."""
+        seen_at = self.clock()
+        after_resume = max((source_id for source_id, _ in resume), default=0) + 1
+        walk: list[tuple[UploadKey, int | Found]] = [(key, source_id) for source_id, key in resume]
+        walk.extend(
+            (key_for(found.display_path, found.mtime_ns, first_seen=after_resume + index,
+                     seen_at=seen_at, rules=self.order_rules), found)
+            for index, found in enumerate(found_entries)
+        )
+        walk.sort(key=lambda entry: entry[0])
+        return walk
 
     def _count_spooled(self, source_ids: list[int]) -> int:
         count = 0
@@ -298,7 +351,7 @@ class Ingestor:
     def _take_with_room(
         self, origin: Origin, found: Found, summary: Summary,
         progress: Callable[[str, dict[str, Any]], None],
-        work: queue.Queue[WorkItem | None], taken_ids: set[int],
+        work: UploadQueue[WorkItem], taken_ids: set[int],
     ) -> WorkItem | None:
         """``_take``; when the spool is full, wait once for the workers to archive (and so
         release) what is queued, then try again. A spool that is still full stops the copying:
@@ -492,7 +545,7 @@ class Ingestor:
     # -- upload stage (worker threads) ------------------------------------------------------
 
     def _upload_worker(
-        self, work: queue.Queue[WorkItem | None], summary: Summary, archive_down: threading.Event
+        self, work: UploadQueue[WorkItem], summary: Summary, archive_down: threading.Event
     ) -> None:
         while (item := work.get()) is not None:
             try:
@@ -623,7 +676,11 @@ class Ingestor:
         if recording["sm3"]:
             metadata["sm3"] = recording["sm3"]
         already_in_archive = self.store.stat(keys.manifest_key(sha256)) is not None
+        upload_started = time.monotonic()
         stored = self._store_original(source, recording, spool_path, metadata)
+        if not already_in_archive:
+            self.upload_meter.record(UploadSample(upload_started, time.monotonic(),
+                                                  int(recording["size_bytes"])))
         failpoint("archive.after_upload")
         manifest_bytes = self._write_manifest(source, recording, stored.verified_by, stored.version_id,
                                               stored.retain_until)

@@ -3,7 +3,8 @@ and gauges read from SQLite at scrape time by a custom collector.
 
 Every metric lives in one injectable ``CollectorRegistry`` (a fresh one per test). Labels are
 bounded: compliance and queue states, results, job names, and device ids (one per registered
-device) — never a recording id. This module only observes; it never changes state.
+device; the progress gauges only for devices docked now) — never a recording id. This module
+only observes; it never changes state.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -20,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from ..archive.base import LEFTOVER_KINDS, LeftoverKind
 from ..compliance.catalog import device_facts, fixity_failed_count, queue_depth, recording_facts
+from ..compliance.forecast import Forecast
 from ..compliance.rules import STATES
 from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
@@ -123,6 +126,10 @@ class PipelineMetrics:
 
 
 DiskUsage = Callable[[Path], tuple[int, int]]  # path -> (free bytes, total bytes)
+# The spool's backlog and its deadline forecast (``Station.forecast`` at the measured rate)
+ForecastSource = Callable[[], Forecast]
+# The dock manager's jobs as ``status`` shows them (``DockManager.snapshot``)
+JobsSource = Callable[[], list[dict[str, Any]]]
 
 
 def disk_usage(path: Path) -> tuple[int, int]:
@@ -142,6 +149,8 @@ class StationCollector(Collector):
         health: ArchiveHealth,
         disk: DiskUsage = disk_usage,
         ledger: LedgerWriter | None = None,
+        forecast: ForecastSource | None = None,
+        jobs: JobsSource | None = None,
     ) -> None:
         self.config = config
         self.database = database
@@ -149,6 +158,8 @@ class StationCollector(Collector):
         self.health = health
         self.disk = disk
         self.ledger = ledger
+        self.forecast = forecast
+        self.jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
@@ -200,6 +211,8 @@ class StationCollector(Collector):
         if reachable is not None:
             yield GaugeMetricFamily("evidence_archive_reachable", "1 when the archive answered the "
                                     "last check, 0 when it did not", value=1.0 if reachable else 0.0)
+        yield from self._backlog()
+        yield from self._devices_docked()
         spool = self.config.spool_dir
         try:
             free_bytes, total_bytes = self.disk(spool if spool.exists() else spool.parent)
@@ -210,6 +223,64 @@ class StationCollector(Collector):
                                     "filesystem", value=free_bytes)
             yield GaugeMetricFamily("evidence_spool_size_bytes", "Size of the spool's filesystem",
                                     value=total_bytes)
+
+
+    def _backlog(self) -> Iterator[Metric]:
+        if self.forecast is None:
+            return
+        outlook = self.forecast()
+        yield GaugeMetricFamily("evidence_backlog_recordings", "Recordings waiting in the spool "
+                                "for their upload", value=outlook.recordings)
+        yield GaugeMetricFamily("evidence_backlog_bytes", "Bytes of the recordings waiting in "
+                                "the spool for their upload", value=outlook.size_bytes)
+        cap_mbps = self.config.archive.max_upload_mbps
+        if cap_mbps > 0:
+            yield GaugeMetricFamily("evidence_upload_rate_limit_bytes_per_second", "The "
+                                    "configured cap on the station's upload rate "
+                                    "(archive.max_upload_mbps)", value=cap_mbps * 125_000)
+        if outlook.rate_bytes_per_s is None or outlook.missed_recordings is None:
+            # Absent, not zero, while nothing says how fast the link is: no forecast.
+            return
+        yield GaugeMetricFamily("evidence_upload_rate_bytes_per_second", "Upload rate the "
+                                "forecast assumes: measured over the latest uploads (bytes per "
+                                "second with an upload running), never above the cap",
+                                value=outlook.rate_bytes_per_s)
+        yield GaugeMetricFamily("evidence_forecast_drain_seconds", "Seconds until the whole "
+                                "backlog is archived at that rate", value=outlook.drain_s or 0.0)
+        yield GaugeMetricFamily("evidence_forecast_missed_recordings", "Recordings waiting in "
+                                "the spool, not yet overdue, that would be archived after their "
+                                "deadline at that rate (earliest deadline first)",
+                                value=outlook.missed_recordings)
+        yield GaugeMetricFamily("evidence_forecast_missed_bytes", "Bytes of the recordings "
+                                "forecast to miss their deadline", value=outlook.missed_bytes or 0)
+
+    def _devices_docked(self) -> Iterator[Metric]:
+        """Progress of every device (or inbox batch) being served now; a finished job's series
+        disappear with it, so the label set stays the devices docked at this moment."""
+        if self.jobs is None:
+            return
+        active = [job for job in self.jobs() if job["finished_at"] is None]
+        gauges = {
+            field: GaugeMetricFamily(f"evidence_device_{field}", help_text, labels=["device", "kind"])
+            for field, help_text in (
+                ("files_done", "Files of a docked device copied so far in this dock"),
+                ("files_total", "Files found on a docked device"),
+                ("bytes_done", "Bytes of a docked device copied so far in this dock"),
+                ("bytes_total", "Bytes found on a docked device"),
+            )
+        }
+        rate = GaugeMetricFamily("evidence_device_copy_rate_bytes_per_second", "Average copy "
+                                 "rate of a docked device since it was docked",
+                                 labels=["device", "kind"])
+        for job in active:
+            labels = [str(job["name"]), str(job["kind"])]
+            for field, gauge in gauges.items():
+                gauge.add_metric(labels, float(job[field]))
+            rate.add_metric(labels, float(job["rate_bytes_per_s"]))
+        yield GaugeMetricFamily("evidence_devices_docked", "Devices and inbox batches being "
+                                "served now", value=len(active))
+        yield from gauges.values()
+        yield rate
 
 
 class StationMetrics:
@@ -225,10 +296,15 @@ class StationMetrics:
         health: ArchiveHealth | None = None,
         disk: DiskUsage = disk_usage,
         ledger: LedgerWriter | None = None,
+        forecast: ForecastSource | None = None,
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.health = health or ArchiveHealth()
         self.pipeline = PipelineMetrics(self.registry)
         self.collector = StationCollector(config, database, clock=clock, health=self.health,
-                                          disk=disk, ledger=ledger)
+                                          disk=disk, ledger=ledger, forecast=forecast)
         self.registry.register(self.collector)
+
+    def watch_jobs(self, jobs: JobsSource) -> None:
+        """Export the progress of every docked device (the daemon's dock manager)."""
+        self.collector.jobs = jobs
