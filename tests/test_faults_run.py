@@ -53,6 +53,7 @@ from .dock_fixtures import (
 from .faultcheck import hashes_on_card, measure
 from .faultlog import FaultLog
 from .helpers import run_cli_process, wait_for, write_config
+from .s3_fixtures import DEFAULT_SERVER, server_of_kind
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.faults]
 
@@ -243,12 +244,10 @@ def station(tmp_path: Path, udevd: None, loop_devices: LoopDevices,
     backend = request.param
     archive: dict[str, Any] | None = None
     if backend == "s3":
-        server = request.getfixturevalue("s3_server")
-        archive = {
-            "backend": "s3", "endpoint": server.endpoint, "bucket": request.getfixturevalue("s3_bucket"),
-            "access_key": server.access_key, "secret_key": server.secret_key,
-            "secure": server.secure, "part_size_mib": 5, "retention_days": 1,
-        }
+        # moto (or a real MinIO): 50 instants on RGW would not fit the suite's time budget
+        server = server_of_kind(request, DEFAULT_SERVER)
+        archive = {**server.archive_settings(server.make_bucket()), "part_size_mib": 5,
+                   "retention_days": 1}
     config = write_config(tmp_path, station_id="dock-kill", archive=archive, extra=f"""
 [ingest]
 probe = false
