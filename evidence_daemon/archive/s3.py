@@ -64,6 +64,7 @@ from ..errors import (
     StorageError,
 )
 from ..failpoints import failpoint
+from ..http_errors import describe
 from . import keys
 from .base import (
     READ_CHUNK_BYTES,
@@ -294,18 +295,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    """A short reason for a human: urllib3 wraps the one useful fact in several layers."""
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return f"cannot connect ({str(exc).rpartition(': ')[2]})"
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return "timed out"
+    """A short reason for a human, with the S3 error code when the server gave one."""
     if isinstance(exc, S3Error):
         return f"{exc.code}: {exc.message}" if exc.message else str(exc.code)
-    if isinstance(exc, urllib3.exceptions.ProtocolError) and len(exc.args) > 1:
-        return f"connection broken ({exc.args[1]})"
-    return str(exc) or type(exc).__name__
+    return describe(exc)
 
 
 def _parse_time(text: str | None) -> datetime | None:

@@ -53,6 +53,7 @@ from rfc3161_client import (
 )
 
 from ..errors import ConfigError, IntegrityError, StorageError
+from ..http_errors import describe
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -244,7 +245,7 @@ def request_timestamp(
         finally:
             reply.release_conn()
     except urllib3.exceptions.HTTPError as exc:
-        raise StorageError(f"time-stamping authority {url} unreachable: {_describe(exc)}; "
+        raise StorageError(f"time-stamping authority {url} unreachable: {describe(exc)}; "
                            "nothing was stamped") from exc
     if reply.status != 200:
         raise StorageError(f"time-stamping authority {url} answered HTTP {reply.status}; "
@@ -260,14 +261,3 @@ def request_timestamp(
                            f"(status {response.status}: {reason}); nothing was stamped")
     stamped = _verify(response, message, trust, nonce=request.nonce)
     return data, stamped
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a human: urllib3 wraps the one useful fact in several layers."""
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return f"cannot connect ({str(exc).rpartition(': ')[2]})"
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
