@@ -333,17 +333,22 @@ def redacted_key(writer: str, seq: int) -> str:
     return keys.ledger_key(writer, seq).removesuffix(".json") + REDACTED_SUFFIX
 
 
-def parse_redacted_key(name: str) -> tuple[str, int] | None:
-    """``ledger/<writer>/<seq>.redacted.json`` -> (writer, seq); None for anything else."""
+def _parse_writer_seq(name: str, folder: str, file_name: re.Pattern[str]) -> tuple[str, int] | None:
+    """``<folder>/<writer>/<file>`` -> (writer, seq from the file name); None otherwise."""
     parts = name.split("/")
-    match = _REDACTED_NAME.fullmatch(parts[-1])
-    if len(parts) != 3 or parts[0] != "ledger" or match is None:
+    match = file_name.fullmatch(parts[-1])
+    if len(parts) != 3 or parts[0] != folder or match is None:
         return None
     try:
         keys.check_writer(parts[1])
     except ValueError:
         return None
     return parts[1], int(match.group(1))
+
+
+def parse_redacted_key(name: str) -> tuple[str, int] | None:
+    """``ledger/<writer>/<seq>.redacted.json`` -> (writer, seq); None for anything else."""
+    return _parse_writer_seq(name, "ledger", _REDACTED_NAME)
 
 
 def stub_bytes(entry: Mapping[str, Any]) -> bytes:
@@ -387,15 +392,7 @@ def proof_name(writer: str, seq: int) -> str:
 
 def parse_proof_name(name: str) -> tuple[str, int] | None:
     """``proofs/<writer>/<seq>.json`` -> (writer, seq); None for anything else."""
-    parts = name.split("/")
-    match = _PROOF_NAME.fullmatch(parts[-1])
-    if len(parts) != 3 or parts[0] != PROOFS_PREFIX.rstrip("/") or match is None:
-        return None
-    try:
-        keys.check_writer(parts[1])
-    except ValueError:
-        return None
-    return parts[1], int(match.group(1))
+    return _parse_writer_seq(name, PROOFS_PREFIX.rstrip("/"), _PROOF_NAME)
 
 
 def proven_entries(database: Database, recordings: Sequence[str], exporter: str,
