@@ -25,7 +25,8 @@ from .compliance.rules import compliance_state
 from .config import Config
 from .custody.chain import Role
 from .custody.checkpoints import CheckpointMetrics, Checkpointer, Stamping
-from .custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
+from .custody.ledger import LedgerWriter, refuse_known_writer_without_key
+from .clock import Clock, utc_now
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
 from .errors import ConfigError, EvidenceError, IngestError

@@ -23,7 +23,8 @@ from evidence_daemon.archive import keys
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.custody import canonical
 from evidence_daemon.custody.chain import Event, Role, registration_details
-from evidence_daemon.custody.ledger import LedgerWriter, format_time
+from evidence_daemon.clock import format_time
+from evidence_daemon.custody.ledger import LedgerWriter
 from evidence_daemon.custody.proofs import checkpoint_entry_details
 from evidence_daemon.custody.signing import fingerprint, load_private_key, public_pem
 from evidence_daemon.state.db import Database

@@ -36,7 +36,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ..archive import keys
 from ..custody.chain import Event
-from ..custody.ledger import format_time
+from ..clock import format_time
 from ..custody.verify import verify_recording
 from ..errors import (
     AccessError,

@@ -22,7 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ..custody.ledger import Clock, format_time, utc_now
+from ..clock import Clock, format_time, utc_now
 from ..errors import ConfigError, ConflictError, NotFoundError, UsageError
 from ..state.db import Database
 

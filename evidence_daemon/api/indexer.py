@@ -50,7 +50,7 @@ from ..archive import keys
 from ..archive.base import ArchiveStore
 from ..custody import chain
 from ..custody.chain import GENESIS, Head, Role
-from ..custody.ledger import Clock, format_time, utc_now
+from ..clock import Clock, format_time, utc_now
 from ..custody.signing import fingerprint, load_public_pem
 from ..custody.trust import TrustAnchors
 from ..errors import IntegrityError, ObjectMissingError

@@ -82,7 +82,8 @@ from ..custody.proofs import (
     tree_head_of,
 )
 from ..custody.timestamp import TsaTrust, verify_timestamp
-from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
+from ..custody.ledger import LedgerWriter
+from ..clock import Clock, format_time, utc_now
 from ..custody.signing import fingerprint, load_public_pem, public_pem, signature_valid
 from ..custody.trust import normal_fingerprint
 from ..errors import (

@@ -20,7 +20,8 @@ from ..archive.base import ArchiveStore
 from ..config import Config
 from ..custody.chain import Event, Role
 from ..custody.checkpoints import Checkpointer, Stamping
-from ..custody.ledger import Clock, LedgerWriter, refuse_known_writer_without_key, utc_now
+from ..custody.ledger import LedgerWriter, refuse_known_writer_without_key
+from ..clock import Clock, utc_now
 from ..custody.signing import load_or_create_private_key
 from ..custody.trust import anchors_from
 from ..errors import ConfigError, EvidenceError

@@ -36,7 +36,8 @@ from ..config import TimestampConfig
 from ..errors import ConfigError, EvidenceError, ObjectMissingError
 from . import canonical
 from .chain import Event, SeenCheckpoint, checkpoint_seen, read_entry
-from .ledger import Clock, LedgerWriter, format_time, utc_now
+from .ledger import LedgerWriter
+from ..clock import Clock, format_time, utc_now
 from .signing import fingerprint, load_public_pem, signature_valid
 from .timestamp import TsaTrust, load_tsa_trust, request_timestamp
 

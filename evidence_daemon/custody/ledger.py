@@ -64,22 +64,13 @@ from .chain import (
     registration_details,
     witness_details,
 )
+from ..clock import Clock, format_time, utc_now
 from .merkle import CompactTree, entry_leaf_hash
 from .signing import fingerprint, public_pem
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 TAIL_CHECK_INTERVAL_S = 60.0  # at most one look at the chain's end per this many seconds
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def refuse_known_writer_without_key(

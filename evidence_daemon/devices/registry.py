@@ -26,7 +26,8 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 from ..custody.chain import Event
-from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
+from ..custody.ledger import LedgerWriter
+from ..clock import Clock, format_time, utc_now
 from ..errors import ConfigError, DeviceError, EvidenceError, StorageError
 from ..state.db import Database
 from .attribution import AddAssignment, Assignment, CloseAssignment, officer_for, plan_assignment

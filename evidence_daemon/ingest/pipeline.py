@@ -40,7 +40,8 @@ from ..archive.link import UploadMeter, UploadSample
 from ..compliance.rules import FLAG_TIME_IMPLAUSIBLE, archive_deadline
 from ..config import Config
 from ..custody.chain import Event
-from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
+from ..custody.ledger import LedgerWriter
+from ..clock import Clock, format_time, utc_now
 from ..devices.attribution import attribute
 from ..errors import (
     EvidenceError,

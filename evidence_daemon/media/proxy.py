@@ -50,7 +50,8 @@ from ..archive import keys
 from ..archive.base import ArchiveStore, hash_file, hash_stored
 from ..config import Config, MediaConfig
 from ..custody.chain import Event
-from ..custody.ledger import Clock, LedgerWriter, format_time, utc_now
+from ..custody.ledger import LedgerWriter
+from ..clock import Clock, format_time, utc_now
 from ..errors import EvidenceError, MediaError, ObjectExistsError, StateError
 from ..state.db import Database
 from .probe import error_reason, probe_file

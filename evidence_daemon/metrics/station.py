@@ -26,7 +26,8 @@ from ..compliance.forecast import Forecast
 from ..compliance.rules import STATES
 from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
-from ..custody.ledger import Clock, LedgerWriter
+from ..custody.ledger import LedgerWriter
+from ..clock import Clock
 from .ledger import CheckpointCounters, tail_missing_metric
 from ..state import transitions as st
 from ..state.db import Database

@@ -35,7 +35,7 @@ from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
 from ..custody.chain import Event
 from ..custody.checkpoints import Checkpointer
-from ..custody.ledger import Clock, format_time, utc_now
+from ..clock import Clock, format_time, utc_now
 from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageError
 from ..ingest.pipeline import Ingestor
 from ..metrics.station import ArchiveHealth, PipelineMetrics
