@@ -1,0 +1,1 @@
+"""Incidents from dispatch records, their footage coverage, and review samples."""
