@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..state.db import LEDGER_INDEX_SCHEMA, Database
+from .incidents import INCIDENT_SCHEMA
 
 CATALOG_TABLES = ("case_links", "recordings", "events", "writers")
 
@@ -128,6 +129,8 @@ API_MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX recordings_flagged ON recordings (sort_time, sha256) WHERE flags != '[]'
     """,
+    # 3: incidents from dispatch records, their coverage, review samples (api/incidents.py)
+    INCIDENT_SCHEMA,
 )
 
 

@@ -126,14 +126,16 @@ def coverage_of(
 
 
 def cover(incident: Incident, index: FootageIndex, *, now: datetime,
-          policy: CoveragePolicy = CoveragePolicy()) -> IncidentCoverage:
+          policy: CoveragePolicy = CoveragePolicy(),
+          excluding: frozenset[str] = frozenset()) -> IncidentCoverage:
+    """One incident's coverage; ``excluding`` names recordings a supervisor removed from it."""
     low, high = incident.start - policy.margin, incident.end + policy.margin
     intervals: list[tuple[datetime, datetime]] = []
     recordings: dict[str, None] = {}
     by_officer: dict[str, float] = {}
     officer_states: dict[str, Coverage] = {}
     for officer in incident.officers:
-        own = index.overlapping(officer, low, high)
+        own = [item for item in index.overlapping(officer, low, high) if item[2] not in excluding]
         for start, end, recording_id in own:
             recordings.setdefault(recording_id, None)
         spans = [(start, end) for start, end, _ in own]

@@ -1,0 +1,402 @@
+"""The API node's incidents: imported dispatch records, their stored coverage, review samples.
+
+Owns the tables ``incidents``, ``incident_coverage``, ``incident_link_rejections``,
+``review_samples`` and ``review_items`` (``INCIDENT_SCHEMA``). Like the catalog they are an
+index of the archive: incidents come from archived dispatch documents named by signed
+``incidents-imported`` events, samples and reviews from ``review-sampled`` and ``reviewed``
+events, so ``reindex`` rebuilds them. Coverage is computed by ``incidents.coverage`` and
+stored, so the console's incidents page is an indexed query, not a computation; it is
+refreshed for the incidents a poll's new recordings or imports may touch, and for those whose
+24-hour window has closed since the last refresh.
+
+What must never happen: an incident shown as covered by footage the caller's role could not
+see being counted for someone else, or a coverage row older than the recordings it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Protocol
+
+from ..archive.base import ArchiveStore
+from ..clock import format_time, parse_optional
+from ..custody.chain import Event
+from ..errors import ObjectExistsError
+from ..incidents.document import PREFIX, ImportDocument, document_key, import_details
+from ..incidents.coverage import Coverage, CoveragePolicy, Footage, FootageIndex, cover
+from ..incidents.records import Incident, RowProblem, parse_incidents
+from ..state.db import Database
+
+INCIDENT_TABLES = ("review_items", "review_samples", "incident_link_rejections",
+                   "incident_watermark", "incident_coverage", "incident_officers", "incidents")
+
+INCIDENT_SCHEMA = """
+    -- Dispatch records as last imported (by incident id). 'document' is the archived
+    -- dispatch/<sha256>.json and 'seq' the incidents-imported event that brought it.
+    CREATE TABLE incidents (
+        incident_id  TEXT PRIMARY KEY,
+        officers     TEXT NOT NULL,    -- JSON list
+        start        TEXT NOT NULL,    -- UTC
+        end          TEXT NOT NULL,
+        type         TEXT NOT NULL DEFAULT '',
+        place        TEXT NOT NULL DEFAULT '',
+        station      TEXT NOT NULL DEFAULT '',
+        document     TEXT NOT NULL,
+        writer       TEXT NOT NULL,
+        seq          INTEGER NOT NULL
+    );
+    CREATE TABLE incident_officers (
+        officer_id   TEXT NOT NULL,
+        incident_id  TEXT NOT NULL,
+        PRIMARY KEY (officer_id, incident_id)
+    );
+    CREATE TABLE incident_coverage (
+        incident_id  TEXT PRIMARY KEY,
+        state        TEXT NOT NULL,    -- covered | partial | missing | pending
+        fraction     REAL NOT NULL,
+        gaps         TEXT NOT NULL,    -- JSON [[start, end], ...]
+        recordings   TEXT NOT NULL,    -- JSON list of sha256
+        by_officer   TEXT NOT NULL,    -- JSON {officer: [fraction, state]}
+        end          TEXT NOT NULL,    -- the incident's end, for "closed since" queries
+        computed_at  TEXT NOT NULL
+    );
+    CREATE INDEX incident_coverage_state ON incident_coverage (state, end, incident_id);
+    -- The highest recordings rowid seen by the last refresh (the indexer's INSERT OR REPLACE
+    -- gives every new or changed recording row a higher rowid).
+    CREATE TABLE incident_watermark (
+        name   TEXT PRIMARY KEY,
+        value  INTEGER NOT NULL
+    );
+    CREATE TABLE incident_link_rejections (
+        incident_id  TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        PRIMARY KEY (incident_id, sha256)
+    );
+    CREATE TABLE review_samples (
+        id           TEXT PRIMARY KEY,  -- <writer>:<seq> of its review-sampled event
+        period_from  TEXT NOT NULL,
+        period_to    TEXT NOT NULL,
+        per_officer  INTEGER NOT NULL,
+        seed         TEXT NOT NULL,
+        checkpoint   TEXT NOT NULL,     -- JSON {writer, seq, hash}
+        created_by   TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE review_items (
+        sample_id    TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        officer_id   TEXT NOT NULL,
+        supervisor   TEXT,              -- who marked it reviewed
+        reviewed_at  TEXT,
+        note         TEXT,
+        PRIMARY KEY (sample_id, sha256)
+    );
+"""
+
+# A recorder's apparent clock offset below this is the ordinary age of its newest file.
+MIN_OFFSET_S = 120.0
+
+
+@dataclass(frozen=True)
+class StoredCoverage:
+    incident: Incident
+    state: Coverage
+    fraction: float
+    gaps: tuple[tuple[str, str], ...]
+    recordings: tuple[str, ...]
+    by_officer: dict[str, tuple[float, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.incident.to_json(), "coverage": str(self.state),
+                "fraction": round(self.fraction, 4),
+                "gaps": [{"start": start, "end": end} for start, end in self.gaps],
+                "recordings": list(self.recordings),
+                "officers": [{"officer_id": officer, "fraction": round(share, 4), "coverage": state}
+                             for officer, (share, state) in self.by_officer.items()]}
+
+
+class IncidentBook:
+    """Reads and writes the incident tables; the only module with their SQL."""
+
+    def __init__(self, database: Database, *, policy: CoveragePolicy = CoveragePolicy()) -> None:
+        self.database = database
+        self.policy = policy
+
+    # --- imports (from the archive, through the indexer or right after recording) -------
+
+    def apply_import(self, incidents: Iterable[Incident], *, document: str, writer: str,
+                     seq: int) -> dict[str, int]:
+        """Store imported incidents: new ids added, changed ones replaced, equal ones kept."""
+        counts = {"added": 0, "changed": 0, "unchanged": 0}
+        with self.database.transaction() as conn:
+            for incident in incidents:
+                row = conn.execute("SELECT officers, start, end, type, place, station"
+                                   " FROM incidents WHERE incident_id = ?",
+                                   (incident.incident_id,)).fetchone()
+                values = _values(incident)
+                if row is not None and tuple(row) == values:
+                    counts["unchanged"] += 1
+                    continue
+                counts["changed" if row is not None else "added"] += 1
+                conn.execute(
+                    "INSERT INTO incidents (incident_id, officers, start, end, type, place,"
+                    " station, document, writer, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (incident_id) DO UPDATE SET officers = excluded.officers,"
+                    " start = excluded.start, end = excluded.end, type = excluded.type,"
+                    " place = excluded.place, station = excluded.station,"
+                    " document = excluded.document, writer = excluded.writer, seq = excluded.seq",
+                    (incident.incident_id, *values, document, writer, seq))
+                conn.execute("DELETE FROM incident_officers WHERE incident_id = ?",
+                             (incident.incident_id,))
+                conn.executemany(
+                    "INSERT INTO incident_officers (officer_id, incident_id) VALUES (?, ?)",
+                    [(officer, incident.incident_id) for officer in incident.officers])
+                conn.execute("DELETE FROM incident_coverage WHERE incident_id = ?",
+                             (incident.incident_id,))
+        return counts
+
+    def reject_link(self, incident_id: str, sha256: str) -> None:
+        with self.database.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO incident_link_rejections (incident_id, sha256)"
+                         " VALUES (?, ?)", (incident_id, sha256))
+            conn.execute("DELETE FROM incident_coverage WHERE incident_id = ?", (incident_id,))
+
+    def incident(self, incident_id: str) -> Incident | None:
+        row = self.database.query_one("SELECT * FROM incidents WHERE incident_id = ?",
+                                      (incident_id,))
+        return _incident(row) if row is not None else None
+
+    # --- coverage --------------------------------------------------------------------------
+
+    def refresh(self, now: datetime, *, incident_ids: Sequence[str] | None = None) -> int:
+        """Compute and store coverage for the incidents that need it; returns how many.
+
+        Without ``incident_ids``: those never computed, those still pending whose window has
+        closed since, and those whose officers have recordings catalogued (or changed) since
+        the last refresh.
+        """
+        seen = int(self.database.scalar("SELECT COALESCE(MAX(rowid), 0) FROM recordings"))
+        if incident_ids is None:
+            incident_ids = self._stale(now)
+        if not incident_ids:
+            self._set_watermark(seen)
+            return 0
+        incidents = self._incidents(incident_ids)
+        officers = sorted({officer for incident in incidents for officer in incident.officers})
+        index = FootageIndex(self._footage(officers))
+        rejected = self._rejections(incident_ids)
+        results = [cover(incident, index, now=now, policy=self.policy,
+                         excluding=rejected.get(incident.incident_id, frozenset()))
+                   for incident in incidents]
+        computed_at = format_time(now)
+        with self.database.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO incident_coverage (incident_id, state, fraction, gaps,"
+                " recordings, by_officer, end, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(result.incident.incident_id, str(result.state), result.fraction,
+                  json.dumps([[format_time(g.start), format_time(g.end)] for g in result.gaps]),
+                  json.dumps(list(result.recordings)),
+                  json.dumps({officer: [result.by_officer[officer], str(state)]
+                              for officer, state in result.officer_states.items()}),
+                  format_time(result.incident.end), computed_at) for result in results])
+        self._set_watermark(seen)
+        return len(results)
+
+    def _set_watermark(self, rowid: int) -> None:
+        self.database.execute(
+            "INSERT INTO incident_watermark (name, value) VALUES ('recordings', ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)", (rowid,))
+
+    def _stale(self, now: datetime) -> list[str]:
+        closing = format_time(now - self.policy.archive_window)
+        rows = self.database.query(
+            "SELECT i.incident_id FROM incidents i"
+            " LEFT JOIN incident_coverage c ON c.incident_id = i.incident_id"
+            " WHERE c.incident_id IS NULL"
+            "    OR (c.state = 'pending' AND c.end <= ?)"
+            "    OR i.incident_id IN (SELECT o.incident_id FROM incident_officers o"
+            "        WHERE o.officer_id IN (SELECT officer_id FROM recordings WHERE rowid >"
+            "            COALESCE((SELECT value FROM incident_watermark"
+            "                      WHERE name = 'recordings'), 0)))",
+            (closing,))
+        return [row["incident_id"] for row in rows]
+
+    def _incidents(self, incident_ids: Sequence[str]) -> list[Incident]:
+        found: list[Incident] = []
+        for chunk in _chunks(incident_ids):
+            marks = ",".join("?" * len(chunk))
+            found.extend(_incident(row) for row in self.database.query(
+                f"SELECT * FROM incidents WHERE incident_id IN ({marks})", chunk))
+        return found
+
+    def _footage(self, officers: Sequence[str]) -> list[Footage]:
+        offsets = self._dock_offsets()
+        footage: list[Footage] = []
+        for chunk in _chunks(officers):
+            marks = ",".join("?" * len(chunk))
+            for row in self.database.query(
+                    "SELECT sha256, officer_id, device_id, recorded_start, recorded_end, flags"
+                    f" FROM recordings WHERE officer_id IN ({marks})", chunk):
+                if "time_implausible" in json.loads(row["flags"] or "[]"):
+                    continue  # its recorded time is known to be wrong: it cannot be placed
+                start = parse_optional(row["recorded_start"])
+                offset = _offset_for(offsets.get(row["device_id"], ()), start)
+                footage.append(Footage(row["sha256"], row["officer_id"], start,
+                                       parse_optional(row["recorded_end"]), offset))
+        return footage
+
+    def _dock_offsets(self) -> dict[str, list[tuple[datetime, timedelta]]]:
+        """Per device, each dock's time and the recorder's clock lead measured then."""
+        offsets: dict[str, list[tuple[datetime, timedelta]]] = {}
+        for row in self.database.query(
+                "SELECT time, details FROM events WHERE event = 'device-docked' AND verified = 1"
+                " ORDER BY time"):
+            details = json.loads(row["details"])
+            lead = details.get("clock_offset_s")
+            device = details.get("device_id")
+            if isinstance(device, str) and isinstance(lead, (int, float)):
+                parsed = parse_optional(row["time"])
+                if parsed is not None:
+                    offsets.setdefault(device, []).append(
+                        (parsed, timedelta(seconds=lead if lead >= MIN_OFFSET_S else 0)))
+        return offsets
+
+    def _rejections(self, incident_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        found: dict[str, set[str]] = {}
+        for chunk in _chunks(incident_ids):
+            marks = ",".join("?" * len(chunk))
+            for row in self.database.query(
+                    "SELECT incident_id, sha256 FROM incident_link_rejections"
+                    f" WHERE incident_id IN ({marks})", chunk):
+                found.setdefault(row["incident_id"], set()).add(row["sha256"])
+        return {incident: frozenset(ids) for incident, ids in found.items()}
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def page(self, *, state: Coverage | None = None, officer: str | None = None,
+             ended_after: str | None = None, ended_before: str | None = None,
+             after: tuple[str, str] | None = None, limit: int = 50) -> list[StoredCoverage]:
+        """Incidents by end time (newest first), keyset-paged by (end, incident_id)."""
+        where, params = ["1 = 1"], []
+        if state is not None:
+            where.append("c.state = ?")
+            params.append(str(state))
+        if officer is not None:
+            where.append("c.incident_id IN (SELECT incident_id FROM incident_officers"
+                         " WHERE officer_id = ?)")
+            params.append(officer)
+        if ended_after is not None:
+            where.append("c.end >= ?")
+            params.append(ended_after)
+        if ended_before is not None:
+            where.append("c.end < ?")
+            params.append(ended_before)
+        if after is not None:
+            where.append("(c.end, c.incident_id) < (?, ?)")
+            params.extend(after)
+        rows = self.database.query(
+            "SELECT i.*, c.state, c.fraction, c.gaps, c.recordings, c.by_officer"
+            " FROM incident_coverage c JOIN incidents i ON i.incident_id = c.incident_id"
+            f" WHERE {' AND '.join(where)} ORDER BY c.end DESC, c.incident_id DESC LIMIT ?",
+            (*params, limit))
+        return [_stored(row) for row in rows]
+
+    def all_coverage(self) -> list[StoredCoverage]:
+        return [_stored(row) for row in self.database.query(
+            "SELECT i.*, c.state, c.fraction, c.gaps, c.recordings, c.by_officer"
+            " FROM incident_coverage c JOIN incidents i ON i.incident_id = c.incident_id"
+            " ORDER BY c.end, c.incident_id")]
+
+    def counts(self) -> dict[Coverage, int]:
+        found = {state: 0 for state in Coverage}
+        for row in self.database.query(
+                "SELECT state, COUNT(*) AS n FROM incident_coverage GROUP BY state"):
+            found[Coverage(row["state"])] = int(row["n"])
+        return found
+
+
+def _values(incident: Incident) -> tuple[str, str, str, str, str, str]:
+    return (json.dumps(list(incident.officers)), format_time(incident.start),
+            format_time(incident.end), incident.type, incident.place, incident.station)
+
+
+def _incident(row: sqlite3.Row) -> Incident:
+    start, end = parse_optional(row["start"]), parse_optional(row["end"])
+    assert start is not None and end is not None  # NOT NULL columns
+    return Incident(row["incident_id"], tuple(json.loads(row["officers"])), start, end,
+                    row["type"], row["place"], row["station"])
+
+
+def _stored(row: sqlite3.Row) -> StoredCoverage:
+    return StoredCoverage(
+        _incident(row), Coverage(row["state"]), float(row["fraction"]),
+        tuple((start, end) for start, end in json.loads(row["gaps"])),
+        tuple(json.loads(row["recordings"])),
+        {officer: (float(share), str(state))
+         for officer, (share, state) in json.loads(row["by_officer"]).items()})
+
+
+def _offset_for(docks: Sequence[tuple[datetime, timedelta]], start: datetime | None) -> timedelta:
+    """The clock lead measured at the first dock after the recording started."""
+    if start is None:
+        return timedelta(0)
+    for docked_at, lead in docks:
+        if docked_at >= start:
+            return lead
+    return timedelta(0)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    for first in range(0, len(items), size):
+        yield items[first:first + size]
+
+
+class Recorder(Protocol):
+    """``ApiNode.record``: append an event to the node's signed chain and index it."""
+
+    def __call__(self, event: Event, *, recording: str | None, actor: str,
+                 details: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    document: str | None  # the archived dispatch document, None when nothing was loaded
+    seq: int | None  # the incidents-imported event
+    counts: dict[str, int]
+    problems: tuple[RowProblem, ...]
+
+
+def import_dispatch(book: IncidentBook, store: ArchiveStore, record: Recorder, data: bytes, *,
+                    name: str, actor: str, zone: tzinfo, now: datetime) -> ImportResult:
+    """Archive a dispatch export, sign its import, then index its incidents.
+
+    The document is stored (create-only: the same document again is the same object) and the
+    ``incidents-imported`` event signed before the incidents table changes, so the table
+    never holds an incident the archive cannot show. ConfigError when the file as a whole
+    cannot be read; bad rows come back as ``problems`` and the good rows load.
+    """
+    parsed = parse_incidents(data, name=name, zone=zone)
+    if not parsed.incidents:
+        return ImportResult(None, None, {"added": 0, "changed": 0, "unchanged": 0},
+                            parsed.problems)
+    document = ImportDocument(name, hashlib.sha256(data).hexdigest(), actor, parsed.incidents,
+                              len(parsed.problems))
+    body = document.to_bytes()
+    key = document_key(body)
+    try:
+        store.put_bytes(key, body)
+    except ObjectExistsError:
+        if hashlib.sha256(store.get_bytes(key)).hexdigest() != key[len(PREFIX):-len(".json")]:
+            raise
+    ids = [incident.incident_id for incident in parsed.incidents]
+    entry = record(Event.INCIDENTS_IMPORTED, recording=None, actor=actor,
+                   details=import_details(document, key, ids))
+    counts = book.apply_import(parsed.incidents, document=key, writer=str(entry["writer"]),
+                               seq=int(entry["seq"]))
+    book.refresh(now, incident_ids=ids)
+    return ImportResult(key, int(entry["seq"]), counts, parsed.problems)
