@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..state.db import LEDGER_INDEX_SCHEMA, Database
 from .incidents import INCIDENT_SCHEMA
+from .reviews import REVIEW_SCHEMA
 
 CATALOG_TABLES = ("case_links", "recordings", "events", "writers")
 
@@ -130,7 +131,7 @@ API_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX recordings_flagged ON recordings (sort_time, sha256) WHERE flags != '[]'
     """,
     # 3: incidents from dispatch records, their coverage, review samples (api/incidents.py)
-    INCIDENT_SCHEMA,
+    INCIDENT_SCHEMA + REVIEW_SCHEMA,
 )
 
 

@@ -1,13 +1,12 @@
-"""The API node's incidents: imported dispatch records, their stored coverage, review samples.
+"""The API node's incidents: imported dispatch records and their stored coverage.
 
-Owns the tables ``incidents``, ``incident_coverage``, ``incident_link_rejections``,
-``review_samples`` and ``review_items`` (``INCIDENT_SCHEMA``). Like the catalog they are an
-index of the archive: incidents come from archived dispatch documents named by signed
-``incidents-imported`` events, samples and reviews from ``review-sampled`` and ``reviewed``
-events, so ``reindex`` rebuilds them. Coverage is computed by ``incidents.coverage`` and
-stored, so the console's incidents page is an indexed query, not a computation; it is
-refreshed for the incidents a poll's new recordings or imports may touch, and for those whose
-24-hour window has closed since the last refresh.
+Owns the tables ``incidents``, ``incident_officers``, ``incident_coverage``,
+``incident_watermark`` and ``incident_link_rejections`` (``INCIDENT_SCHEMA``). Like the
+catalog they are an index of the archive: incidents come from archived dispatch documents
+named by signed ``incidents-imported`` events, so ``reindex`` rebuilds them. Coverage is
+computed by ``incidents.coverage`` and stored, so the console's incidents page is an indexed
+query, not a computation; it is refreshed for the incidents a poll's new recordings or
+imports may touch, and for those whose 24-hour window has closed since the last refresh.
 
 What must never happen: an incident shown as covered by footage the caller's role could not
 see being counted for someone else, or a coverage row older than the recordings it names.
@@ -32,7 +31,7 @@ from ..incidents.coverage import Coverage, CoveragePolicy, Footage, FootageIndex
 from ..incidents.records import Incident, RowProblem, parse_incidents
 from ..state.db import Database
 
-INCIDENT_TABLES = ("review_items", "review_samples", "incident_link_rejections",
+INCIDENT_TABLES = ("incident_link_rejections",
                    "incident_watermark", "incident_coverage", "incident_officers", "incidents")
 
 INCIDENT_SCHEMA = """
@@ -76,25 +75,6 @@ INCIDENT_SCHEMA = """
         incident_id  TEXT NOT NULL,
         sha256       TEXT NOT NULL,
         PRIMARY KEY (incident_id, sha256)
-    );
-    CREATE TABLE review_samples (
-        id           TEXT PRIMARY KEY,  -- <writer>:<seq> of its review-sampled event
-        period_from  TEXT NOT NULL,
-        period_to    TEXT NOT NULL,
-        per_officer  INTEGER NOT NULL,
-        seed         TEXT NOT NULL,
-        checkpoint   TEXT NOT NULL,     -- JSON {writer, seq, hash}
-        created_by   TEXT NOT NULL,
-        created_at   TEXT NOT NULL
-    );
-    CREATE TABLE review_items (
-        sample_id    TEXT NOT NULL,
-        sha256       TEXT NOT NULL,
-        officer_id   TEXT NOT NULL,
-        supervisor   TEXT,              -- who marked it reviewed
-        reviewed_at  TEXT,
-        note         TEXT,
-        PRIMARY KEY (sample_id, sha256)
     );
 """
 

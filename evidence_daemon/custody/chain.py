@@ -89,6 +89,7 @@ class Event(StrEnum):
     # API node: dispatch records, coverage links, review samples (incidents/, api/incidents.py)
     INCIDENTS_IMPORTED = "incidents-imported"
     INCIDENT_LINK_REJECTED = "incident-link-rejected"
+    REVIEW_REQUESTED = "review-requested"
     REVIEW_SAMPLED = "review-sampled"
     REVIEWED = "reviewed"
 
@@ -109,8 +110,8 @@ ROLE_EVENTS: Mapping[Role, frozenset[Event]] = {
         Event.KEY_REGISTERED, Event.CHECKPOINT, Event.WITNESSED, Event.ACCESSED, Event.ACCESS_FAILED, Event.EXPORTED,
         Event.VERIFIED, Event.HOLD_PLACED, Event.HOLD_RELEASED, Event.CASE_LINKED,
         Event.CASE_UNLINKED, Event.NOTE_ADDED, Event.RETENTION_EXTENDED,
-        Event.INCIDENTS_IMPORTED, Event.INCIDENT_LINK_REJECTED, Event.REVIEW_SAMPLED,
-        Event.REVIEWED,
+        Event.INCIDENTS_IMPORTED, Event.INCIDENT_LINK_REJECTED, Event.REVIEW_REQUESTED,
+        Event.REVIEW_SAMPLED, Event.REVIEWED,
     }),
 }
 
