@@ -24,7 +24,8 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_rules_are_valid() -> None:
     result = promtool("check", "rules", "evidence-alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "11 rules found" in result.stdout  # 9 + tail missing (issue 11) + forecast (issue 14)
+    # 9 + tail missing (issue 11) + forecast (issue 14) + incidents without footage (issue 15)
+    assert "12 rules found" in result.stdout
 
 
 def test_rules_fire_and_stay_quiet_as_the_unit_tests_say() -> None:

@@ -122,6 +122,13 @@ def test_every_metric_the_alerts_and_dashboard_use_is_exported(tmp_path: Path) -
     metrics.health.set(True)
     exported = {sample.name for family in metrics.registry.collect() for sample in family.samples}
     station.close()
+    # the API node's own: incidents coverage (served at its /metrics)
+    from evidence_daemon.api.db import open_api_database
+    from evidence_daemon.api.incidents import IncidentBook, IncidentCollector
+    api_database = open_api_database(tmp_path / "api.db")
+    exported |= {sample.name for family in IncidentCollector(IncidentBook(api_database), clock).collect()
+                 for sample in family.samples}
+    api_database.close()
     config_dir = Path(__file__).resolve().parents[1] / "config"
     used = set()
     for path in [config_dir / "prometheus" / "evidence-alerts.yml",

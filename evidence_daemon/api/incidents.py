@@ -17,10 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ..archive.base import ArchiveStore
 from ..clock import format_time, parse_optional
@@ -292,6 +295,12 @@ class IncidentBook:
             " FROM incident_coverage c JOIN incidents i ON i.incident_id = c.incident_id"
             " ORDER BY c.end, c.incident_id")]
 
+    def missing_since(self, since: datetime) -> int:
+        """Incidents without footage that ended at or after ``since``."""
+        return int(self.database.scalar(
+            "SELECT COUNT(*) FROM incident_coverage WHERE state = 'missing' AND end >= ?",
+            (format_time(since),)))
+
     def counts(self) -> dict[Coverage, int]:
         found = {state: 0 for state in Coverage}
         for row in self.database.query(
@@ -380,3 +389,28 @@ def import_dispatch(book: IncidentBook, store: ArchiveStore, record: Recorder, d
                                seq=int(entry["seq"]))
     book.refresh(now, incident_ids=ids)
     return ImportResult(key, int(entry["seq"]), counts, parsed.problems)
+
+
+RECENT_DAYS = 7  # a missing incident alerts for this long after its window closed
+
+
+class IncidentCollector(Collector):
+    """``evidence_incidents{coverage}`` and ``evidence_incidents_missing_recent`` at scrape
+    time, from the stored coverage (alert ``EvidenceIncidentsWithoutFootage``)."""
+
+    def __init__(self, book: IncidentBook, clock: Callable[[], datetime]) -> None:
+        self.book = book
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        counts = GaugeMetricFamily("evidence_incidents", "Imported incidents by footage "
+                                   "coverage (covered, partial, missing, pending)",
+                                   labels=["coverage"])
+        for state, count in self.book.counts().items():
+            counts.add_metric([str(state)], float(count))
+        yield counts
+        since = self.clock() - self.book.policy.archive_window - timedelta(days=RECENT_DAYS)
+        yield GaugeMetricFamily(
+            "evidence_incidents_missing_recent", "Incidents with no footage whose 24-hour "
+            f"archival window closed within the last {RECENT_DAYS} days",
+            value=float(self.book.missing_since(since)))
