@@ -72,7 +72,7 @@ def test_missing_turns_covered_when_a_late_recording_is_catalogued(book: Inciden
     assert book.refresh(at(30 + 24 * 60 + 2)) == 1
     (row,) = book.page()
     assert row.state is Coverage.COVERED and row.recordings == ("a" * 64,)
-    assert row.to_json()["officers"] == [{"officer_id": "A1", "fraction": 1.0, "coverage": "covered"}]
+    assert row.to_json()["officer_coverage"] == [{"officer_id": "A1", "fraction": 1.0, "coverage": "covered"}]
 
 
 def test_a_recorder_clock_lead_measured_at_dock_is_taken_off(book: IncidentBook) -> None:

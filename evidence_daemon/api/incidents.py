@@ -92,15 +92,17 @@ class StoredCoverage:
     fraction: float
     gaps: tuple[tuple[str, str], ...]
     recordings: tuple[str, ...]
-    by_officer: dict[str, tuple[float, str]]
+    by_officer: dict[str, float]
+    officer_states: dict[str, Coverage]
 
     def to_json(self) -> dict[str, Any]:
         return {**self.incident.to_json(), "coverage": str(self.state),
                 "fraction": round(self.fraction, 4),
                 "gaps": [{"start": start, "end": end} for start, end in self.gaps],
                 "recordings": list(self.recordings),
-                "officers": [{"officer_id": officer, "fraction": round(share, 4), "coverage": state}
-                             for officer, (share, state) in self.by_officer.items()]}
+                "officer_coverage": [{"officer_id": officer, "fraction": round(share, 4),
+                              "coverage": str(self.officer_states[officer])}
+                             for officer, share in self.by_officer.items()]}
 
 
 class IncidentBook:
@@ -289,11 +291,13 @@ class IncidentBook:
             (*params, limit))
         return [_stored(row) for row in rows]
 
-    def all_coverage(self) -> list[StoredCoverage]:
+    def ended_between(self, start: datetime, end: datetime) -> list[StoredCoverage]:
+        """Every incident that ended in ``[start, end)``, oldest first (for reports)."""
         return [_stored(row) for row in self.database.query(
             "SELECT i.*, c.state, c.fraction, c.gaps, c.recordings, c.by_officer"
             " FROM incident_coverage c JOIN incidents i ON i.incident_id = c.incident_id"
-            " ORDER BY c.end, c.incident_id")]
+            " WHERE c.end >= ? AND c.end < ? ORDER BY c.end, c.incident_id",
+            (format_time(start), format_time(end)))]
 
     def missing_since(self, since: datetime) -> int:
         """Incidents without footage that ended at or after ``since``."""
@@ -322,12 +326,13 @@ def _incident(row: sqlite3.Row) -> Incident:
 
 
 def _stored(row: sqlite3.Row) -> StoredCoverage:
+    officers = json.loads(row["by_officer"])
     return StoredCoverage(
         _incident(row), Coverage(row["state"]), float(row["fraction"]),
         tuple((start, end) for start, end in json.loads(row["gaps"])),
         tuple(json.loads(row["recordings"])),
-        {officer: (float(share), str(state))
-         for officer, (share, state) in json.loads(row["by_officer"]).items()})
+        {officer: float(share) for officer, (share, _) in officers.items()},
+        {officer: Coverage(state) for officer, (_, state) in officers.items()})
 
 
 def _offset_for(docks: Sequence[tuple[datetime, timedelta]], start: datetime | None) -> timedelta:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from .records import Incident
 
@@ -208,7 +209,22 @@ class CoverageRow:
         return sum(self.counts.values())
 
 
-def summarise(results: Iterable[IncidentCoverage], *, by: str) -> list[CoverageRow]:
+class CoverageResult(Protocol):
+    """What a summary needs of a result: computed now or read back from storage."""
+
+    @property
+    def incident(self) -> Incident: ...
+    @property
+    def state(self) -> Coverage: ...
+    @property
+    def fraction(self) -> float: ...
+    @property
+    def by_officer(self) -> Mapping[str, float]: ...
+    @property
+    def officer_states(self) -> Mapping[str, Coverage]: ...
+
+
+def summarise(results: Iterable[CoverageResult], *, by: str) -> list[CoverageRow]:
     """Group results by ``officer`` (each officer of an incident counts it, with their own
     share), ``station`` or ``type``."""
     if by not in ("officer", "station", "type"):
