@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from evidence_daemon.config import DEFAULT_SKIP, Config, load_config
+from evidence_daemon.config import DEFAULT_SKIP, Config, DockRule, WatchConfig, load_config
+from evidence_daemon.config.sections import SECTIONS
 from evidence_daemon.errors import ConfigError
 
 
@@ -116,6 +119,35 @@ def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
     assert config.verify == defaults.verify
     assert config.timestamp == defaults.timestamp
     assert config.watch == defaults.watch
+
+
+def commented_example(text: str, header: str) -> set[str]:
+    """The keys of a commented-out example table (``# [[watch]]`` up to the next blank line)."""
+    block = text[text.index(f"# {header}\n"):].split("\n\n")[0]
+    return set(re.findall(r"^# (\w+) = ", block, re.MULTILINE))
+
+
+def test_the_example_config_lists_every_declared_key_with_its_default() -> None:
+    """config/evidence-daemon.toml is the reference: every key the models declare is there with
+    its default (an unset default and the [[dock.rules]] and [[watch]] tables as a commented
+    example), and every key there is declared."""
+    text = (Path(__file__).resolve().parent.parent / "config" / "evidence-daemon.toml").read_text()
+    tables = tomllib.loads(text)
+    assert set(tables) == set(SECTIONS)
+    for section, model in SECTIONS.items():
+        listed, defaults = tables[section], model()
+        assert set(listed) <= set(model.model_fields), f"[{section}] lists undeclared keys"
+        chunk = text[text.index(f"[{section}]\n"):]
+        for key, field in model.model_fields.items():
+            if section == "dock" and key == "rules":
+                assert commented_example(text, "[[dock.rules]]") == set(DockRule.model_fields)
+            elif field.default is None:
+                assert re.search(rf"^# {key} = ", chunk, re.MULTILINE), f"{section}.{key} unlisted"
+            else:
+                assert key in listed, f"{section}.{key} is not in the example"
+                given = getattr(model.model_validate({key: listed[key]}), key)
+                assert given == getattr(defaults, key), f"{section}.{key}: not the default"
+    assert commented_example(text, "[[watch]]") == set(WatchConfig.model_fields)
 
 
 def test_dock_rules_and_watch_folders(tmp_path: Path) -> None:
