@@ -38,7 +38,6 @@ from .sections import (
     DockConfig,
     DockRule,
     IngestConfig,
-    Invalid,
     MediaConfig,
     MetricsConfig,
     StationConfig,
@@ -47,6 +46,7 @@ from .sections import (
     VerifyConfig,
     WatchConfig,
 )
+from .values import Invalid
 
 __all__ = [
     "DEFAULT_CONFIG_PATH", "DEFAULT_FILENAME_PATTERNS", "DEFAULT_MOUNT_COMMANDS",
@@ -104,12 +104,12 @@ def _file_sections(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             tables = tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"configuration file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+        missing = isinstance(exc, FileNotFoundError)
+        raise ConfigError(f"configuration file {path} does not exist" if missing
+                          else f"cannot read configuration file {path}: {exc.strerror}") from exc
     watch = tables.get("watch", [])
     if not isinstance(watch, list):
         raise ConfigError(f"{path}: watch folders are [[watch]] tables")

@@ -10,16 +10,30 @@ its field.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import zoneinfo
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .values import (
+    FilenamePatterns,
+    GivenPath,
+    HostPort,
+    Invalid,
+    IpNetworks,
+    MountCommands,
+    OptionalPath,
+    ReadableFile,
+    Regex,
+    StrList,
+    UnmountCommand,
+    UsbId,
+    WriterId,
+)
 
 DEFAULT_SKIP = (
     ".DS_Store",
@@ -67,91 +81,6 @@ DEFAULT_MOUNT_COMMANDS = tuple(sorted({
 }.items()))
 
 
-class Invalid(ValueError):
-    """A refused value; ``key`` (``"endpoint"``, ``"vfat"``) names it below where it was seen."""
-
-    def __init__(self, message: str, key: str = "") -> None:
-        super().__init__(message)
-        self.key = key
-
-
-# -- value types shared by several keys: how a TOML or environment value becomes one ----------
-
-def _listed(value: Any) -> Any:
-    """Lists from the environment or ``--set`` are comma-separated."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
-def _given_path(value: Any) -> Any:
-    if value == "":
-        raise Invalid("expected a path, got ''")
-    return value
-
-
-def _unset_if_empty(value: Any) -> Any:
-    return None if value == "" else value
-
-
-def _writer_id(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-        raise Invalid(f"{value!r} must be 1-64 letters, digits, '.', '_' or '-' (it names a "
-                      "writer's ledger in the archive)")
-    return value
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise Invalid(str(exc)) from None
-    return value
-
-
-def _filename_pattern(value: str) -> str:
-    if "start" not in re.compile(_regex(value)).groupindex:
-        raise Invalid("needs a (?P<start>...) group")
-    return value
-
-
-def _usb_id(value: str) -> str:
-    if value and not re.fullmatch(r"[0-9a-fA-F]{4}", value):
-        raise Invalid("expected 4 hex digits")
-    return value
-
-
-def _ip_network(value: str) -> str:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise Invalid(f"{value!r} is not an IP address or network "
-                      "(e.g. \"10.0.0.5\" or \"10.0.0.0/24\")") from None
-    return value
-
-
-def _mount_commands(value: Any) -> Any:
-    """A TOML table ``{ vfat = "..." }`` becomes sorted (type, command) pairs."""
-    if isinstance(value, dict):
-        if not all(isinstance(command, str) for command in value.values()):
-            raise Invalid("expected a table of strings, e.g. { vfat = \"...\" }")
-        value = sorted(value.items())
-    if not isinstance(value, (list, tuple)):
-        raise Invalid("expected a table of strings, e.g. { vfat = \"...\" }")
-    for fstype, command in value:
-        if "{device}" not in command and "{busnum}" not in command or "{mountpoint}" not in command:
-            raise Invalid("needs {device} and {mountpoint}", key=fstype)
-    return value
-
-
-StrList = Annotated[tuple[str, ...], BeforeValidator(_listed)]
-GivenPath = Annotated[Path, BeforeValidator(_given_path)]
-OptionalPath = Annotated[Path | None, BeforeValidator(_unset_if_empty)]
-WriterId = Annotated[str, AfterValidator(_writer_id)]
-Regex = Annotated[str, AfterValidator(_regex)]
-UsbId = Annotated[str, AfterValidator(_usb_id)]
-
-
 class Section(BaseModel):
     """One ``[section]`` of the file: frozen, and an unknown key is an error."""
 
@@ -169,10 +98,14 @@ class Section(BaseModel):
 
 
 class StationConfig(Section):
-    id: WriterId = Field(default="station", description="names the station's ledger in the archive")
-    state_dir: GivenPath = Field(default=Path("/var/lib/evidence-daemon"),
-                                 description="SQLite state, the spool and the signing key")
-    timezone: str = Field(default="Asia/Shanghai", description="the zone of recorders' local times")
+    id: WriterId = Field(
+        default="station", description="names this station's ledger and key in the archive; "
+        "unique there, never changed once anything is archived")
+    state_dir: GivenPath = Field(
+        default=Path("/var/lib/evidence-daemon"),
+        description="SQLite state, the spool and the station's private signing key")
+    timezone: str = Field(
+        default="Asia/Shanghai", description="the zone of recorders' local times")
 
     @field_validator("timezone")
     @classmethod
@@ -185,29 +118,39 @@ class StationConfig(Section):
 
 
 class ArchiveConfig(Section):
-    backend: Literal["filesystem", "s3"] = "filesystem"
-    path: GivenPath = Field(default=Path("/srv/evidence-archive"), description="filesystem backend")
+    backend: Literal["filesystem", "s3"] = Field(
+        default="filesystem", description="a local disk or mounted NAS, or S3 (MinIO)")
+    path: GivenPath = Field(
+        default=Path("/srv/evidence-archive"), description="filesystem backend: its folder")
     endpoint: str = Field(default="", description="s3 backend: host:port, without scheme")
-    bucket: str = "evidence"
-    access_key: str = ""
-    secret_key: str = Field(default="", repr=False)
-    secret_key_file: str = Field(default="", description="a file holding the secret; wins over it")
+    bucket: str = Field(default="evidence", description="s3 backend: the bucket")
+    access_key: str = Field(default="", description="s3 backend: the access key")
+    secret_key: str = Field(default="", repr=False, description="s3 backend: never logged")
+    secret_key_file: str = Field(
+        default="", description="a file holding the secret key (a systemd credential); wins")
     secure: bool = Field(default=True, description="TLS to the endpoint")
     ca_file: str = Field(
-        default="", description="PEM certificates to trust for the endpoint (default: the "
-        "system's)")
-    region: str = "us-east-1"
-    part_size_mib: int = Field(default=8, ge=5, le=5120, description="multipart part size in MiB")
-    retention_days: int = Field(default=180, ge=1, description="Object Lock retention of originals")
-    require_object_lock: bool = False
-    sse: Literal["", "s3"] = Field(default="", description="'' (off) or 's3' (SSE-S3)")
-    verify: Literal["stream", "readback"] = "stream"
-    upload_workers: int = Field(default=2, ge=1, le=32)
+        default="", description="PEM certificates to trust for the endpoint (default: "
+        "$SSL_CERT_FILE, else the certifi bundle)")
+    region: str = Field(default="us-east-1", description="s3 backend: the region")
+    part_size_mib: int = Field(
+        default=8, ge=5, le=5120, description="multipart part size in MiB (S3 part limits)")
+    retention_days: int = Field(
+        default=180, ge=1, description="Object Lock retention of originals when the bucket "
+        "has no default of its own")
+    require_object_lock: bool = Field(
+        default=False, description="refuse a bucket without Object Lock")
+    sse: Literal["", "s3"] = Field(
+        default="", description="server-side encryption: '' (off) or 's3' (SSE-S3)")
+    verify: Literal["stream", "readback"] = Field(
+        default="stream", description="how an S3 original is proven: checksums while "
+        "streaming, or reading it back")
+    upload_workers: int = Field(
+        default=2, ge=1, le=32, description="parallel uploads of different files")
     retries: int = Field(default=5, ge=0, description="attempts for transient S3 errors")
     max_upload_mbps: float = Field(
-        default=0.0, ge=0, le=1_000_000,
-        description="the station's upload rate cap in Mbit/s, so daytime traffic still works; "
-        "0: unlimited")
+        default=0.0, ge=0, le=1_000_000, description="the station's upload rate cap in Mbit/s, "
+        "so daytime traffic still works; 0: unlimited")
 
     @model_validator(mode="after")
     def _s3_needs(self) -> ArchiveConfig:
@@ -224,24 +167,31 @@ class ArchiveConfig(Section):
 
 
 class IngestConfig(Section):
-    spool_dir: OptionalPath = Field(default=None, description="default: <state_dir>/spool")
+    spool_dir: OptionalPath = Field(
+        default=None, description="where copies wait until archived and verified (default: "
+        "<state_dir>/spool)")
     hash_sm3: bool = Field(
         default=False, description="also compute SM3 (GB/T 32905) of every original")
-    skip: StrList = Field(default=DEFAULT_SKIP, description="names left out of every ingest")
-    filename_patterns: Annotated[
-        tuple[Annotated[str, AfterValidator(_filename_pattern)], ...], BeforeValidator(_listed)
-    ] = Field(default=DEFAULT_FILENAME_PATTERNS, description="first match wins; (?P<start>...)")
-    priority_patterns: StrList = Field(default=DEFAULT_PRIORITY_PATTERNS,
-                                       description="files a recorder marked important")
-    copy_chunk_kib: int = Field(default=4096, ge=64, le=65536, description="read size when copying")
+    skip: StrList = Field(
+        default=DEFAULT_SKIP, description="names left out of every ingest (shell patterns)")
+    filename_patterns: FilenamePatterns = Field(
+        default=DEFAULT_FILENAME_PATTERNS,
+        description="file-name patterns, first match wins; a (?P<start>...) group is required")
+    priority_patterns: StrList = Field(
+        default=DEFAULT_PRIORITY_PATTERNS, description="files a recorder marked important, "
+        "uploaded first (shell patterns on the path)")
+    copy_chunk_kib: int = Field(
+        default=4096, ge=64, le=65536, description="read size when copying from a device")
     queue_depth: int = Field(
         default=4, ge=1, description="spooled files waiting for an upload worker")
     probe: bool = Field(default=True, description="run ffprobe on each file")
 
 
 class ComplianceConfig(Section):
-    deadline_hours: float = Field(default=24.0, gt=0, description="deadline = recorded_end + this")
-    at_risk_margin_hours: float = Field(default=4.0, ge=0)
+    deadline_hours: float = Field(
+        default=24.0, gt=0, description="deadline = recorded_end + deadline_hours")
+    at_risk_margin_hours: float = Field(
+        default=4.0, ge=0, description="a pending recording with less left is at risk")
     earliest_plausible: str = Field(
         default="2015-01-01", description="a recorder time before this (ISO date or time; "
         "without an offset, station time) is a reset clock, not old footage")
@@ -268,15 +218,19 @@ class ComplianceConfig(Section):
 class DockRule(Section):
     """Which docked devices are recorders or terminals. All given criteria must match."""
 
-    role: Literal["recorder", "terminal"] = "recorder"
-    model: str = ""
+    role: Literal["recorder", "terminal"] = Field(
+        default="recorder", description="a body camera, or a handheld terminal")
+    model: str = Field(default="", description="the model name logged and recorded")
     vendor_id: UsbId = Field(default="", description="USB idVendor, 4 hex digits")
     product_id: UsbId = Field(default="", description="USB idProduct, 4 hex digits")
-    serial_pattern: Regex = Field(default="", description="full match on the USB serial")
-    label_pattern: Regex = Field(default="", description="full match on the filesystem label")
-    wipe: bool = Field(default=False, description="delete files once their archived copies verify")
+    serial_pattern: Regex = Field(
+        default="", description="regular expression, full match on the USB serial")
+    label_pattern: Regex = Field(
+        default="", description="regular expression, full match on the filesystem label")
+    wipe: bool = Field(
+        default=False, description="delete files from the device once archived copies verify")
     pre_mount: str = Field(
-        default="", description="run before mounting (vendor unlock); {device} given")
+        default="", description="command run before mounting (vendor unlock); {device} given")
 
     @model_validator(mode="after")
     def _matches_something(self) -> DockRule:
@@ -286,84 +240,79 @@ class DockRule(Section):
         return self
 
 
-def _unmount_command(value: str) -> str:
-    if "{mountpoint}" not in value:
-        raise Invalid("needs {mountpoint}")
-    return value
-
-
 class DockConfig(Section):
-    runtime_dir: GivenPath = Path("/run/evidence-daemon")
+    runtime_dir: GivenPath = Field(
+        default=Path("/run/evidence-daemon"), description="devices mount under <runtime_dir>/mnt")
     max_concurrent_devices: int = Field(
         default=0, ge=0, description="0: every docked device at once (a shift change), else a "
         "limit")
-    ignore_unknown: bool = True
-    settle_s: float = Field(default=2.0, ge=0, description="wait after a device appears")
-    mount_commands: Annotated[
-        tuple[tuple[str, str], ...], BeforeValidator(_mount_commands)
-    ] = Field(default=DEFAULT_MOUNT_COMMANDS,
-              description="filesystem type -> command mounting {device} read-only at {mountpoint}")
-    unmount_command: Annotated[str, AfterValidator(_unmount_command)] = "umount {mountpoint}"
-    rules: tuple[DockRule, ...] = ()
+    ignore_unknown: bool = Field(
+        default=True, description="log and leave alone removable devices no rule matches")
+    settle_s: float = Field(
+        default=2.0, ge=0, description="wait after a device appears before mounting it")
+    mount_commands: MountCommands = Field(
+        default=DEFAULT_MOUNT_COMMANDS,
+        description="filesystem type -> command mounting {device} read-only at {mountpoint}")
+    unmount_command: UnmountCommand = Field(
+        default="umount {mountpoint}", description="the command that unmounts {mountpoint}")
+    rules: tuple[DockRule, ...] = Field(
+        default=(), description="[[dock.rules]]: which devices are recorders or terminals")
 
 
 class WatchConfig(Section):
     """An inbox folder (fixed recorders, terminals syncing over Wi-Fi) ingested like a device."""
 
-    path: GivenPath = Path("/srv/evidence-inbox")
-    device_id: str = ""
-    officer_id: str = ""
+    path: GivenPath = Field(default=Path("/srv/evidence-inbox"), description="the inbox folder")
+    device_id: str = Field(default="", description="the recorder behind this inbox")
+    officer_id: str = Field(
+        default="", description="default officer when the file name does not say")
     stable_s: float = Field(
-        default=10.0, ge=0, description="taken once unchanged and closed this long")
+        default=10.0, ge=0, description="a file is taken once closed and unchanged this long")
     after: Literal["keep", "move", "remove"] = Field(
-        default="keep",
-        description="after its archived copy verifies: keep, move (to done/), remove")
+        default="keep", description="once its archived copy verifies: keep, move (to done/), "
+        "remove")
 
 
 class MediaConfig(Section):
     """Viewing copies (proxies) and posters, made after the original is archived."""
 
-    proxy: bool = True
-    proxy_max_width: int = 1280
-    proxy_max_height: int = 720
-    proxy_video_kbps: int = 1500
-    proxy_audio_kbps: int = 96
-    proxy_workers: int = 1
-    proxy_nice: int = 10
-    proxy_retries: int = 3
-    ffmpeg: str = "ffmpeg"
+    proxy: bool = Field(
+        default=True, description="make a browser-playable proxy and a poster of each video")
+    proxy_max_width: int = Field(default=1280, description="proxy frame width at most")
+    proxy_max_height: int = Field(default=720, description="proxy frame height at most")
+    proxy_video_kbps: int = Field(default=1500, description="proxy video bit rate")
+    proxy_audio_kbps: int = Field(default=96, description="proxy audio bit rate")
+    proxy_workers: int = Field(default=1, description="transcodes at a time")
+    proxy_nice: int = Field(default=10, description="their niceness (they yield to ingest)")
+    proxy_retries: int = Field(default=3, description="attempts before a proxy is given up")
+    ffmpeg: str = Field(default="ffmpeg", description="the ffmpeg program")
 
 
 class MetricsConfig(Section):
-    """Prometheus metrics served by ``run``; an empty listen address turns them off."""
-
-    listen: str = "127.0.0.1:9464"
+    listen: str = Field(
+        default="127.0.0.1:9464", description="Prometheus metrics of run (host:port); '' off")
 
 
 class UpkeepConfig(Section):
     """Scheduled jobs inside ``run``."""
 
-    compliance_scan_s: float = 60.0
-    retry_base_s: float = 30.0
-    retry_max_s: float = 3600.0
-    fixity_period_days: float = 30.0
-    fixity_interval_s: float = 600.0
-    spool_cleanup_s: float = 3600.0
-    undocked_limit_hours: float = 24.0
-    leftover_cleanup_s: float = Field(default=3600.0, gt=0)
+    compliance_scan_s: float = Field(default=60.0, description="how often deadlines are checked")
+    retry_base_s: float = Field(default=30.0, description="first wait before a failed upload")
+    retry_max_s: float = Field(default=3600.0, description="longest wait between retries")
+    fixity_period_days: float = Field(
+        default=30.0, description="every archived original is re-hashed once in this period")
+    fixity_interval_s: float = Field(default=600.0, description="how often fixity checks run")
+    spool_cleanup_s: float = Field(default=3600.0, description="how often the spool is tidied")
+    undocked_limit_hours: float = Field(
+        default=24.0, description="a device in service not docked this long is flagged")
+    leftover_cleanup_s: float = Field(
+        default=3600.0, gt=0, description="how often unfinished writes are looked for")
     leftover_age_s: float = Field(
         default=86400.0, ge=0, description="unfinished writes (staging files, multipart uploads) "
         "are removed once this old: longer than any upload takes")
     checkpoint_s: float = Field(
-        default=3600.0, gt=0, le=3600, description="witnessing at least hourly is what makes a "
-        "removed chain end visible")
-
-
-def _host_port(value: str) -> str:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise Invalid(f"expected host:port, got {value!r}")
-    return value
+        default=3600.0, gt=0, le=3600, description="witness and sign checkpoints this often; "
+        "at least hourly is what makes a removed chain end visible")
 
 
 class ApiConfig(Section):
@@ -371,48 +320,47 @@ class ApiConfig(Section):
 
     id: WriterId = Field(
         default="api-1", description="writer id of this node's audit chain; unique per node")
-    state_dir: GivenPath = Path("/var/lib/evidence-api")
-    listen: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8480"
+    state_dir: GivenPath = Field(
+        default=Path("/var/lib/evidence-api"),
+        description="catalog index, users and the node's signing key")
+    listen: HostPort = Field(default="127.0.0.1:8480", description="host:port served")
     poll_s: float = Field(
         default=10.0, gt=0, description="how often the catalog reads new ledger entries")
     failed_login_limit: int = Field(
-        default=10, ge=1, description="per client and per token, then 429")
-    failed_login_window_s: float = Field(default=300.0, gt=0)
-    trusted_proxies: Annotated[
-        tuple[Annotated[str, AfterValidator(_ip_network)], ...], BeforeValidator(_listed)
-    ] = Field(default=(), description="reverse proxies whose X-Forwarded-For is believed")
+        default=10, ge=1, description="failed sign-ins per client and per token, then 429")
+    failed_login_window_s: float = Field(
+        default=300.0, gt=0, description="the window failed sign-ins are counted in")
+    trusted_proxies: IpNetworks = Field(
+        default=(), description="reverse proxies (addresses, networks) whose X-Forwarded-For "
+        "is believed")
     grant_ttl_s: float = Field(
-        default=900.0, gt=0, description="how long a player link stays usable")
+        default=900.0, gt=0, description="how long a player link (one recorded access) works")
     secure_cookies: bool = Field(
-        default=False, description="mark the console's cookie Secure (TLS)")
-    max_export_recordings: int = Field(default=100, ge=1)
-    page_size_max: int = Field(default=500, ge=1)
+        default=False, description="mark the console's cookie Secure (set it behind TLS)")
+    max_export_recordings: int = Field(default=100, ge=1, description="recordings per export")
+    page_size_max: int = Field(default=500, ge=1, description="rows per page at most")
     checkpoint_entries: int = Field(
-        default=100, ge=1, description="sign a checkpoint after this many")
-    checkpoint_s: float = Field(default=600.0, gt=0, description="or this long with any appended")
+        default=100, ge=1, description="sign a checkpoint once this many entries were appended")
+    checkpoint_s: float = Field(
+        default=600.0, gt=0, description="or once this long passed with any appended")
 
 
 class VerifyConfig(Section):
     """Trust anchors for ``verify``, ``verify-package`` and the API node's catalog."""
 
     trusted_keys: OptionalPath = Field(
-        default=None, description="one writer key fingerprint (SHA256:...) per line; unset: "
-        "verify checks consistency only, and says so")
-
-
-def _readable_file(value: Path | None) -> Path | None:
-    if value is not None and not value.is_file():
-        raise Invalid(f"{value} is not a readable file")
-    return value
+        default=None, description="a file of writer key fingerprints (SHA256:...), one a line; "
+        "unset: verify checks consistency only, and says so")
 
 
 class TimestampConfig(Section):
     """Optional RFC 3161 timestamps on checkpoints (可信时间戳); an empty ``url`` turns them off."""
 
     url: str = Field(default="", description="the time-stamping authority, http:// or https://")
-    tsa_cert_file: Annotated[OptionalPath, AfterValidator(_readable_file)] = Field(
-        default=None, description="PEM: the TSA's certificate and its CA; required with a url")
-    timeout_s: float = Field(default=10.0, gt=0)
+    tsa_cert_file: ReadableFile = Field(
+        default=None, description="PEM: the TSA's signing certificate and its CA; required "
+        "with a url")
+    timeout_s: float = Field(default=10.0, gt=0, description="wait for the TSA's answer")
 
     @model_validator(mode="after")
     def _url_and_certificate(self) -> TimestampConfig:
