@@ -12,7 +12,6 @@ what it claims), the way an auditor would:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -56,7 +55,8 @@ def measure(config_path: Path, sources: dict[Path, str], *, endpoint: str | None
     reads the S3 archive directly when the station's own way to it is being broken."""
     config = load_config(config_path)
     if endpoint is not None:
-        config = dataclasses.replace(config, archive=dataclasses.replace(config.archive, endpoint=endpoint))
+        archive = config.archive.model_copy(update={"endpoint": endpoint})
+        config = config.model_copy(update={"archive": archive})
     store = build_store(config)
     result = run_cli_process("--config", str(config_path), "recordings", "--json")
     catalog = {r["id"]: r for r in json.loads(result.stdout)} if result.returncode == 0 else {}

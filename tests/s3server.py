@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,7 +138,7 @@ class S3TestServer:
             retention_days=TEST_RETENTION_DAYS,
             retries=2,
         )
-        return replace(config, **overrides)
+        return config.model_copy(update=overrides)
 
     def archive(self, bucket: str, **overrides: Any) -> S3Archive:
         return S3Archive.from_config(

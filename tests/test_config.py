@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from evidence_daemon.config import DEFAULT_SKIP, Config, load_config
+from evidence_daemon.config import DEFAULT_SKIP, ArchiveConfig, Config, DockRule, WatchConfig, load_config
+from evidence_daemon.config.sections import SECTIONS
 from evidence_daemon.errors import ConfigError
 
 
@@ -118,6 +121,42 @@ def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
     assert config.watch == defaults.watch
 
 
+def commented_example(text: str, header: str) -> set[str]:
+    """The keys of a commented-out example table (``# [[watch]]`` up to the next blank line)."""
+    block = text[text.index(f"# {header}\n"):].split("\n\n")[0]
+    return set(re.findall(r"^# (\w+) = ", block, re.MULTILINE))
+
+
+def test_the_example_config_lists_every_declared_key_with_its_default() -> None:
+    """config/evidence-daemon.toml is the reference: every key the models declare is there with
+    its default (an unset default and the [[dock.rules]] and [[watch]] tables as a commented
+    example), and every key there is declared."""
+    text = (Path(__file__).resolve().parent.parent / "config" / "evidence-daemon.toml").read_text()
+    tables = tomllib.loads(text)
+    assert set(tables) == set(SECTIONS)
+    for section, model in SECTIONS.items():
+        listed, defaults = tables[section], model()
+        assert set(listed) <= set(model.model_fields), f"[{section}] lists undeclared keys"
+        chunk = text[text.index(f"[{section}]\n"):]
+        for key, field in model.model_fields.items():
+            if section == "dock" and key == "rules":
+                assert commented_example(text, "[[dock.rules]]") == set(DockRule.model_fields)
+            elif field.default is None:
+                assert re.search(rf"^# {key} = ", chunk, re.MULTILINE), f"{section}.{key} unlisted"
+            else:
+                assert key in listed, f"{section}.{key} is not in the example"
+                given = getattr(model.model_validate({key: listed[key]}), key)
+                assert given == getattr(defaults, key), f"{section}.{key}: not the default"
+    assert commented_example(text, "[[watch]]") == set(WatchConfig.model_fields)
+
+
+def test_every_key_says_what_it_is_for() -> None:
+    """The help text is declared with the key (and shown in errors about its limits)."""
+    for model in (*SECTIONS.values(), DockRule, WatchConfig):
+        for key, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{key} has no description"
+
+
 def test_dock_rules_and_watch_folders(tmp_path: Path) -> None:
     path = write(tmp_path, """
 [dock]
@@ -200,3 +239,47 @@ def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
     assert load_config(path, environ={}).api.trusted_proxies == ("127.0.0.1", "10.20.0.0/16", "::1")
     from_environment = load_config(None, environ={"EVIDENCE_API_TRUSTED_PROXIES": "10.0.0.5, fd00::/8"})
     assert from_environment.api.trusted_proxies == ("10.0.0.5", "fd00::/8")
+
+
+def test_a_value_outside_its_limits_says_the_limit_and_what_the_key_is_for(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[archive]\nmax_upload_mbps = -1\n"), environ={})
+    assert caught.value.message.startswith("archive.max_upload_mbps: must not be negative, got -1 (")
+    assert "Mbit/s" in caught.value.message and "0: unlimited" in caught.value.message
+
+
+def test_every_wrong_key_is_named_at_once(tmp_path: Path) -> None:
+    text = "[api]\nfailed_login_limit = 0\n[upkeep]\ncheckpoint_s = 7200\n[[watch]]\nafter = \"x\"\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    for key in ("api.failed_login_limit: must be at least 1", "upkeep.checkpoint_s: must be at most 3600",
+                "watch[0].after: must be 'keep', 'move' or 'remove'"):
+        assert key in caught.value.message
+
+
+def test_true_is_not_a_number_and_an_empty_path_is_not_a_path(tmp_path: Path) -> None:
+    for text, message in [("[archive]\nretries = true\n", "archive.retries: expected an integer"),
+                          ("[upkeep]\nretry_base_s = false\n", "upkeep.retry_base_s: expected a number"),
+                          ('[station]\nstate_dir = ""\n', "station.state_dir: expected a path")]:
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, text), environ={})
+        assert message in caught.value.message
+
+
+def test_a_wrongly_typed_secret_is_named_but_never_shown(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[archive]\nsecret_key = 73519046\n"), environ={})
+    assert "archive.secret_key: expected a string" in caught.value.message
+    assert "73519046" not in caught.value.message
+
+
+def test_sections_built_in_code_are_checked_frozen_and_closed() -> None:
+    with pytest.raises(ValueError, match="upload_workers"):
+        ArchiveConfig(upload_workers=0)
+    with pytest.raises(ValueError, match="colour"):
+        DockRule(label_pattern="X", colour="red")  # type: ignore[call-arg]
+    config = Config()
+    with pytest.raises(ValueError, match="frozen"):
+        config.archive.bucket = "other"  # type: ignore[misc]
+    changed = config.model_copy(update={"archive": config.archive.model_copy(update={"retries": 1})})
+    assert (changed.archive.retries, config.archive.retries) == (1, 5)

@@ -280,7 +280,8 @@ def test_timestamp_configuration_is_validated_by_name(tsa_pki_factory: Callable[
     config = load_config(None, environ={"EVIDENCE_TIMESTAMP_URL": "https://tsa.example/tsr",
                                         "EVIDENCE_TIMESTAMP_TSA_CERT_FILE": str(pki.chain_file),
                                         "EVIDENCE_TIMESTAMP_TIMEOUT_S": "3"})
-    assert config.timestamp == TimestampConfig("https://tsa.example/tsr", pki.chain_file, 3.0)
+    assert config.timestamp == TimestampConfig(url="https://tsa.example/tsr", tsa_cert_file=pki.chain_file,
+                                               timeout_s=3.0)
     cases = [
         ({"url": "tsa.example"}, "timestamp.url"),
         ({"url": "http://tsa.example"}, "timestamp.tsa_cert_file: required"),

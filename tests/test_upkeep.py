@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -68,8 +67,8 @@ def test_fixity_audit_finds_a_corrupted_original(tmp_path: Path) -> None:
 
     # every original is due once within the period: with 3 recordings and a period of two
     # intervals, 2 per run
-    upkeep.config = dataclasses.replace(station.config, upkeep=dataclasses.replace(
-        station.config.upkeep, fixity_interval_s=43200, fixity_period_days=1))
+    upkeep.config = station.config.model_copy(update={"upkeep": station.config.upkeep.model_copy(
+        update={"fixity_interval_s": 43200, "fixity_period_days": 1})})
     first = upkeep.fixity_audit()
     second = upkeep.fixity_audit()
     assert first[0] == 2 and second[0] == 2
