@@ -34,6 +34,7 @@ from evidence_daemon.custody import canonical
 from evidence_daemon.custody.chain import Role
 from evidence_daemon.custody.ledger import LedgerWriter
 from evidence_daemon.custody.signing import fingerprint, load_or_create_private_key, public_pem
+from evidence_daemon.custody.trust import normal_fingerprint
 from evidence_daemon.custody.verify import Problem
 from evidence_daemon.errors import (
     ConfigError,
@@ -218,7 +219,7 @@ def test_export_writes_a_package_that_verifies(world: World) -> None:
     assert info.sha256 == _sha256(info.path) and info.size_bytes == info.path.stat().st_size
     assert info.recordings == (world.video, world.audio)
     assert info.exported_writer == API_WRITER
-    assert not list(world.package.parent.glob(".*.part"))  # no temp file left
+    assert not list(world.package.parent.glob(".*"))  # no temp file left
 
     report = pkg.verify_package(world.package)
     assert report.ok, problem_text(report)
@@ -864,7 +865,7 @@ def test_readme_instructions_work_by_hand(world: World, tmp_path: Path) -> None:
         "-inkey keys/api-1.pub -rawin -in package.json -sigfile package.sig.bin")
     printed = run("openssl pkey -pubin -in keys/api-1.pub -outform DER | tail -c 32 "
                   "| openssl dgst -sha256 -binary | base64")
-    assert pkg.normal_fingerprint(printed) == fingerprint(world.ledger.private_key)
+    assert normal_fingerprint(printed) == fingerprint(world.ledger.private_key)
     assert pkg.verify_package(world.package, trusted_fingerprints={
         printed, pkg.verify_package(world.package).writers[world.station]}).ok
 
