@@ -44,6 +44,7 @@ from evidence_daemon.errors import (
     UsageError,
 )
 from evidence_daemon.state.db import Database
+from .faultlog import FaultLog
 from .footage import ffmpeg_available, make_audio_wav, make_video
 from .helpers import write_config
 from .proof_fixtures import append_checkpoint, station_ledger
@@ -704,6 +705,25 @@ def test_hostile_member_names_are_refused(world: World, tmp_path: Path, hostile:
     refused = [problem for problem in report.problems if problem.subject == hostile]
     assert refused and refused[0].message.startswith("refused"), problem_text(report)
     assert not (tmp_path.parent / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("which", ["package.json", "stub", "manifest", "proof"])
+def test_deeply_nested_json_is_a_problem_not_a_crash(world: World, tmp_path: Path,
+                                                    fault_log: FaultLog, which: str) -> None:
+    """JSON nested deeper than Python's recursion limit makes json.loads raise RecursionError,
+    not ValueError: the verifier must name the file, not die with a traceback."""
+    source = world.legacy if which == "stub" else world.package
+    members = read_members(source)
+    name = {"package.json": pkg.PACKAGE_JSON, "stub": pkg.redacted_key(API_WRITER, 3),
+            "manifest": keys.manifest_key(world.video),
+            "proof": pkg.proof_name(API_WRITER, 1)}[which]
+    assert name in members
+    members[name] = b"[" * 200_000 + b"]" * 200_000
+    report = pkg.verify_package(write_members(tmp_path / "nested.zip", members))
+    assert not report.ok and names(report.problems, name), problem_text(report)
+    fault_log("tamper: packages", f"{which} nested 200,000 deep", injected_by="member replaced",
+              files_lost=0, wrongly_archived=0, duplicates=0, exit_code=None,
+              message=problem_text(report))
 
 
 def test_a_duplicated_member_name_is_refused(world: World, tmp_path: Path) -> None:

@@ -51,6 +51,16 @@ def is_sha256_hex(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
+def load_json(data: bytes) -> Any:
+    """``json.loads`` of a member, raising ValueError for whatever a hostile package holds:
+    bytes that are not UTF-8 or JSON, and nesting deeper than Python's recursion limit (which
+    ``json`` reports as RecursionError)."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 def is_relevant(entry: Mapping[str, Any], recordings: Collection[str],
                 exported: tuple[str, int] | None) -> bool:
     """Whether a ledger entry goes into the package in full: it concerns one of the package's
@@ -125,8 +135,8 @@ def parse_stub(data: bytes) -> dict[str, Any]:
     """The fields of a redaction stub; ValueError unless ``data`` is exactly what
     ``stub_bytes`` writes (so a stub can carry nothing else)."""
     try:
-        body = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = load_json(data)
+    except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     # Byte-exact canonical form first: then the fields below are all a stub can say.
     if canonical.canonical_json(body) != data:

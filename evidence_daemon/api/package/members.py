@@ -153,10 +153,11 @@ class CheckState:
 
     def parsed(self, name: str, parse: Callable[[bytes], Parsed], what: str) -> Parsed | None:
         """Member ``name`` parsed by ``parse``; None, with a problem naming it, when ``parse``
-        refuses it (ValueError): it is not a valid ``what``."""
+        refuses it (ValueError, or the RecursionError of ``json`` on too deep nesting): it is
+        not a valid ``what``."""
         try:
             return parse(self.data(name))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # json's error for too deep nesting
             self.problem(name, f"not a valid {what} ({exc}): altered")
             return None
 

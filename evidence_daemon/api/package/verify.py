@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import zipfile
 from collections import defaultdict
 from collections.abc import Collection
@@ -35,6 +34,7 @@ from .format import (
     README_NAME,
     SUPPORTED_FORMAT_VERSIONS,
     is_sha256_hex,
+    load_json,
 )
 from .members import display, read_members
 from .report import PackageReport
@@ -101,8 +101,8 @@ class PackageCheck(LedgerCheck):
             return None
         assert member.data is not None
         try:
-            document = json.loads(member.data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+            document = load_json(member.data)
+        except ValueError as exc:
             self.problem(PACKAGE_JSON, f"not valid JSON ({exc}): altered?")
             return None
         if not isinstance(document, dict):
@@ -279,7 +279,7 @@ class PackageCheck(LedgerCheck):
                 problem(manifest_key, "its SHA-256 is not the manifest_sha256 of the verified "
                         "'archived' event: the manifest was changed")
             try:
-                manifest = json.loads(manifest_member.data)
+                manifest = load_json(manifest_member.data)
                 facts = (manifest["sha256"], manifest["size_bytes"], manifest["original_key"])
             except (ValueError, KeyError, TypeError):
                 problem(manifest_key, "not valid JSON with sha256, size_bytes, original_key")
