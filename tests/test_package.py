@@ -34,6 +34,7 @@ from evidence_daemon.custody import canonical
 from evidence_daemon.custody.chain import Role
 from evidence_daemon.custody.ledger import LedgerWriter
 from evidence_daemon.custody.signing import fingerprint, load_or_create_private_key, public_pem
+from evidence_daemon.custody.trust import normal_fingerprint
 from evidence_daemon.custody.verify import Problem
 from evidence_daemon.errors import (
     ConfigError,
@@ -43,6 +44,7 @@ from evidence_daemon.errors import (
     UsageError,
 )
 from evidence_daemon.state.db import Database
+from .faultlog import FaultLog
 from .footage import ffmpeg_available, make_audio_wav, make_video
 from .helpers import write_config
 from .proof_fixtures import append_checkpoint, station_ledger
@@ -218,7 +220,7 @@ def test_export_writes_a_package_that_verifies(world: World) -> None:
     assert info.sha256 == _sha256(info.path) and info.size_bytes == info.path.stat().st_size
     assert info.recordings == (world.video, world.audio)
     assert info.exported_writer == API_WRITER
-    assert not list(world.package.parent.glob(".*.part"))  # no temp file left
+    assert not list(world.package.parent.glob(".*"))  # no temp file left
 
     report = pkg.verify_package(world.package)
     assert report.ok, problem_text(report)
@@ -705,6 +707,25 @@ def test_hostile_member_names_are_refused(world: World, tmp_path: Path, hostile:
     assert not (tmp_path.parent / "escape.txt").exists()
 
 
+@pytest.mark.parametrize("which", ["package.json", "stub", "manifest", "proof"])
+def test_deeply_nested_json_is_a_problem_not_a_crash(world: World, tmp_path: Path,
+                                                    fault_log: FaultLog, which: str) -> None:
+    """JSON nested deeper than Python's recursion limit makes json.loads raise RecursionError,
+    not ValueError: the verifier must name the file, not die with a traceback."""
+    source = world.legacy if which == "stub" else world.package
+    members = read_members(source)
+    name = {"package.json": pkg.PACKAGE_JSON, "stub": pkg.redacted_key(API_WRITER, 3),
+            "manifest": keys.manifest_key(world.video),
+            "proof": pkg.proof_name(API_WRITER, 1)}[which]
+    assert name in members
+    members[name] = b"[" * 200_000 + b"]" * 200_000
+    report = pkg.verify_package(write_members(tmp_path / "nested.zip", members))
+    assert not report.ok and names(report.problems, name), problem_text(report)
+    fault_log("tamper: packages", f"{which} nested 200,000 deep", injected_by="member replaced",
+              files_lost=0, wrongly_archived=0, duplicates=0, exit_code=None,
+              message=problem_text(report))
+
+
 def test_a_duplicated_member_name_is_refused(world: World, tmp_path: Path) -> None:
     members = read_members(world.package)
     name = keys.original_key(world.video, "mp4")
@@ -864,7 +885,7 @@ def test_readme_instructions_work_by_hand(world: World, tmp_path: Path) -> None:
         "-inkey keys/api-1.pub -rawin -in package.json -sigfile package.sig.bin")
     printed = run("openssl pkey -pubin -in keys/api-1.pub -outform DER | tail -c 32 "
                   "| openssl dgst -sha256 -binary | base64")
-    assert pkg.normal_fingerprint(printed) == fingerprint(world.ledger.private_key)
+    assert normal_fingerprint(printed) == fingerprint(world.ledger.private_key)
     assert pkg.verify_package(world.package, trusted_fingerprints={
         printed, pkg.verify_package(world.package).writers[world.station]}).ok
 
