@@ -106,3 +106,14 @@ def test_a_chain_written_before_registrations_gets_one_on_the_next_append(tmp_pa
     judgement = report.judgements["town-a"]
     assert report.ok and (judgement.role, judgement.registered) == (Role.STATION, True)
     assert [entry["event"] for entry in report.entries] == ["acquired", "key-registered", "archived"]
+
+
+def test_an_entry_nested_past_the_recursion_limit_is_refused_not_a_crash() -> None:
+    from evidence_daemon.custody.canonical import parse_stored
+    from evidence_daemon.custody.proofs import parse_proof
+
+    hostile = b'{"sig": "AA==", "details": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_stored(hostile)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_proof(b"[" * 200_000 + b"]" * 200_000)

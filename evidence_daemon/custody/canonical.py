@@ -51,6 +51,8 @@ def parse_stored(data: bytes) -> tuple[dict[str, Any], bytes]:
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
+    except RecursionError:  # nested past the interpreter's limit: hostile, never written by us
+        raise ValueError("not JSON this software writes: nested too deeply") from None
     if not isinstance(body, dict) or not isinstance(body.get("sig"), str):
         raise ValueError("not a signed ledger entry")
     try:

@@ -272,7 +272,7 @@ def read_saved(path: Path, store: ArchiveStore) -> ReadSaved:
         document = json.loads(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"--checkpoint: cannot read {path}: {exc.strerror}") from exc
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ConfigError(f"--checkpoint: {path} is not JSON") from None
     if not isinstance(document, dict) or document.get("format") != SAVED_FORMAT:
         raise ConfigError(f"--checkpoint: {path} is not a saved checkpoint ({SAVED_FORMAT})")

@@ -123,6 +123,8 @@ def parse_proof(data: bytes) -> InclusionProof:
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not JSON this software writes: nested too deeply") from None
     if not isinstance(body, dict) or set(body) != PROOF_FIELDS:
         raise ValueError(f"its fields must be exactly {', '.join(sorted(PROOF_FIELDS))}")
     if not isinstance(body["writer"], str) or not all(

@@ -328,7 +328,7 @@ def _verify_recording(
     try:
         manifest = json.loads(manifest_bytes)
         manifest_facts = (manifest["sha256"], manifest["size_bytes"], manifest["original_key"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         problem(manifest_key, "manifest is not valid JSON with sha256, size_bytes, original_key")
         return
     if manifest_facts != (recording, actual_size, original_key):
