@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import resource
 import signal
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from evidence_daemon.api.auth import load_or_create_secret
-from evidence_daemon.errors import ConfigError
+from evidence_daemon.api.db import open_api_database
+from evidence_daemon.api.grants import Grants, new_grant_id
+from evidence_daemon.errors import ConfigError, NotFoundError
 
 from .faultlog import FaultLog
 
@@ -48,3 +51,21 @@ def test_a_failing_session_key_write_leaves_no_short_key(tmp_path: Path,
               files_lost=0, wrongly_archived=0, duplicates=0, premature_wipes=0,
               exit_code=ConfigError.exit_code, message=raised.value.message,
               injected_by="setrlimit(RLIMIT_FSIZE, 16)")
+
+
+def test_a_grant_serves_only_its_user_until_it_expires(tmp_path: Path) -> None:
+    now = [datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)]
+    database = open_api_database(tmp_path / "api.db")
+    grants = Grants(database, clock=lambda: now[0], ttl_s=600)
+    grant_id = new_grant_id()
+    expires = grants.add(grant_id, user="ann", recording="ab" * 32, kind="proxy", audit_seq=7)
+    assert expires == now[0] + timedelta(seconds=600)
+    found = grants.find(grant_id, user="ann")
+    assert (found.recording, found.kind) == ("ab" * 32, "proxy")
+    for grant, user in ((grant_id, "bob"), ("x" * 32, "ann"), ("../../users", "ann")):
+        with pytest.raises(NotFoundError, match="no such grant"):
+            grants.find(grant, user=user)
+    now[0] += timedelta(seconds=600)
+    with pytest.raises(NotFoundError, match="expired"):
+        grants.find(grant_id, user="ann")
+    database.close()
