@@ -80,7 +80,7 @@ import urllib3  # noqa: E402
 from benchmarks.api_common import free_port, load_average, machine, write_doc  # noqa: E402
 from benchmarks.s3_servers import missing_reason as rgw_missing_reason  # noqa: E402
 from benchmarks.s3_servers import RgwServer, rgw_server  # noqa: E402
-from evidence_daemon.api import app as api_app  # noqa: E402
+from evidence_daemon.api.routes import content as api_content  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 DAEMON = VENV_BIN / "evidence-daemon"
@@ -572,7 +572,7 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
         f"- Data: one {args.gib:g} GiB file of random bytes (`{FILE_NAME}`), ingested by a station "
         "with `evidence-daemon ingest` into each archive, then served by `evidence-daemon serve` "
         "(its own process, poller idle after its first poll). "
-        f"`STREAM_CHUNK_BYTES` = {api_app.STREAM_CHUNK_BYTES // 1024} KiB.",
+        f"`STREAM_CHUNK_BYTES` = {api_content.STREAM_CHUNK_BYTES // 1024} KiB.",
         ("- S3: moto's `moto_server` in its own process (no MinIO on this machine), one bucket with "
          "Object Lock. moto is CPU-bound and copies the whole object out of its store on every GET, "
          "ranged or not, so the S3 lines compare the two readers with each other in this run, not "
@@ -709,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps({
             "run_at": run_at, "command": command, "machine": machine(), "versions": versions(),
-            "stream_chunk_bytes": api_app.STREAM_CHUNK_BYTES, "notes": notes,
+            "stream_chunk_bytes": api_content.STREAM_CHUNK_BYTES, "notes": notes,
             "cases": [case.figures() for case in cases],
         }, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out} and {results}")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .archive.base import LEFTOVER_KINDS, ArchiveStore, Leftover, LeftoverKind
 from .archive.filesystem import FilesystemArchive
@@ -34,6 +34,9 @@ from .ingest.backlog import read_backlog
 from .ingest.pipeline import IngestMetrics, Ingestor
 from .ingest.priority import OrderRules
 from .state.db import Database
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +193,27 @@ def _parse(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def open_writer_state(
+    store: ArchiveStore, *, section: str, what: str, writer: str, role: Role, key_path: Path,
+    state_dir: Path, open_database: Callable[[], Database], clock: Clock,
+) -> tuple[Database, Ed25519PrivateKey, LedgerWriter]:
+    """The local state of one ledger writer (a station, or an API node: ``section`` names its
+    config section, ``what`` how messages call it): state directory, database, signing key and ledger writer. A writer
+    without a key file whose key the archive already holds (its state was lost) is refused
+    before anything is created."""
+    if not key_path.exists():
+        refuse_known_writer_without_key(
+            store, writer, what=what, key_path=key_path,
+            state_setting=f"{section}.state_dir", id_setting=f"{section}.id")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise ConfigError(f"{section}.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
+    database = open_database()
+    key = load_or_create_private_key(key_path)
+    return database, key, LedgerWriter(store, database, writer, key, role=role, clock=clock)
+
+
 def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: bool = True) -> Station:
     """Open state, key and archive. With ``connect_archive`` the archive is checked and the
     station's public key published (first run) or matched against the archive's copy.
@@ -197,19 +221,10 @@ def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: boo
     A station without a key file whose key the archive already holds (its state was lost) is
     refused before anything is created."""
     store = build_store(config)
-    if not config.key_path.exists():
-        refuse_known_writer_without_key(
-            store, config.station.id, what="station", key_path=config.key_path,
-            state_setting="station.state_dir", id_setting="station.id")
-    state_dir = config.station.state_dir
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as exc:
-        raise ConfigError(f"station.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
-    database = Database(config.database_path)
-    key = load_or_create_private_key(config.key_path)
-    ledger = LedgerWriter(store, database, config.station.id, key, role=Role.STATION,
-                          clock=clock)
+    database, _, ledger = open_writer_state(
+        store, section="station", what="station", writer=config.station.id, role=Role.STATION,
+        key_path=config.key_path, state_dir=config.station.state_dir,
+        open_database=lambda: Database(config.database_path), clock=clock)
     station = Station(config, store, database, ledger, clock)
     if connect_archive:
         station.connect()

@@ -4,6 +4,7 @@ client addresses behind proxies, audit texts, missing content, validation error 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 
 import pytest
 
@@ -253,3 +254,72 @@ def test_validation_details_never_carry_the_input() -> None:
     assert detail[0] == {"type": "string_too_long", "loc": ["body", "reason"],
                          "msg": "String should have at most 500 characters"}
     assert len(str(detail)) < 20_000
+
+
+# -- annotations and content targets -------------------------------------------------------
+
+_NOW = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(("until", "current", "problem"), [
+    ("2030-01-01T00:00:00+00:00", None, None),
+    ("2030-01-01T00:00:00", None, None),  # naive is UTC
+    ("2030-01-01T00:00:00+00:00", "2029-01-01T00:00:00.000000+00:00", None),
+    ("2026-11-30T08:00:00+00:00", None, "must be in the future"),
+    ("2201-01-01T00:00:00+00:00", None, "later than 2200"),
+    ("2030-01-01T00:00:00+00:00", "2030-01-01T00:00:00.000000+00:00", "never shortened"),
+    ("2030-01-01T00:00:00+00:00", "2031-01-01T00:00:00.000000+00:00", "never shortened"),
+])
+def test_retention_is_only_ever_extended_into_the_future(until: str, current: str | None,
+                                                         problem: str | None) -> None:
+    from evidence_daemon.api.annotations import checked_retention
+    from evidence_daemon.errors import EvidenceError
+
+    asked = datetime.fromisoformat(until)
+    if problem is None:
+        accepted = checked_retention(asked, current=current, now=_NOW)
+        assert accepted == asked.replace(tzinfo=asked.tzinfo or timezone.utc)
+    else:
+        with pytest.raises(EvidenceError, match=problem):
+            checked_retention(asked, current=current, now=_NOW)
+
+
+def _row(**changes: object) -> dict[str, object]:
+    sha = "ab" * 32
+    row: dict[str, object] = {
+        "sha256": sha, "extension": "mp4", "size_bytes": 1234,
+        "original_key": f"recordings/{sha[:2]}/{sha}/original.mp4",
+        "proxy_key": f"recordings/{sha[:2]}/{sha}/proxy.m4a",
+        "poster_key": None}
+    row.update(changes)
+    return row
+
+
+def test_content_comes_only_from_the_keys_the_storage_contract_gives() -> None:
+    from evidence_daemon.api.access import content_target
+    from evidence_daemon.archive import keys
+    from evidence_daemon.errors import IntegrityError, NotFoundError
+
+    sha = "ab" * 32
+    row = _row(original_key=keys.original_key(sha, "mp4"),
+               proxy_key=keys.proxy_key(sha, "m4a"))
+    original = content_target(row, "original")
+    assert (original.key, original.known_size, original.media_type, original.filename) == (
+        keys.original_key(sha, "mp4"), 1234, "video/mp4", f"{sha[:12]}_original.mp4")
+    proxy = content_target(row, "proxy")
+    assert (proxy.known_size, proxy.media_type, proxy.filename) == (
+        None, "audio/mp4", f"{sha[:12]}_proxy.m4a")
+    with pytest.raises(NotFoundError, match="no poster"):
+        content_target(row, "poster")
+    with pytest.raises(IntegrityError, match="unexpected key"):
+        content_target({**row, "original_key": "keys/api-1.pub"}, "original")
+    with pytest.raises(IntegrityError, match="unexpected key"):
+        content_target({**row, "proxy_key": keys.original_key(sha, "mp4")}, "proxy")
+
+
+def test_actions_and_roles_keep_their_stored_names() -> None:
+    from evidence_daemon.api.auth import ROLES, UserRole
+
+    assert [action.value for action in Action] == [
+        "me", "read", "content", "verify", "export", "annotate", "report", "audit", "users"]
+    assert ROLES == ("auditor", "supervisor", "officer", "admin") == tuple(UserRole)

@@ -3,14 +3,14 @@
 Tokens are 256-bit random strings shown once at creation; only their SHA-256 is stored. (A
 slow password hash buys nothing for tokens this long and would make every request pay for
 it.) The role matrix is a pure table (``PERMISSIONS``) so it can be read, reviewed and tested
-as data. This module never logs a token.
+as data. This module never logs a token, and never leaves a short session key: the key file
+is written whole under a temp name and published create-only (``durable.save_new``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import threading
@@ -18,19 +18,29 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, format_time, utc_now
+from ..durable import save_new
 from ..errors import ConfigError, ConflictError, NotFoundError, UsageError
 from ..state.db import Database
 
-AUDITOR = "auditor"
-SUPERVISOR = "supervisor"
-OFFICER = "officer"
-ADMIN = "admin"
-ROLES = (AUDITOR, SUPERVISOR, OFFICER, ADMIN)
+
+class UserRole(StrEnum):
+    """A user's role (stored in ``users.role``)."""
+    AUDITOR = "auditor"
+    SUPERVISOR = "supervisor"
+    OFFICER = "officer"
+    ADMIN = "admin"
+
+
+AUDITOR = UserRole.AUDITOR
+SUPERVISOR = UserRole.SUPERVISOR
+OFFICER = UserRole.OFFICER
+ADMIN = UserRole.ADMIN
+ROLES = tuple(UserRole)
 
 TOKEN_PREFIX = "evd_"
 # Failed sign-ins are counted, and logged, under a token's first characters: "evd_" and four
@@ -40,7 +50,8 @@ _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _OFFICER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class Action(str, Enum):
+class Action(StrEnum):
+    """What a route does, as the role matrix names it."""
     ME = "me"
     READ = "read"  # search, recording detail, custody timeline
     CONTENT = "content"  # original, proxy, poster bytes and player grants
@@ -180,15 +191,11 @@ class Users:
 def load_or_create_secret(path: Path) -> str:
     """The key that signs the console's session cookies: random, 0600, made once."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        save_new(path, secrets.token_hex(32).encode(), mode=0o600)
     except FileExistsError:
-        pass
-    else:
-        try:
-            os.write(fd, secrets.token_hex(32).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        pass  # made before (or by another node process starting at the same moment)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the session key {path}: {exc.strerror}") from exc
     try:
         secret = path.read_text(encoding="ascii").strip()
     except OSError as exc:

@@ -13,12 +13,13 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
+from ..clock import format_time, parse_time
+from ..custody.chain import Event
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..state.db import Database
-from .auth import OFFICER, User
+from .auth import OFFICER, User, may_see
 
 _ID_PREFIX = re.compile(r"^[0-9a-f]{12,64}$")
 _SEARCH_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
@@ -28,12 +29,9 @@ COMPLIANCE_STATES = ("on_time", "late")
 def parse_instant(text: str, what: str) -> str:
     """An ISO 8601 instant as the catalog's UTC text (naive means UTC)."""
     try:
-        moment = datetime.fromisoformat(text)
+        return format_time(parse_time(text))
     except ValueError:
         raise UsageError(f"{what}: not an ISO 8601 date/time: {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def check_id(text: str) -> str:
@@ -70,6 +68,19 @@ class SearchFilters:
     id_prefix: str | None = None
 
 
+def time_window(column: str, start_from: str | None, start_to: str | None
+                ) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) for ``start_from <= column < start_to``, either
+    bound left open when None."""
+    where: list[str] = []
+    params: list[Any] = []
+    for bound, operator in ((start_from, ">="), (start_to, "<")):
+        if bound is not None:
+            where.append(f"{column} {operator} ?")
+            params.append(bound)
+    return where, params
+
+
 def encode_cursor(sort_time: str, sha256: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([sort_time, sha256]).encode()).decode().rstrip("=")
 
@@ -86,23 +97,19 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return value[0], value[1]
 
 
+_SUMMARY_COLUMNS = ("station", "device_id", "officer_id", "recorded_start", "recorded_end",
+                    "time_source", "archived_at", "archive_deadline", "compliance",
+                    "size_bytes", "extension")
+
+
 def summary(row: Any) -> dict[str, Any]:
+    """A catalog row as a search result (``bodies.RecordingSummary``)."""
     media = json.loads(row["media"]) if row["media"] else None
     duration = media.get("duration_s") if isinstance(media, dict) else None
     return {
         "id": row["sha256"],
         "short_id": row["sha256"][:12],
-        "station": row["station"],
-        "device_id": row["device_id"],
-        "officer_id": row["officer_id"],
-        "recorded_start": row["recorded_start"],
-        "recorded_end": row["recorded_end"],
-        "time_source": row["time_source"],
-        "archived_at": row["archived_at"],
-        "archive_deadline": row["archive_deadline"],
-        "compliance": row["compliance"],
-        "size_bytes": row["size_bytes"],
-        "extension": row["extension"],
+        **{column: row[column] for column in _SUMMARY_COLUMNS},
         "flags": json.loads(row["flags"]),
         "cases": json.loads(row["cases"]),
         "held": bool(row["held"]),
@@ -138,12 +145,9 @@ class Catalog:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if filters.start_from is not None:
-            where.append("r.sort_time >= ?")
-            params.append(filters.start_from)
-        if filters.start_to is not None:
-            where.append("r.sort_time < ?")
-            params.append(filters.start_to)
+        window, window_params = time_window("r.sort_time", filters.start_from, filters.start_to)
+        where += window
+        params += window_params
         if filters.compliance is not None:
             if filters.compliance not in COMPLIANCE_STATES:
                 raise UsageError(f"compliance: must be one of {', '.join(COMPLIANCE_STATES)}")
@@ -197,6 +201,13 @@ class Catalog:
             raise ConflictError(f"recording id {id_text} is ambiguous: give more digits")
         return rows[0]
 
+    def visible(self, user: User, id_text: str) -> Any:
+        """``resolve``, and 404 too for a role that may not read recordings at all."""
+        row = self.resolve(user, id_text)
+        if not may_see(user, row["officer_id"]):
+            raise NotFoundError(f"no recording {id_text}")
+        return row
+
     def events_of(self, sha256: str) -> list[dict[str, Any]]:
         return [event_dict(row) for row in self.database.query(
             "SELECT * FROM events WHERE recording = ? ORDER BY time, writer, seq", (sha256,))]
@@ -209,15 +220,15 @@ class Catalog:
             if not event["verified"]:
                 continue
             details = event["details"]
-            if event["event"] == "hold-placed" and isinstance(details.get("hold_id"), str):
+            if event["event"] == Event.HOLD_PLACED and isinstance(details.get("hold_id"), str):
                 holds[details["hold_id"]] = {
                     "hold_id": details["hold_id"], "reason": details.get("reason"),
                     "case_id": details.get("case_id"), "placed_by": event["actor"],
                     "placed_at": event["time"], "applied": details.get("applied"),
                 }
-            elif event["event"] == "hold-released" and details.get("hold_id") in holds:
+            elif event["event"] == Event.HOLD_RELEASED and details.get("hold_id") in holds:
                 holds.pop(details["hold_id"])
-            elif event["event"] == "note-added":
+            elif event["event"] == Event.NOTE_ADDED:
                 notes.append({"text": details.get("text"), "by": event["actor"], "at": event["time"]})
         content = {}
         for kind, key_column, sha_column in (("original", "original_key", "sha256"),
@@ -245,9 +256,9 @@ class Catalog:
             hold_id = event["details"].get("hold_id")
             if not event["verified"] or not isinstance(hold_id, str):
                 continue
-            if event["event"] == "hold-placed":
+            if event["event"] == Event.HOLD_PLACED:
                 placed.add(hold_id)
-            elif event["event"] == "hold-released":
+            elif event["event"] == Event.HOLD_RELEASED:
                 placed.discard(hold_id)
         return placed
 
@@ -265,12 +276,9 @@ class Catalog:
         if actor is not None:
             where.append("e.actor = ?")
             params.append(actor)
-        if start_from is not None:
-            where.append("e.time >= ?")
-            params.append(start_from)
-        if start_to is not None:
-            where.append("e.time < ?")
-            params.append(start_to)
+        window, window_params = time_window("e.time", start_from, start_to)
+        where += window
+        params += window_params
         if cursor is not None:
             after_time, after_key = decode_cursor(cursor)
             writer, _, seq = after_key.rpartition("#")
@@ -288,14 +296,7 @@ class Catalog:
 
     def report(self, *, start_from: str | None, start_to: str | None,
                station: str | None) -> dict[str, Any]:
-        where: list[str] = []
-        params: list[Any] = []
-        if start_from is not None:
-            where.append("sort_time >= ?")
-            params.append(start_from)
-        if start_to is not None:
-            where.append("sort_time < ?")
-            params.append(start_to)
+        where, params = time_window("sort_time", start_from, start_to)
         if station is not None:
             where.append("station = ?")
             params.append(station)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError, IntegrityError, UsageError
+from .auth import UserRole
 
 log = logging.getLogger("evidence_daemon.api")
 
@@ -34,7 +35,7 @@ def add_commands(commands: Any) -> None:
     actions = users.add_subparsers(dest="users_action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="create a user and print its token (shown once)")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("--role", required=True, choices=("auditor", "supervisor", "officer", "admin"))
+    add.add_argument("--role", required=True, choices=tuple(UserRole))
     add.add_argument("--officer-id", help="for role officer: the officer id on their recordings")
     listing = actions.add_parser("list", help="users, roles, last use (never tokens)")
     listing.add_argument("--json", action="store_true")

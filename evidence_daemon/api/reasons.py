@@ -19,6 +19,7 @@ from ..errors import UsageError
 REASON_MIN_CHARS = 3
 REASON_MAX_CHARS = 500
 NOTE_MAX_CHARS = 4000
+CASE_ID_MAX_CHARS = 100
 
 _SEPARATORS = frozenset({"Zl", "Zp", "Cc"})  # line/paragraph separators; C0, DEL and C1
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
@@ -57,3 +58,12 @@ def checked_reason(text: str, field: str = "reason") -> str:
 
 def checked_note(text: str, field: str = "text") -> str:
     return checked_text(text, field, min_chars=1, max_chars=NOTE_MAX_CHARS)
+
+
+def checked_case_id(text: str) -> str:
+    """A case id as it goes into the audit chain: audit text without '/' or '\\' (it appears
+    in search filters and package paths)."""
+    case_id = checked_text(text, "case_id", min_chars=1, max_chars=CASE_ID_MAX_CHARS)
+    if "/" in case_id or "\\" in case_id:
+        raise UsageError("case_id: no '/' or '\\'")
+    return case_id

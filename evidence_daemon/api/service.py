@@ -1,4 +1,5 @@
-"""Wiring of one API node: archive, catalog database, signing key, audit ledger, indexer.
+"""Wiring of one API node: archive, catalog database, signing key, audit ledger, indexer, and
+the services routes call (users, catalog, grants, annotations, content access).
 
 The only place in ``api/`` that picks concrete adapters from the configuration. An API node
 needs the archive and nothing of any station; its own state lives in ``api.state_dir``.
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,17 +22,19 @@ from ..archive.base import ArchiveStore
 from ..config import Config
 from ..custody.chain import Event, Role
 from ..custody.checkpoints import Checkpointer, Stamping
-from ..custody.ledger import LedgerWriter, refuse_known_writer_without_key
+from ..custody.ledger import LedgerWriter
 from ..clock import Clock, utc_now
-from ..custody.signing import load_or_create_private_key
 from ..custody.trust import anchors_from
-from ..errors import ConfigError, EvidenceError
+from ..errors import EvidenceError
 from ..metrics.ledger import CheckpointCounters, TailCollector
 from ..state.db import Database
-from ..station import build_store
+from ..station import build_store, open_writer_state
+from .access import ContentAccess
+from .annotations import Annotations
 from .auth import Users
 from .catalog import Catalog
 from .db import open_api_database
+from .grants import Grants
 from .indexer import Indexer
 
 log = logging.getLogger(__name__)
@@ -50,10 +54,16 @@ class ApiNode:
     catalog: Catalog = field(init=False)
     registry: CollectorRegistry = field(init=False)  # served at /metrics
     checkpointer: Checkpointer = field(init=False)
+    grants: Grants = field(init=False)
+    annotations: Annotations = field(init=False)
+    content: ContentAccess = field(init=False)
 
     def __post_init__(self) -> None:
         self.users = Users(self.database, clock=self.clock)
         self.catalog = Catalog(self.database)
+        self.grants = Grants(self.database, clock=self.clock, ttl_s=self.config.api.grant_ttl_s)
+        self.annotations = Annotations(self.catalog, self.store, self.record, self.clock)
+        self.content = ContentAccess(self.store, self.record)
         self.registry = CollectorRegistry()
         self.registry.register(TailCollector(self.ledger))
         self.checkpointer = Checkpointer(
@@ -65,6 +75,11 @@ class ApiNode:
     @property
     def writer(self) -> str:
         return self.ledger.writer
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where packages are built and kept until sent (copies; removed at start)."""
+        return self.config.api.state_dir / "exports"
 
     def record(self, event: Event, *, recording: str | None, actor: str,
                details: dict[str, Any]) -> dict[str, Any]:
@@ -110,18 +125,10 @@ class ApiNode:
 def open_api_node(config: Config, *, clock: Clock = utc_now,
                   connect_archive: bool = True) -> ApiNode:
     store = build_store(config)
-    if not config.api_key_path.exists():  # a node whose state was lost is refused first
-        refuse_known_writer_without_key(
-            store, config.api.id, what="API node", key_path=config.api_key_path,
-            state_setting="api.state_dir", id_setting="api.id")
-    state_dir = config.api.state_dir
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as exc:
-        raise ConfigError(f"api.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
-    database = open_api_database(config.api_database_path)
-    key = load_or_create_private_key(config.api_key_path)
-    ledger = LedgerWriter(store, database, config.api.id, key, role=Role.API, clock=clock)
+    database, key, ledger = open_writer_state(  # a node whose state was lost is refused first
+        store, section="api", what="API node", writer=config.api.id, role=Role.API,
+        key_path=config.api_key_path, state_dir=config.api.state_dir,
+        open_database=lambda: open_api_database(config.api_database_path), clock=clock)
     trust = anchors_from((), config.verify.trusted_keys)
     node = ApiNode(config, store, database, key, ledger,
                    Indexer(store, database, clock=clock, trust=trust), clock)
