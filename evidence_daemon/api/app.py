@@ -32,7 +32,7 @@ from ..errors import (
 )
 from .auth import load_or_create_secret
 from .gate import Gate, Unauthorized
-from .routes import API, audit, console, content, exports, recordings, service
+from .routes import API, audit, console, content, exports, incidents, recordings, service
 from .routes import annotations as annotation_routes
 from .service import ApiNode, Poller
 
@@ -49,7 +49,7 @@ _STATUS = (
 _CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self';"
         " script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 _ROUTERS = (service.router, console.router, recordings.router, content.router,
-            annotation_routes.router, exports.router, audit.router)
+            annotation_routes.router, exports.router, audit.router, incidents.router)
 
 
 def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:

@@ -61,6 +61,8 @@ class Action(StrEnum):
     REPORT = "report"
     AUDIT = "audit"  # who accessed what
     USERS = "users"
+    INCIDENTS = "incidents"  # import dispatch records
+    REVIEW = "review"  # draw review samples, mark recordings reviewed
 
 
 PERMISSIONS: dict[str, frozenset[Action]] = {
@@ -68,9 +70,10 @@ PERMISSIONS: dict[str, frozenset[Action]] = {
     AUDITOR: frozenset({Action.ME, Action.READ, Action.CONTENT, Action.VERIFY, Action.EXPORT,
                         Action.REPORT, Action.AUDIT}),
     SUPERVISOR: frozenset({Action.ME, Action.READ, Action.CONTENT, Action.VERIFY, Action.EXPORT,
-                           Action.ANNOTATE, Action.REPORT, Action.AUDIT}),
-    # Admins run the service: users, reports and audit trails, but no footage.
-    ADMIN: frozenset({Action.ME, Action.REPORT, Action.AUDIT, Action.USERS}),
+                           Action.ANNOTATE, Action.REPORT, Action.AUDIT, Action.INCIDENTS,
+                           Action.REVIEW}),
+    # Admins run the service: users, dispatch imports, reports and audit trails, but no footage.
+    ADMIN: frozenset({Action.ME, Action.REPORT, Action.AUDIT, Action.USERS, Action.INCIDENTS}),
 }
 
 

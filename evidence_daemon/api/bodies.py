@@ -63,9 +63,12 @@ class CaseBody(BaseModel):
     reason: Reason
 
 
+NoteText = Annotated[str, Field(min_length=1, max_length=NOTE_MAX_CHARS),
+                     _audit_text(1, NOTE_MAX_CHARS)]
+
+
 class NoteBody(BaseModel):
-    text: Annotated[str, Field(min_length=1, max_length=NOTE_MAX_CHARS),
-                    _audit_text(1, NOTE_MAX_CHARS)]
+    text: NoteText
 
 
 class RetentionBody(BaseModel):

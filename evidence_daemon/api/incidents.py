@@ -27,8 +27,9 @@ from prometheus_client.registry import Collector
 
 from ..archive.base import ArchiveStore
 from ..clock import format_time, parse_optional
+from ..config import Config
 from ..custody.chain import Event
-from ..errors import ObjectExistsError
+from ..errors import NotFoundError, ObjectExistsError
 from ..incidents.document import PREFIX, ImportDocument, document_key, import_details
 from ..incidents.coverage import Coverage, CoveragePolicy, Footage, FootageIndex, cover
 from ..incidents.records import Incident, RowProblem, parse_incidents
@@ -80,6 +81,13 @@ INCIDENT_SCHEMA = """
         PRIMARY KEY (incident_id, sha256)
     );
 """
+
+def coverage_policy(config: Config) -> CoveragePolicy:
+    return CoveragePolicy(margin=timedelta(minutes=config.incidents.margin_minutes),
+                          seam=timedelta(seconds=config.incidents.seam_s),
+                          covered_fraction=config.incidents.covered_fraction,
+                          archive_window=timedelta(hours=config.compliance.deadline_hours))
+
 
 # A recorder's apparent clock offset below this is the ordinary age of its newest file.
 MIN_OFFSET_S = 120.0
@@ -144,6 +152,29 @@ class IncidentBook:
                 conn.execute("DELETE FROM incident_coverage WHERE incident_id = ?",
                              (incident.incident_id,))
         return counts
+
+    def remove_suggestion(self, record: Recorder, incident_id: str, sha256: str, *,
+                          actor: str, reason: str) -> dict[str, Any]:
+        """A supervisor says a recording does not belong to an incident: signed first
+        (``incident-link-rejected``), then it no longer counts for the incident."""
+        found = self.page_one(incident_id)
+        if sha256 not in found.recordings:
+            raise NotFoundError(f"recording {sha256[:12]} is not suggested for incident "
+                                f"{incident_id}")
+        entry = record(Event.INCIDENT_LINK_REJECTED, recording=sha256, actor=actor,
+                       details={"incident_id": incident_id, "reason": reason})
+        self.reject_link(incident_id, sha256)
+        return entry
+
+    def page_one(self, incident_id: str) -> StoredCoverage:
+        rows = self.database.query(
+            "SELECT i.*, c.state, c.fraction, c.gaps, c.recordings, c.by_officer"
+            " FROM incident_coverage c JOIN incidents i ON i.incident_id = c.incident_id"
+            " WHERE c.incident_id = ?", (incident_id,))
+        if not rows:
+            raise NotFoundError(f"no incident {incident_id!r} (or its coverage is not computed "
+                                "yet)")
+        return _stored(rows[0])
 
     def reject_link(self, incident_id: str, sha256: str) -> None:
         with self.database.transaction() as conn:

@@ -104,11 +104,13 @@ class ReviewBook:
     """Draws, records and reads review samples; the only module with their SQL."""
 
     def __init__(self, database: Database, *, writer: str, record: Recorder,
-                 checkpoint: Callable[[], dict[str, Any] | None]) -> None:
+                 checkpoint: Callable[[], dict[str, Any] | None],
+                 refresh_catalog: Callable[[], object] = lambda: None) -> None:
         self.database = database
         self.writer = writer
         self.record = record
         self.checkpoint = checkpoint  # sign a checkpoint now (Checkpointer.checkpoint)
+        self.refresh_catalog = refresh_catalog  # read new ledger entries first (Indexer.poll)
 
     def sample(self, period: SamplePeriod, *, actor: str, now: datetime) -> Sample:
         """The period's sample: the one already drawn, or a new one drawn and recorded."""
@@ -122,6 +124,7 @@ class ReviewBook:
             raise UsageError(f"the period ends at {period.end.isoformat()}: a sample can be "
                              "drawn only after it has ended")
         checkpoint = self._checkpoint_after(period.end, actor=actor)
+        self.refresh_catalog()  # every archival signed before the checkpoint is a candidate
         seed = sample_seed(period, checkpoint_writer=checkpoint.writer,
                            checkpoint_seq=checkpoint.seq, checkpoint_hash=checkpoint.hash)
         candidates = self.candidates(period, archived_by=checkpoint.time)

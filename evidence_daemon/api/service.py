@@ -35,7 +35,9 @@ from .auth import Users
 from .catalog import Catalog
 from .db import open_api_database
 from .grants import Grants
+from .incidents import IncidentBook, IncidentCollector, coverage_policy
 from .indexer import Indexer
+from .reviews import ReviewBook
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class ApiNode:
     grants: Grants = field(init=False)
     annotations: Annotations = field(init=False)
     content: ContentAccess = field(init=False)
+    incidents: IncidentBook = field(init=False)
+    reviews: ReviewBook = field(init=False)
 
     def __post_init__(self) -> None:
         self.users = Users(self.database, clock=self.clock)
@@ -70,6 +74,11 @@ class ApiNode:
             self.ledger, actor=f"api:{self.writer}",
             stamping=Stamping.from_config(self.config.timestamp),
             metrics=CheckpointCounters(self.registry))
+        self.incidents = IncidentBook(self.database, policy=coverage_policy(self.config))
+        self.registry.register(IncidentCollector(self.incidents, self.clock))
+        self.reviews = ReviewBook(self.database, writer=self.writer, record=self.record,
+                                  checkpoint=self.checkpointer.checkpoint,
+                                  refresh_catalog=self.indexer.poll)
         self._checkpointed_at: float | None = None
 
     @property
@@ -117,6 +126,17 @@ class ApiNode:
         except EvidenceError as exc:
             log.error("ledger %s: checkpoint or witness not recorded: %s", self.writer,
                       exc.message)
+
+    def refresh_coverage(self) -> None:
+        """After a catalog poll: the coverage of incidents new recordings or a closing window
+        may have changed. Failures are logged; the next poll tries again."""
+        try:
+            changed = self.incidents.refresh(self.clock())
+        except EvidenceError as exc:
+            log.error("incident coverage not refreshed: %s", exc.message)
+        else:
+            if changed:
+                log.info("incident coverage refreshed for %d incident(s)", changed)
 
     def close(self) -> None:
         self.database.close()
@@ -166,6 +186,7 @@ class Poller:
                 log.warning("catalog poll failed (will retry): %s", exc.message)
             else:
                 self.node.keep_checkpoints()
+                self.node.refresh_coverage()
             self._stop.wait(self.node.config.api.poll_s)
 
     def stop(self) -> None:

@@ -345,6 +345,21 @@ class ApiConfig(Section):
         default=600.0, gt=0, description="or once this long passed with any appended")
 
 
+class IncidentsConfig(Section):
+    """Matching dispatched incidents to footage on the API node (``incidents/coverage.py``)."""
+
+    margin_minutes: float = Field(
+        default=5.0, ge=0, le=120, description="dispatch and recorder clocks differ: footage "
+        "this close to an incident's window counts, and a gap this long at its start or end "
+        "is forgiven")
+    seam_s: float = Field(
+        default=10.0, ge=0, le=600, description="a gap between recordings inside the window "
+        "up to this long (a recorder splitting files) is not a gap")
+    covered_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="the share of an incident's window footage must "
+        "span for it to count as covered")
+
+
 class VerifyConfig(Section):
     """Trust anchors for ``verify``, ``verify-package`` and the API node's catalog."""
 
@@ -383,6 +398,7 @@ class Config(Section):
     metrics: MetricsConfig = MetricsConfig()
     upkeep: UpkeepConfig = UpkeepConfig()
     api: ApiConfig = ApiConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     verify: VerifyConfig = VerifyConfig()
     timestamp: TimestampConfig = TimestampConfig()
     watch: tuple[WatchConfig, ...] = ()

@@ -40,7 +40,7 @@ _ALIASES: Mapping[str, str] = {
 }
 _REQUIRED = ("incident_id", "officers", "start", "end")
 _OFFICER_SEPARATORS = re.compile(r"[;,、，；\s]+")
-_ID_CHARS = re.compile(r"^[\w.:/-]+$")
+_ID_CHARS = re.compile(r"^[\w.:-]+$")  # no "/": an incident id is also a case id
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def incident_from(values: Mapping[str, object], zone: tzinfo) -> Incident:
         raise ValueError("incident id is empty")
     if len(incident_id) > MAX_ID_LENGTH or not _ID_CHARS.match(incident_id):
         raise ValueError(f"incident id {incident_id[:40]!r} has characters other than letters, "
-                         "digits and . : / - _")
+                         "digits and . : - _")
     officers = _officers(canonical.get("officers"))
     if not officers:
         raise ValueError(f"incident {incident_id}: no officer id")
@@ -195,7 +195,7 @@ def _officers(value: object) -> tuple[str, ...]:
         if officer:
             if not _ID_CHARS.match(officer):
                 raise ValueError(f"officer id {officer[:40]!r} has characters other than "
-                                 "letters, digits and . : / - _")
+                                 "letters, digits and . : - _")
             seen.setdefault(officer, None)
     return tuple(seen)
 
