@@ -562,12 +562,12 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     from .metrics.station import StationMetrics
     from .sources.mounter import Mounter
     from .sources.udev import UdevSource
-    from .sources.watch import WatchFolders, finish
+    from .sources.watch import WatchFolders
 
     def build_manager(station: Station, stop: threading.Event) -> DockManager:
         ingestor = station.ingestor(metrics=metrics.pipeline)
         return DockManager(config, ingestor, station.devices(), Mounter(config.dock),
-                           station.database, station.ledger, finish_inbox_file=finish, stop=stop)
+                           station.database, station.ledger, stop=stop)
 
     def build_sources(manager: DockManager) -> list[Source]:
         sources: list[Source] = []

@@ -1,10 +1,13 @@
 """The dock manager: what happens, unattended, when a device is docked or an inbox file is ready.
 
 Subscribes to the sources' events (``device_added``, ``device_removed``, ``inbox_ready``) and
-runs one job per docked device, every docked device at once unless the operator limits it
+runs one job per docked device or ready inbox batch, every docked device at once unless the operator limits it
 (``dock.max_concurrent_devices``; each device holds a few MB, see README "Memory")::
 
     settle -> mount read-only -> survey -> register the dock -> ingest -> [opt-in wipe] -> unmount
+
+An inbox batch is ingested, then each file is kept, moved to ``done/`` or removed by the
+release policy (``dock/inbox.py`` over ``dock/release.py``); the wipe uses the same policy.
 
 The survey counts the files for the progress bar and finds the newest file time on the device:
 with the dock time it gives the device's apparent clock offset, kept in the dock's record.
@@ -31,15 +34,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Config, WatchConfig
-from ..custody.chain import Event
 from ..custody.ledger import LedgerWriter
 from ..devices.registry import DeviceIdentity
 from ..errors import EvidenceError
 from ..ingest.pipeline import Ingestor, Origin, Summary
 from ..ingest.scanner import FILE, display_path, scan_tree
 from ..sources.rules import DeviceInfo, DockMatch, device_identity, match_device
-from ..sources.watch import origin as inbox_origin
 from ..state.db import Database
+from .inbox import inbox_origin, release_inbox_file
+from .release import After, Outcome
 from .wipe import wipe_device
 
 log = logging.getLogger(__name__)
@@ -145,7 +148,6 @@ class DockManager:
         database: Database,
         ledger: LedgerWriter,
         *,
-        finish_inbox_file: Callable[[WatchConfig, bytes, Database], str] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.config = config
@@ -154,7 +156,6 @@ class DockManager:
         self.mounter = mounter
         self.database = database
         self.ledger = ledger
-        self.finish_inbox_file = finish_inbox_file
         self.stop = stop or threading.Event()
         self.actor = f"station:{config.station.id}"
         self._pool = ThreadPoolExecutor(
@@ -284,19 +285,15 @@ class DockManager:
                 inbox_origin(watch), paths=paths, progress=job.on_progress, stop=self.stop,
             )
             job.result = dict(summary.counts)
-            if self.finish_inbox_file is not None and watch.after != "keep":
+            if watch.after != After.KEEP:
                 for relative in paths:
-                    outcome = self.finish_inbox_file(watch, relative, self.database)
-                    action = outcome.split(":")[0]
-                    job.result[action] = job.result.get(action, 0) + 1
-                    if action in ("moved", "removed"):
-                        # the archived copy was verified before; the inbox copy's fate is custody too
-                        self.ledger.append(
-                            Event.INBOX_MOVED if action == "moved" else Event.INBOX_REMOVED,
-                            recording=None, actor=self.actor,
-                            details={"folder": str(watch.path), "path": display_path(relative),
-                                     "device_id": watch.device_id or None},
-                        )
+                    released = release_inbox_file(watch, relative, self.database, self.ledger,
+                                                  actor=self.actor)
+                    outcome = released.outcome.value
+                    job.result[outcome] = job.result.get(outcome, 0) + 1
+                    if released.outcome is Outcome.LEFT:
+                        log.info("inbox %s: left %s: %s", watch.path, display_path(relative),
+                                 released.reason)
             job.state = "done" if summary.ok else "incomplete"
         except EvidenceError as exc:
             job.state, job.error = "failed", exc.message
