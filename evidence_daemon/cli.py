@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -47,7 +46,7 @@ from .ingest.pipeline import (
 from .media.proxy import ProxyQueue, ProxyWorker
 from .state import transitions as st
 from .state.db import Database
-from .station import IngestLock, Station, build_store, open_station
+from .station import IngestLock, build_store, open_station, run_daemon
 from .terminal import safe
 
 log = logging.getLogger("evidence_daemon")
@@ -556,39 +555,7 @@ def _describe_job(job: dict[str, Any]) -> str:
 # -- run --------------------------------------------------------------------------------
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    # Imported here: only the daemon needs udev, watchdog and systemd notification.
-    from .daemon import Source, run_daemon
-    from .dock.manager import DockManager
-    from .metrics.station import StationMetrics
-    from .sources.mounter import Mounter
-    from .sources.udev import UdevSource
-    from .sources.watch import WatchFolders, finish
-
-    def build_manager(station: Station, stop: threading.Event) -> DockManager:
-        ingestor = station.ingestor(metrics=metrics.pipeline)
-        return DockManager(config, ingestor, station.devices(), Mounter(config.dock),
-                           station.database, station.ledger, finish_inbox_file=finish, stop=stop)
-
-    def build_sources(manager: DockManager) -> list[Source]:
-        sources: list[Source] = []
-        if config.watch:
-            sources.append(WatchFolders(config.watch, on_ready=manager.inbox_ready,
-                                        skip=config.ingest.skip))
-        if not args.no_udev:
-            sources.append(UdevSource(manager.device_added, manager.device_removed,
-                                      fs_types=[fstype for fstype, _ in config.dock.mount_commands]))
-        sources.append(ProxyWorker.from_station(station))
-        return sources
-
-    station = open_station(config, connect_archive=False)
-    metrics = StationMetrics(
-        config, station.database, clock=station.clock, ledger=station.ledger,
-        forecast=lambda: station.forecast(station.upload_meter.rate_bytes_per_s()))
-    try:
-        return run_daemon(config, station, build_sources=build_sources, build_manager=build_manager,
-                          metrics=metrics)
-    finally:
-        station.close()
+    return run_daemon(config, udev=not args.no_udev)
 
 
 # -- proxies ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``evidence-daemon run``: the long-running dock-station service.
 
-Starts the udev source and the watch folders, hands their events to the dock manager, tells
+Runs the parts ``station.build_daemon`` assembled (this module wires nothing): starts the
+sources (udev, watch folders, proxy worker) whose events go to the dock manager, tells
 systemd how it is doing (``READY=1``, ``STATUS=``, watchdog pings, ``STOPPING=1``) and writes
 ``<runtime_dir>/status.json`` for ``evidence-daemon status``; it serves the Prometheus metrics
 on ``metrics.listen`` and runs the scheduled upkeep (``upkeep.jobs``). SIGTERM or SIGINT stops
@@ -17,7 +18,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -25,10 +25,7 @@ from typing import Any, Protocol
 from .config import Config
 from .dock.manager import DockManager
 from .errors import StorageError
-from .metrics.server import MetricsServer
-from .metrics.station import StationMetrics
-from .station import IngestLock, Station
-from .upkeep.jobs import Upkeep
+from .metrics.station import PipelineMetrics, StationMetrics
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +40,14 @@ class Source(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class StationLike(Protocol):
+    """What the daemon asks of the station (``station.Station``)."""
+
+    def connect(self) -> None: ...
+
+    def remove_leftovers(self, metrics: PipelineMetrics) -> object: ...
 
 
 def systemd_notifier() -> Notifier:
@@ -83,18 +88,21 @@ def read_status(runtime_dir: Path) -> dict[str, Any] | None:
 
 
 class Daemon:
+    """Runs assembled parts (``station.build_daemon`` assembles them): starts and stops the
+    sources, upkeep and metrics server in order, and reports to systemd and the status file."""
+
     def __init__(
         self,
         config: Config,
-        station: Station,
+        station: StationLike,
         manager: DockManager,
         sources: list[Source],
         *,
         notifier: Notifier | None = None,
         stop: threading.Event | None = None,
         status_interval_s: float = 0.5,
-        metrics: StationMetrics | None = None,
-        upkeep: Source | None = None,
+        metrics: StationMetrics,
+        upkeep: Source,
         metrics_server: Source | None = None,
     ) -> None:
         self.config = config
@@ -106,15 +114,9 @@ class Daemon:
         self.status_interval_s = status_interval_s
         self.status_path = config.dock.runtime_dir / STATUS_FILE
         self.started_at = time.time()
-        self.metrics = metrics or StationMetrics(config, station.database, clock=station.clock,
-                                                 ledger=station.ledger)
-        self.metrics.watch_jobs(manager.snapshot)
-        self.upkeep = upkeep or Upkeep(config, station, manager.ingestor,
-                                       metrics=self.metrics.pipeline, health=self.metrics.health)
-        self.metrics_server: Source | None = metrics_server or (
-            MetricsServer(config.metrics.listen, self.metrics.registry)
-            if config.metrics.listen else None
-        )
+        self.metrics = metrics
+        self.upkeep = upkeep
+        self.metrics_server = metrics_server
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -189,21 +191,3 @@ class Daemon:
             "upload_rate_bytes_per_s": self.manager.ingestor.upload_meter.rate_bytes_per_s(),
             "watch": [str(watch.path) for watch in self.config.watch],
         })
-
-
-def run_daemon(
-    config: Config,
-    station: Station,
-    *,
-    build_sources: Callable[[DockManager], list[Source]],
-    build_manager: Callable[[Station, threading.Event], DockManager],
-    metrics: StationMetrics | None = None,
-) -> int:
-    """Hold the station's ingest lock and run until signalled."""
-    stop = threading.Event()
-    with IngestLock(config.station.state_dir):
-        manager = build_manager(station, stop)
-        daemon = Daemon(config, station, manager, build_sources(manager), stop=stop,
-                        metrics=metrics)
-        daemon.install_signal_handlers()
-        return daemon.run()

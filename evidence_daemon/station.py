@@ -1,7 +1,10 @@
-"""Wiring: a configured station — archive, state, signing key, ledger and ingest pipeline.
+"""Wiring: a configured station — archive, state, signing key, ledger and ingest pipeline —
+and, for ``evidence-daemon run``, the daemon around it (sources, dock manager, upkeep, metrics).
 
-The only place that chooses concrete adapters from the configuration; everything else gets
-its collaborators through its constructor.
+The only place that chooses concrete adapters from the configuration and connects components
+to each other; everything else gets its collaborators through its constructor. The daemon's
+parts (udev, watchdog, systemd notification, APScheduler) are imported only when a daemon is
+built, so the other commands do not load them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +41,10 @@ from .state.db import Database
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from .daemon import Daemon, Notifier, Source
+    from .dock.manager import DockManager
+    from .metrics.station import StationMetrics
 
 log = logging.getLogger(__name__)
 
@@ -260,3 +268,81 @@ class IngestLock:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+# -- the daemon (``evidence-daemon run``) ---------------------------------------------------------
+
+
+def run_daemon(config: Config, *, udev: bool = True) -> int:
+    """Open the station, hold its ingest lock and run the daemon until signalled."""
+    from .metrics.station import StationMetrics
+
+    station = open_station(config, connect_archive=False)
+    try:
+        metrics = StationMetrics(
+            config, station.database, clock=station.clock, ledger=station.ledger,
+            forecast=lambda: station.forecast(station.upload_meter.rate_bytes_per_s()))
+        stop = threading.Event()
+        with IngestLock(config.station.state_dir):
+            manager = build_dock_manager(station, metrics, stop)
+            daemon = build_daemon(station, manager, build_sources(station, manager, udev=udev),
+                                  metrics=metrics, stop=stop)
+            daemon.install_signal_handlers()
+            return daemon.run()
+    finally:
+        station.close()
+
+
+def build_dock_manager(station: Station, metrics: StationMetrics,
+                       stop: threading.Event) -> DockManager:
+    """The dock manager over the station's ingest pipeline, registry and the real mounter."""
+    from .dock.manager import DockManager
+    from .sources.mounter import Mounter
+
+    config = station.config
+    return DockManager(config, station.ingestor(metrics=metrics.pipeline), station.devices(),
+                       Mounter(config.dock), station.database, station.ledger, stop=stop)
+
+
+def build_sources(station: Station, manager: DockManager, *, udev: bool = True) -> list[Source]:
+    """The inbox watcher and the udev monitor, subscribed to the manager's events, and the
+    proxy worker: what the daemon starts and stops."""
+    from .media.proxy import ProxyWorker
+    from .sources.udev import UdevSource
+    from .sources.watch import WatchFolders
+
+    config = station.config
+    sources: list[Source] = []
+    if config.watch:
+        sources.append(WatchFolders(config.watch, on_ready=manager.inbox_ready,
+                                    skip=config.ingest.skip))
+    if udev:
+        sources.append(UdevSource(manager.device_added, manager.device_removed,
+                                  fs_types=[fstype for fstype, _ in config.dock.mount_commands]))
+    sources.append(ProxyWorker.from_station(station))
+    return sources
+
+
+def build_daemon(
+    station: Station,
+    manager: DockManager,
+    sources: list[Source],
+    *,
+    metrics: StationMetrics,
+    stop: threading.Event,
+    notifier: Notifier | None = None,
+) -> Daemon:
+    """The daemon with its upkeep jobs and, when ``metrics.listen`` is set, its metrics
+    server; the metrics watch the manager's jobs."""
+    from .daemon import Daemon
+    from .metrics.server import MetricsServer
+    from .upkeep.jobs import Upkeep
+
+    config = station.config
+    metrics.watch_jobs(manager.snapshot)
+    upkeep = Upkeep(config, station, manager.ingestor, metrics=metrics.pipeline,
+                    health=metrics.health)
+    server = (MetricsServer(config.metrics.listen, metrics.registry)
+              if config.metrics.listen else None)
+    return Daemon(config, station, manager, sources, metrics=metrics, upkeep=upkeep,
+                  metrics_server=server, notifier=notifier, stop=stop)

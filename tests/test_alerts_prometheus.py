@@ -29,11 +29,11 @@ from minio import Minio
 from moto.server import ThreadedMotoServer
 from prometheus_client import CollectorRegistry
 
-from evidence_daemon.daemon import Daemon
 from evidence_daemon.dock.manager import DockManager
 from evidence_daemon.ingest.pipeline import Origin
 from evidence_daemon.metrics.station import StationMetrics
 from evidence_daemon.sources.mounter import Mounter
+from evidence_daemon.station import build_daemon
 
 from .s3_fixtures import TEST_S3_ENDPOINT
 from .s3server import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, unique_bucket_name
@@ -223,8 +223,7 @@ runtime_dir = "{tmp_path / 'run'}"
     ingestor.metrics = metrics.pipeline
     manager = DockManager(station.config, ingestor, station.devices(), Mounter(station.config.dock),
                           station.database, station.ledger, stop=stop)
-    daemon = Daemon(station.config, station, manager, [], notifier=Silent(), stop=stop,
-                    metrics=metrics)
+    daemon = build_daemon(station, manager, [], metrics=metrics, stop=stop, notifier=Silent())
     runner = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     runner.start()
     try:

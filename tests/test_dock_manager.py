@@ -15,7 +15,7 @@ import pytest
 from evidence_daemon.config import DockRule, load_config
 from evidence_daemon.devices.registry import DeviceIdentity
 from evidence_daemon.dock.manager import DockManager, fat_label_names, fuse_artifacts
-from evidence_daemon.dock.wipe import wipe_decision
+from evidence_daemon.dock.release import Decision, SourceRecord, Verdict, release_decision
 from evidence_daemon.sources.rules import DeviceInfo, DockMatch
 from evidence_daemon.station import open_station
 
@@ -238,23 +238,29 @@ def test_fat_label_names(label: str, names: set[str]) -> None:
     assert fat_label_names(label) == names
 
 
+CHANGED = "the file changed since it was ingested (size or mtime differ)"
+
+
 @pytest.mark.parametrize(
-    ("state", "recorded", "current", "current_sha256", "reason"),
+    ("state", "recorded", "current", "current_sha256", "expected"),
     [
-        ("archived", (10, 5, "aa"), (10, 5), "aa", None),
-        ("duplicate", (10, 5, "aa"), (10, 5), "aa", None),
-        ("spooled", (10, 5, "aa"), (10, 5), "aa", "not archived yet (state spooled)"),
-        ("failed", (10, 5, "aa"), (10, 5), "aa", "not archived yet (state failed)"),
-        ("archived", (10, 5, None), (10, 5), "aa", "no archived hash on record"),
-        ("archived", (10, 5, "aa"), (11, 5), "aa", "changed on the device since it was read"),
-        ("archived", (10, 5, "aa"), (10, 6), "aa", "changed on the device since it was read"),
-        ("archived", (10, 5, "aa"), (10, 5), None, "could not be re-read"),
-        ("archived", (10, 5, "aa"), (10, 5), "bb", "content on the device differs from the archived copy"),
+        ("archived", (10, 5, "aa"), (10, 5), "aa", Decision(Verdict.RELEASE)),
+        ("duplicate", (10, 5, "aa"), (10, 5), "aa", Decision(Verdict.RELEASE)),
+        ("spooled", (10, 5, "aa"), (10, 5), "aa", Decision(Verdict.LEAVE, "not archived yet (state spooled)")),
+        ("failed", (10, 5, "aa"), (10, 5), "aa", Decision(Verdict.LEAVE, "not archived yet (state failed)")),
+        ("archived", (10, 5, None), (10, 5), "aa", Decision(Verdict.LEAVE, "no archived hash on record")),
+        ("archived", (10, 5, "aa"), (11, 5), "aa", Decision(Verdict.LEAVE, CHANGED)),
+        ("archived", (10, 5, "aa"), (10, 6), "aa", Decision(Verdict.LEAVE, CHANGED)),
+        ("archived", (10, 5, "aa"), (10, 5), None, Decision(Verdict.VERIFY)),
+        ("archived", (10, 5, "aa"), (10, 5), "bb", Decision(
+            Verdict.LEAVE, "its content differs from the archived copy (SHA-256 bb now, aa archived)")),
     ],
 )
 def test_wipe_decision(state: str, recorded: tuple[int, int, str | None], current: tuple[int, int],
-                       current_sha256: str | None, reason: str | None) -> None:
-    assert wipe_decision(state=state, recorded=recorded, current=current, current_sha256=current_sha256) == reason
+                       current_sha256: str | None, expected: Decision) -> None:
+    size_bytes, mtime_ns, sha256 = recorded
+    record = SourceRecord(state, size_bytes, mtime_ns, sha256, "2026-11-25T00:31:00+00:00")
+    assert release_decision(record, current, current_sha256) == expected
 
 
 def test_rule_without_wipe_is_the_default() -> None:

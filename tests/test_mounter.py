@@ -18,7 +18,13 @@ import pytest
 
 from evidence_daemon.config import DockConfig, DockRule
 from evidence_daemon.errors import DeviceError
-from evidence_daemon.sources.mounter import Mounter, find_mount, parse_mountinfo, substitute
+from evidence_daemon.sources.mounter import (
+    Mounter,
+    cannot_run,
+    find_mount,
+    parse_mountinfo,
+    substitute,
+)
 from evidence_daemon.sources.rules import DeviceInfo, DockMatch
 
 from .dock_fixtures import LoopDevices, make_card_image, require_tools
@@ -168,6 +174,15 @@ def test_an_unsafe_identity_never_names_a_mountpoint(tmp_path: Path, identity: s
     mounter = Mounter(fake_config(tmp_path / "run"), run=system, mountinfo_path=system.mountinfo)
     with pytest.raises(DeviceError, match="cannot name a mountpoint"):
         mounter.mount(CARD, identity, TAGGED)
+
+
+@pytest.mark.parametrize(("exc", "said"), [
+    (FileNotFoundError(errno.ENOENT, "No such file"), "fusefat not found (is its package installed?)"),
+    (subprocess.TimeoutExpired(["fusefat"], 30), "fusefat did not finish in 2.5 s"),
+    (PermissionError(errno.EACCES, "Permission denied"), "cannot run fusefat: Permission denied"),
+])
+def test_why_a_mount_helper_did_not_run(exc: OSError | subprocess.TimeoutExpired, said: str) -> None:
+    assert cannot_run("fusefat", exc, 2.5) == said
 
 
 def test_a_missing_program_is_a_device_error(tmp_path: Path) -> None:

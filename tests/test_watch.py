@@ -14,16 +14,19 @@ import pytest
 
 from evidence_daemon.config import WatchConfig, load_config
 from evidence_daemon.errors import ConfigError
-from evidence_daemon.sources.watch import (
-    AfterAction,
-    Readiness,
+from evidence_daemon.dock.inbox import done_name, inbox_origin, release_inbox_file
+from evidence_daemon.dock.release import (
+    Decision,
+    Outcome,
+    Released,
     SourceRecord,
-    WatchFolders,
+    Verdict,
     after_action,
-    done_name,
-    finish,
+)
+from evidence_daemon.sources.watch import (
+    Readiness,
+    WatchFolders,
     is_candidate,
-    origin,
     poll_period_s,
     unclosed_quiet_s,
 )
@@ -199,6 +202,7 @@ def test_done_name(name: bytes, attempt: int, expected: bytes) -> None:
 SHA = "ab" * 32
 OTHER = "cd" * 32
 NOW = (100, 5_000)
+KEEPS = "the folder keeps its files (after = keep)"
 ARCHIVED = SourceRecord("archived", 100, 5_000, SHA, "2026-11-25T00:31:00+00:00")
 
 
@@ -210,38 +214,38 @@ def _record(state: str = "archived", size: int = 100, mtime: int = 5_000,
 @pytest.mark.parametrize(
     ("after", "records", "current", "fresh", "expected"),
     [
-        ("keep", [], None, None, AfterAction("keep")),
-        ("keep", [ARCHIVED], NOW, SHA, AfterAction("keep")),
-        ("shred", [ARCHIVED], NOW, SHA, AfterAction("leave", "unknown after-archival action 'shred'")),
-        ("move", [ARCHIVED], None, None, AfterAction("leave", "the file is gone or is not a regular file")),
-        ("move", [], NOW, None, AfterAction("leave", "no record of this file being ingested")),
-        ("remove", [_record(size=99)], NOW, None, AfterAction(
-            "leave", "the file changed since it was ingested (size or mtime differ); it will be "
+        ("keep", [], None, None, Decision(Verdict.LEAVE, KEEPS)),
+        ("keep", [ARCHIVED], NOW, SHA, Decision(Verdict.LEAVE, KEEPS)),
+        ("shred", [ARCHIVED], NOW, SHA, Decision(Verdict.LEAVE, "unknown after-archival action 'shred'")),
+        ("move", [ARCHIVED], None, None, Decision(Verdict.LEAVE, "the file is gone or is not a regular file")),
+        ("move", [], NOW, None, Decision(Verdict.LEAVE, "no record of this file being ingested")),
+        ("remove", [_record(size=99)], NOW, None, Decision(
+            Verdict.LEAVE, "the file changed since it was ingested (size or mtime differ); it will be "
                      "ingested again")),
-        ("remove", [_record(mtime=4_999)], NOW, SHA, AfterAction(
-            "leave", "the file changed since it was ingested (size or mtime differ); it will be "
+        ("remove", [_record(mtime=4_999)], NOW, SHA, Decision(
+            Verdict.LEAVE, "the file changed since it was ingested (size or mtime differ); it will be "
                      "ingested again")),
-        ("remove", [_record("spooled")], NOW, None, AfterAction("leave", "not archived yet (state spooled)")),
-        ("move", [_record("failed")], NOW, SHA, AfterAction("leave", "not archived yet (state failed)")),
-        ("move", [_record("discovered")], NOW, SHA, AfterAction("leave", "not archived yet (state discovered)")),
-        ("remove", [_record(archived_at=None)], NOW, SHA, AfterAction(
-            "leave", "its recording is not verified in the archive yet")),
-        ("move", [ARCHIVED], NOW, None, AfterAction("verify")),
-        ("remove", [ARCHIVED], NOW, None, AfterAction("verify")),
-        ("remove", [ARCHIVED], NOW, OTHER, AfterAction(
-            "leave", f"its content differs from the archived copy (SHA-256 {OTHER[:12]} now, "
+        ("remove", [_record("spooled")], NOW, None, Decision(Verdict.LEAVE, "not archived yet (state spooled)")),
+        ("move", [_record("failed")], NOW, SHA, Decision(Verdict.LEAVE, "not archived yet (state failed)")),
+        ("move", [_record("discovered")], NOW, SHA, Decision(Verdict.LEAVE, "not archived yet (state discovered)")),
+        ("remove", [_record(archived_at=None)], NOW, SHA, Decision(
+            Verdict.LEAVE, "its recording is not verified in the archive yet")),
+        ("move", [ARCHIVED], NOW, None, Decision(Verdict.VERIFY)),
+        ("remove", [ARCHIVED], NOW, None, Decision(Verdict.VERIFY)),
+        ("remove", [ARCHIVED], NOW, OTHER, Decision(
+            Verdict.LEAVE, f"its content differs from the archived copy (SHA-256 {OTHER[:12]} now, "
                      f"{SHA[:12]} archived)")),
-        ("move", [ARCHIVED], NOW, SHA, AfterAction("move")),
-        ("remove", [ARCHIVED], NOW, SHA, AfterAction("remove")),
-        ("remove", [_record("duplicate")], NOW, SHA, AfterAction("remove")),
+        ("move", [ARCHIVED], NOW, SHA, Decision(Verdict.RELEASE)),
+        ("remove", [ARCHIVED], NOW, SHA, Decision(Verdict.RELEASE)),
+        ("remove", [_record("duplicate")], NOW, SHA, Decision(Verdict.RELEASE)),
         # ingested twice: the row that matches the file as it is now decides
         ("remove", [_record("spooled"), _record(size=50)], NOW, SHA,
-         AfterAction("leave", "not archived yet (state spooled)")),
-        ("remove", [_record(size=50, state="spooled"), ARCHIVED], NOW, SHA, AfterAction("remove")),
+         Decision(Verdict.LEAVE, "not archived yet (state spooled)")),
+        ("remove", [_record(size=50, state="spooled"), ARCHIVED], NOW, SHA, Decision(Verdict.RELEASE)),
     ],
 )
 def test_after_action(after: str, records: list[SourceRecord], current: tuple[int, int] | None,
-                      fresh: str | None, expected: AfterAction) -> None:
+                      fresh: str | None, expected: Decision) -> None:
     assert after_action(after, records, current, fresh) == expected
 
 
@@ -407,6 +411,15 @@ def station(tmp_path: Path) -> Iterator[Station]:
     opened.close()
 
 
+def release(watch: WatchConfig, relative: bytes, station: Station) -> Released:
+    return release_inbox_file(watch, relative, station.database, station.ledger,
+                              actor="station:test")
+
+
+def left_with(result: Released, reason_start: str) -> bool:
+    return result.outcome is Outcome.LEFT and result.reason.startswith(reason_start)
+
+
 def test_ready_files_are_archived_then_moved_to_done(
     inbox: Path, station: Station, watching: Callable[..., WatchFolders]
 ) -> None:
@@ -414,13 +427,13 @@ def test_ready_files_are_archived_then_moved_to_done(
                         after="move")
     (inbox / "done").mkdir()
     (inbox / "done" / "a.mp4").write_bytes(b"an older file of the same name")
-    results: dict[bytes, str] = {}
+    results: dict[bytes, Released] = {}
 
     def ingest_then_finish(watch: WatchConfig, paths: list[bytes]) -> None:
-        summary = station.ingestor().ingest(origin(watch), paths=paths)
+        summary = station.ingestor().ingest(inbox_origin(watch), paths=paths)
         assert summary.ok, summary
         for path in paths:
-            results[path] = finish(watch, path, station.database)
+            results[path] = release(watch, path, station)
 
     reports = Reports(ingest_then_finish)
     watching([watch], reports, unclosed_s=1.0)
@@ -436,7 +449,7 @@ def test_ready_files_are_archived_then_moved_to_done(
         time.sleep(0.05)
     time.sleep(0.4)  # moving them into done/ must not report anything
 
-    assert results == {b"a.mp4": "moved", b"room-2/b.mp4": "moved"}
+    assert results == {b"a.mp4": Released(Outcome.MOVED), b"room-2/b.mp4": Released(Outcome.MOVED)}
     assert sorted(reports.paths) == [b"a.mp4", b"room-2/b.mp4"]
     assert not (inbox / "a.mp4").exists() and not (inbox / "room-2" / "b.mp4").exists()
     assert (inbox / "done" / "a.mp4").read_bytes() == b"an older file of the same name"
@@ -449,9 +462,9 @@ def test_ready_files_are_archived_then_moved_to_done(
     # Not archived (the archive was down: spooled only) or never ingested: left, with a reason.
     (inbox / "c.mp4").write_bytes(b"waiting for the archive")
     (inbox / "d.mp4").write_bytes(b"never ingested")
-    station.ingestor().ingest(origin(watch), archive_error="archive unreachable", paths=[b"c.mp4"])
-    assert finish(watch, b"c.mp4", station.database) == "left: not archived yet (state spooled)"
-    assert finish(watch, b"d.mp4", station.database) == "left: no record of this file being ingested"
+    station.ingestor().ingest(inbox_origin(watch), archive_error="archive unreachable", paths=[b"c.mp4"])
+    assert release(watch, b"c.mp4", station) == Released(Outcome.LEFT, "not archived yet (state spooled)")
+    assert release(watch, b"d.mp4", station) == Released(Outcome.LEFT, "no record of this file being ingested")
     assert (inbox / "c.mp4").exists() and (inbox / "d.mp4").exists()
 
 
@@ -461,7 +474,7 @@ def test_remove_only_what_verifies(inbox: Path, station: Station) -> None:
                 b"c.mp4": b"same size, new bytes", b"d.mp4": b"kept anyway"}
     for name, content in contents.items():
         (inbox / os.fsdecode(name)).write_bytes(content)
-    summary = station.ingestor().ingest(origin(watch), paths=list(contents))
+    summary = station.ingestor().ingest(inbox_origin(watch), paths=list(contents))
     assert summary.ok and summary.counts["archived"] == 4
 
     with (inbox / "b.mp4").open("ab") as handle:
@@ -472,12 +485,12 @@ def test_remove_only_what_verifies(inbox: Path, station: Station) -> None:
     os.utime(replaced, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (replaced.stat().st_size, replaced.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
 
-    assert finish(watch, b"a.mp4", station.database) == "removed"
-    assert finish(watch, b"b.mp4", station.database).startswith("left: the file changed since it was ingested")
-    assert finish(watch, b"c.mp4", station.database).startswith("left: its content differs from the archived copy")
-    assert finish(WatchConfig(path=inbox, device_id="TERM-3", after="keep"), b"d.mp4",
-                  station.database) == "kept"
-    assert finish(watch, b"a.mp4", station.database) == "left: the file is gone or is not a regular file"
+    assert release(watch, b"a.mp4", station) == Released(Outcome.REMOVED)
+    assert left_with(release(watch, b"b.mp4", station), "the file changed since it was ingested")
+    assert left_with(release(watch, b"c.mp4", station), "its content differs from the archived copy")
+    assert release(WatchConfig(path=inbox, device_id="TERM-3", after="keep"), b"d.mp4",
+                   station) == Released(Outcome.KEPT)
+    assert release(watch, b"a.mp4", station) == Released(Outcome.LEFT, "the file is gone or is not a regular file")
     assert sorted(path.name for path in inbox.iterdir()) == ["b.mp4", "c.mp4", "d.mp4"]
     assert (inbox / "c.mp4").read_bytes() == b"SAME SIZE, NEW BYTES"
 
@@ -487,8 +500,8 @@ def test_move_never_follows_a_planted_link(inbox: Path, tmp_path: Path, station:
     elsewhere.mkdir()
     watch = WatchConfig(path=inbox, stable_s=0.3, after="move")
     (inbox / "a.mp4").write_bytes(b"evidence")
-    assert station.ingestor().ingest(origin(watch), paths=[b"a.mp4"]).ok
+    assert station.ingestor().ingest(inbox_origin(watch), paths=[b"a.mp4"]).ok
     os.symlink(elsewhere, inbox / "done")
-    result = finish(watch, b"a.mp4", station.database)
-    assert result.startswith("left: cannot move it")
+    result = release(watch, b"a.mp4", station)
+    assert left_with(result, "cannot move it")
     assert (inbox / "a.mp4").read_bytes() == b"evidence" and list(elsewhere.iterdir()) == []

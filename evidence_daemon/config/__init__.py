@@ -46,9 +46,10 @@ from .sections import (
     VerifyConfig,
     WatchConfig,
 )
-from .values import Invalid
+from .values import After, Invalid
 
 __all__ = [
+    "After",
     "DEFAULT_CONFIG_PATH", "DEFAULT_FILENAME_PATTERNS", "DEFAULT_MOUNT_COMMANDS",
     "DEFAULT_PRIORITY_PATTERNS", "DEFAULT_SKIP", "ApiConfig", "ArchiveConfig", "ComplianceConfig",
     "Config", "DockConfig", "DockRule", "IngestConfig", "MediaConfig", "MetricsConfig",

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .values import (
+    After,
     FilenamePatterns,
     GivenPath,
     HostPort,
@@ -268,8 +269,8 @@ class WatchConfig(Section):
         default="", description="default officer when the file name does not say")
     stable_s: float = Field(
         default=10.0, ge=0, description="a file is taken once closed and unchanged this long")
-    after: Literal["keep", "move", "remove"] = Field(
-        default="keep", description="once its archived copy verifies: keep, move (to done/), "
+    after: After = Field(
+        default=After.KEEP, description="once its archived copy verifies: keep, move (to done/), "
         "remove")
 
 

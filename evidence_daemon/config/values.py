@@ -9,6 +9,8 @@ command without ``{mountpoint}``).
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import ipaddress
 import re
 from pathlib import Path
@@ -129,3 +131,11 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 ReadableFile = Annotated[
     Path | None, BeforeValidator(_unset_if_empty), AfterValidator(_readable_file)
 ]
+
+
+class After(StrEnum):
+    """``watch.after``: what an inbox folder does with a file once its archived copy verifies."""
+
+    KEEP = "keep"
+    MOVE = "move"  # to the folder's done/ area
+    REMOVE = "remove"

@@ -1,10 +1,13 @@
 """The dock manager: what happens, unattended, when a device is docked or an inbox file is ready.
 
 Subscribes to the sources' events (``device_added``, ``device_removed``, ``inbox_ready``) and
-runs one job per docked device, every docked device at once unless the operator limits it
+runs one job per docked device or ready inbox batch, every docked device at once unless the operator limits it
 (``dock.max_concurrent_devices``; each device holds a few MB, see README "Memory")::
 
     settle -> mount read-only -> survey -> register the dock -> ingest -> [opt-in wipe] -> unmount
+
+An inbox batch is ingested, then each file is kept, moved to ``done/`` or removed by the
+release policy (``dock/inbox.py`` over ``dock/release.py``); the wipe uses the same policy.
 
 The survey counts the files for the progress bar and finds the newest file time on the device:
 with the dock time it gives the device's apparent clock offset, kept in the dock's record.
@@ -27,19 +30,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import Config, WatchConfig
-from ..custody.chain import Event
+from ..config import After, Config, WatchConfig
 from ..custody.ledger import LedgerWriter
 from ..devices.registry import DeviceIdentity
 from ..errors import EvidenceError
 from ..ingest.pipeline import Ingestor, Origin, Summary
 from ..ingest.scanner import FILE, display_path, scan_tree
 from ..sources.rules import DeviceInfo, DockMatch, device_identity, match_device
-from ..sources.watch import origin as inbox_origin
 from ..state.db import Database
+from .inbox import inbox_origin, release_inbox_file
+from .release import Outcome
 from .wipe import wipe_device
 
 log = logging.getLogger(__name__)
@@ -61,15 +65,36 @@ class RegistryLike(Protocol):
     def docked(self, identity: DeviceIdentity, *, newest_file_time: datetime | None = None) -> None: ...
 
 
+class JobKind(StrEnum):
+    DEVICE = "device"
+    INBOX = "inbox"
+
+
+class JobState(StrEnum):
+    """A dock job's state, as ``status`` and the status file show it."""
+
+    WAITING = "waiting"
+    SETTLING = "settling"
+    MOUNTING = "mounting"
+    INGESTING = "ingesting"
+    WIPING = "wiping"
+    DONE = "done"
+    INCOMPLETE = "incomplete"  # something was not read or not archived: no wipe, next dock
+    FAILED = "failed"
+
+
+ENDED = frozenset({JobState.DONE, JobState.INCOMPLETE, JobState.FAILED})
+
+
 @dataclass
 class DockJob:
     """One docked device (or inbox batch) and its progress, as ``status`` shows it."""
 
     name: str
-    kind: str  # "device" or "inbox"
+    kind: JobKind
     model: str = ""
     devnode: str = ""
-    state: str = "waiting"  # waiting, settling, mounting, ingesting, wiping, done, incomplete, failed
+    state: JobState = JobState.WAITING
     mountpoint: str = ""
     files_total: int = 0
     bytes_total: int = 0
@@ -101,8 +126,8 @@ class DockJob:
     def snapshot(self) -> dict[str, Any]:
         elapsed_s = max((self.finished_at or time.time()) - self.started_at, 1e-6)
         return {
-            "name": self.name, "kind": self.kind, "model": self.model, "devnode": self.devnode,
-            "state": self.state, "mountpoint": self.mountpoint,
+            "name": self.name, "kind": self.kind.value, "model": self.model, "devnode": self.devnode,
+            "state": self.state.value, "mountpoint": self.mountpoint,
             "files_done": self.files_done, "files_total": self.files_total,
             "bytes_done": self.bytes_done, "bytes_total": self.bytes_total,
             "current_file": self.current_file, "rate_bytes_per_s": int(self.bytes_done / elapsed_s),
@@ -145,7 +170,6 @@ class DockManager:
         database: Database,
         ledger: LedgerWriter,
         *,
-        finish_inbox_file: Callable[[WatchConfig, bytes, Database], str] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.config = config
@@ -154,7 +178,6 @@ class DockManager:
         self.mounter = mounter
         self.database = database
         self.ledger = ledger
-        self.finish_inbox_file = finish_inbox_file
         self.stop = stop or threading.Event()
         self.actor = f"station:{config.station.id}"
         self._pool = ThreadPoolExecutor(
@@ -182,7 +205,7 @@ class DockManager:
             log.warning("ignoring %s: no USB serial and no filesystem UUID to identify it",
                         info.devnode)
             return
-        job = DockJob(name=identity, kind="device", model=match.model, devnode=info.devnode or "")
+        job = DockJob(name=identity, kind=JobKind.DEVICE, model=match.model, devnode=info.devnode or "")
         with self._lock:
             serving = self._active.get(job.key)
             if serving is not None and not serving.removed:
@@ -197,14 +220,14 @@ class DockManager:
     def device_removed(self, info: DeviceInfo) -> None:
         with self._lock:
             job = next((j for j in self._active.values() if j.devnode == (info.devnode or "")), None)
-        if job is not None and job.state not in ("done", "incomplete", "failed"):
+        if job is not None and job.state not in ENDED:
             job.removed = True
             log.warning("%s was removed while %s; what was not yet read stays on the device "
                         "until its next dock", job.name, job.state)
 
     def inbox_ready(self, watch: WatchConfig, paths: list[bytes]) -> None:
         name = watch.device_id or str(watch.path)
-        job = DockJob(name=name, kind="inbox", model="inbox", files_total=len(paths))
+        job = DockJob(name=name, kind=JobKind.INBOX, model="inbox", files_total=len(paths))
         with self._lock:
             self._remember(job)
         self._submit(self._serve_inbox, watch, paths, job)
@@ -230,11 +253,11 @@ class DockManager:
     def _serve_device_now(self, info: DeviceInfo, match: DockMatch, job: DockJob) -> None:
         mountpoint: Path | None = None
         try:
-            job.state = "settling"
+            job.state = JobState.SETTLING
             if self.stop.wait(self.config.dock.settle_s) or job.removed:
-                job.state = "incomplete"
+                job.state = JobState.INCOMPLETE
                 return
-            job.state = "mounting"
+            job.state = JobState.MOUNTING
             mountpoint = self.mounter.mount(info, job.name, match)
             job.mountpoint = str(mountpoint)
             skip = fuse_artifacts(mountpoint, info)
@@ -244,7 +267,7 @@ class DockManager:
                 device_id=job.name, model=match.model, role=match.role, serial=info.serial,
                 fs_uuid=info.fs_uuid, fs_label=info.fs_label,
             ), newest_file_time=survey.newest_mtime)
-            job.state = "ingesting"
+            job.state = JobState.INGESTING
             summary = self.ingestor.ingest(
                 Origin(mountpoint, device_id=job.name), progress=job.on_progress, stop=self.stop,
                 skip=skip,
@@ -252,18 +275,18 @@ class DockManager:
             job.result = dict(summary.counts)
             complete = summary.ok and not job.removed and not self.stop.is_set() and not _unread(summary)
             if complete and match.rule is not None and match.rule.wipe:
-                job.state = "wiping"
+                job.state = JobState.WIPING
                 self.mounter.remount_writable(mountpoint, info)
                 report = wipe_device(mountpoint, job.name, self.database, self.ledger, actor=self.actor)
                 job.result["wiped"] = len(report.deleted)
                 job.result["kept on device"] = len(report.kept)
-            job.state = "done" if complete else "incomplete"
+            job.state = JobState.DONE if complete else JobState.INCOMPLETE
             log.info("%s: %s %s", job.name, job.state, _describe(summary))
         except EvidenceError as exc:
-            job.state, job.error = "failed", exc.message
+            job.state, job.error = JobState.FAILED, exc.message
             log.error("%s: %s", job.name, exc.message)
         except Exception:  # a bug must not kill the dock: log it with the device's name
-            job.state, job.error = "failed", "internal error (see the log)"
+            job.state, job.error = JobState.FAILED, "internal error (see the log)"
             log.exception("%s: unexpected error", job.name)
         finally:
             if mountpoint is not None:
@@ -279,30 +302,26 @@ class DockManager:
 
     def _serve_inbox(self, watch: WatchConfig, paths: list[bytes], job: DockJob) -> None:
         try:
-            job.state = "ingesting"
+            job.state = JobState.INGESTING
             summary = self.ingestor.ingest(
                 inbox_origin(watch), paths=paths, progress=job.on_progress, stop=self.stop,
             )
             job.result = dict(summary.counts)
-            if self.finish_inbox_file is not None and watch.after != "keep":
+            if watch.after != After.KEEP:
                 for relative in paths:
-                    outcome = self.finish_inbox_file(watch, relative, self.database)
-                    action = outcome.split(":")[0]
-                    job.result[action] = job.result.get(action, 0) + 1
-                    if action in ("moved", "removed"):
-                        # the archived copy was verified before; the inbox copy's fate is custody too
-                        self.ledger.append(
-                            Event.INBOX_MOVED if action == "moved" else Event.INBOX_REMOVED,
-                            recording=None, actor=self.actor,
-                            details={"folder": str(watch.path), "path": display_path(relative),
-                                     "device_id": watch.device_id or None},
-                        )
-            job.state = "done" if summary.ok else "incomplete"
+                    released = release_inbox_file(watch, relative, self.database, self.ledger,
+                                                  actor=self.actor)
+                    outcome = released.outcome.value
+                    job.result[outcome] = job.result.get(outcome, 0) + 1
+                    if released.outcome is Outcome.LEFT:
+                        log.info("inbox %s: left %s: %s", watch.path, display_path(relative),
+                                 released.reason)
+            job.state = JobState.DONE if summary.ok else JobState.INCOMPLETE
         except EvidenceError as exc:
-            job.state, job.error = "failed", exc.message
+            job.state, job.error = JobState.FAILED, exc.message
             log.error("inbox %s: %s", watch.path, exc.message)
         except Exception:
-            job.state, job.error = "failed", "internal error (see the log)"
+            job.state, job.error = JobState.FAILED, "internal error (see the log)"
             log.exception("inbox %s: unexpected error", watch.path)
         finally:
             job.finished_at = time.time()

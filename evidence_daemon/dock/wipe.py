@@ -1,32 +1,43 @@
-"""Opt-in safe wipe: delete from a device only files whose archived copy is proven.
+"""Opt-in safe wipe: delete from a docked device only files whose archived copy is proven.
 
-A file is deleted only when all of these hold at the moment of deletion: its source row says
-the archive holds a verified copy (``archived`` or ``duplicate``), the file on the device still
-has the size and mtime it had when it was read, and a fresh SHA-256 of the file equals the
-archived recording's id. Every deletion is a ledger event written *before* the unlink (a crash
-between the two leaves an event for a file still present, never a deleted file without one).
-Anything that does not match is left alone and reported. Off unless a dock rule says
-``wipe = true``.
+After a complete, error-free ingest of a device whose dock rule says ``wipe = true`` (off by
+default), each file this device's ``sources`` rows name goes through the release policy
+(``dock/release.py``): deleted only when its row is ``archived``/``duplicate``, its recording
+is verified in the archive, the file on the device still has the size and mtime it had when it
+was read, and a fresh SHA-256 of it equals the archived recording's id. Its ``wiped`` ledger
+event is written *before* the unlink (a crash between the two leaves an event for a file still
+present, never a deleted file without one); a ledger that cannot be written stops the wipe with
+nothing more deleted. Anything that does not match is left alone and reported.
+
+Never: delete a file whose archived copy is unproven, or one without its ledger event.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..custody.chain import Event
 from ..custody.ledger import LedgerWriter
-from ..state import transitions as st
 from ..state.db import Database
+from .release import (
+    Decision,
+    Outcome,
+    SourceRecord,
+    Verdict,
+    hash_file,
+    release,
+    release_decision,
+)
 
 log = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 4 * 1024 * 1024
+VERIFIED = "size, mtime and SHA-256 re-read from the device"
 
 
 @dataclass
@@ -35,58 +46,24 @@ class WipeReport:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def wipe_decision(
-    *, state: str, recorded: tuple[int, int, str | None], current: tuple[int, int], current_sha256: str | None
-) -> str | None:
-    """None when the file may be deleted, else the reason to keep it. Pure.
-
-    ``recorded`` is (size_bytes, mtime_ns, sha256) from when the file was read; ``current`` is
-    (size_bytes, mtime_ns) now; ``current_sha256`` a fresh hash of the file (None: not hashed).
-    """
-    if state not in (st.ARCHIVED, st.DUPLICATE):
-        return f"not archived yet (state {state})"
-    size_bytes, mtime_ns, sha256 = recorded
-    if sha256 is None:
-        return "no archived hash on record"
-    if current != (size_bytes, mtime_ns):
-        return "changed on the device since it was read"
-    if current_sha256 is None:
-        return "could not be re-read"
-    if current_sha256 != sha256:
-        return "content on the device differs from the archived copy"
-    return None
-
-
-def _hash(path: bytes) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        while chunk := os.read(fd, _CHUNK_BYTES):
-            digest.update(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return digest.hexdigest()
-
-
 def wipe_device(
     mountpoint: Path, device_id: str, database: Database, ledger: LedgerWriter, *, actor: str
 ) -> WipeReport:
-    """Delete the verified files of ``device_id`` under ``mountpoint`` (mounted read-write)."""
+    """Delete the verified files of ``device_id`` under ``mountpoint`` (mounted read-write).
+
+    A ledger event that cannot be written raises (``EvidenceError``): that file and every one
+    after it stay on the device."""
     report = WipeReport()
     rows = database.query(
-        "SELECT id, rel_path, rel_path_b64, size_bytes, mtime_ns, sha256, state, source_key"
-        " FROM sources WHERE origin = ? AND sha256 IS NOT NULL ORDER BY id",
+        "SELECT s.rel_path, s.rel_path_b64, s.size_bytes, s.mtime_ns, s.sha256, s.state,"
+        " s.source_key, r.archived_at FROM sources s"
+        " LEFT JOIN recordings r ON r.sha256 = s.sha256"
+        " WHERE s.origin = ? AND s.sha256 IS NOT NULL ORDER BY s.id",
         (device_id,),
     )
     root = os.fsencode(mountpoint)
     for row in rows:
-        relative = _raw_path(row)
-        path = os.path.join(root, relative)
+        path = os.path.join(root, _raw_path(row))
         try:
             info = os.lstat(path)
         except FileNotFoundError:
@@ -94,30 +71,37 @@ def wipe_device(
         except OSError as exc:
             report.kept.append((row["rel_path"], f"cannot stat: {exc.strerror}"))
             continue
-        current = (info.st_size, info.st_mtime_ns)
-        recorded = (int(row["size_bytes"]), int(row["mtime_ns"]), row["sha256"])
-        # hash only when everything cheaper already agrees
-        cheap = wipe_decision(state=row["state"], recorded=recorded, current=current,
-                              current_sha256=row["sha256"])
-        reason = cheap or wipe_decision(state=row["state"], recorded=recorded, current=current,
-                                        current_sha256=_hash(path))
-        if reason is not None:
-            report.kept.append((row["rel_path"], reason))
-            continue
-        ledger.append(
-            Event.WIPED, recording=row["sha256"], actor=actor, once=True,
-            details={"source_key": row["source_key"], "path": row["rel_path"],
-                     "device_id": device_id, "size_bytes": row["size_bytes"],
-                     "verified": "size, mtime and SHA-256 re-read from the device"},
+        record = SourceRecord(row["state"], row["size_bytes"], row["mtime_ns"], row["sha256"],
+                              row["archived_at"])
+        current = (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
+        decision = release_decision(record, current)
+        if decision.verdict is Verdict.VERIFY:  # hash only when everything cheaper agrees
+            try:
+                fresh_sha256, opened = hash_file(path)
+            except OSError as exc:
+                decision = Decision(Verdict.LEAVE, f"cannot re-read it: {exc.strerror}")
+            else:
+                decision = release_decision(record, (opened.st_size, opened.st_mtime_ns),
+                                            fresh_sha256)
+        released = release(
+            decision,
+            record_event=lambda: ledger.append(
+                Event.WIPED, recording=row["sha256"], actor=actor, once=True,
+                details={"source_key": row["source_key"], "path": row["rel_path"],
+                         "device_id": device_id, "size_bytes": row["size_bytes"],
+                         "verified": VERIFIED}),
+            irreversible=lambda: os.unlink(path),
+            outcome=Outcome.WIPED, verb="delete",
         )
-        try:
-            os.unlink(path)
-        except OSError as exc:
-            report.kept.append((row["rel_path"], f"delete failed: {exc.strerror}"))
-            continue
-        report.deleted.append(row["rel_path"])
-    if report.deleted:
-        log.info("%s: wiped %d verified file(s), kept %d", device_id, len(report.deleted), len(report.kept))
+        if released.outcome is Outcome.WIPED:
+            report.deleted.append(row["rel_path"])
+        else:
+            report.kept.append((row["rel_path"], released.reason))
+    if report.deleted or report.kept:
+        log.info("%s: wiped %d verified file(s), kept %d", device_id, len(report.deleted),
+                 len(report.kept))
+    for kept_path, reason in report.kept:
+        log.info("%s: kept %s on the device: %s", device_id, kept_path, reason)
     return report
 
 

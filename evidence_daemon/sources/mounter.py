@@ -246,12 +246,8 @@ class Mounter:
         try:
             result = self._run(argv, capture_output=True, text=True, check=False,
                                stdin=subprocess.DEVNULL, timeout=self._timeout_s)
-        except FileNotFoundError as exc:
-            raise DeviceError(f"{what}: {argv[0]} not found (is its package installed?)") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise DeviceError(f"{what}: {argv[0]} did not finish in {self._timeout_s:g} s") from exc
-        except OSError as exc:
-            raise DeviceError(f"{what}: cannot run {argv[0]}: {exc.strerror}") from exc
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DeviceError(f"{what}: {cannot_run(argv[0], exc, self._timeout_s)}") from exc
         if result.returncode != 0:
             detail = (result.stderr or result.stdout or "").strip() or "no message"
             raise DeviceError(f"{what} failed (exit {result.returncode}): {detail}")
@@ -262,6 +258,15 @@ class Mounter:
                                                                   errors="surrogateescape"))
         except OSError as exc:
             raise DeviceError(f"cannot read {self._mountinfo_path}: {exc.strerror}") from exc
+
+
+def cannot_run(program: str, exc: OSError | subprocess.TimeoutExpired, timeout_s: float) -> str:
+    """Why a mount helper did not run to its end, said shortly. Pure."""
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"{program} did not finish in {timeout_s:g} s"
+    if isinstance(exc, FileNotFoundError):
+        return f"{program} not found (is its package installed?)"
+    return f"cannot run {program}: {exc.strerror}"
 
 
 def _unescape(field: str) -> str:

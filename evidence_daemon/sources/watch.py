@@ -1,9 +1,11 @@
-"""Watched inbox folders (watchdog/inotify): files that arrive are handed to ingest once ready.
+"""Watched inbox folders (watchdog/inotify): files that arrive are reported once ready.
 
 Fixed recorders (interrogation rooms) and terminals that sync over Wi-Fi drop their files into
 configured inbox folders. ``WatchFolders`` reports, per folder, the batch of relative paths that
-became *ready*; the daemon ingests exactly those (``Ingestor.ingest(origin(watch), paths=...)``)
-and then calls ``finish`` for each, which keeps, moves to ``done/`` or removes the file.
+became *ready* (``on_ready(watch, paths)``, the dock manager's ``inbox_ready``). This module
+knows nothing of ingest or of what happens to a file afterwards: the dock manager ingests the
+batch and its release policy (``dock/inbox.py``, ``dock/release.py``) keeps, moves to ``done/``
+or removes each file.
 
 When is a file ready? A writer must have let go of it, and it must have stayed put:
 
@@ -21,21 +23,14 @@ Each path is reported once until it changes again. Junk (``ingest.skip``), the t
 sync tools, directories, symbolic links, special files and everything under the folder's
 ``done/`` area are never reported.
 
-``finish`` never removes or moves a file unless the state database says its archived copy was
-verified *and* the file still has the recorded size and mtime *and* a fresh SHA-256 of it equals
-the archived one. Anything else leaves the file where it is, with the reason. It works through
-directory file descriptors opened with ``O_NOFOLLOW``, so a symbolic link planted in the inbox
-or in ``done/`` cannot redirect a move or a deletion out of the folder.
-
-This module never writes into a file and never deletes one whose archived copy is unproven.
+This module never writes into, moves or deletes a file in an inbox; it only reads names and
+stats (``done/`` is the release policy's area, never reported).
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import fnmatch
-import hashlib
 import logging
 import os
 import re
@@ -44,7 +39,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from watchdog.events import (
     DirDeletedEvent,
@@ -63,10 +57,7 @@ from watchdog.observers.api import BaseObserver
 
 from ..config import DEFAULT_SKIP, WatchConfig
 from ..errors import ConfigError, DeviceError
-from ..ingest.pipeline import Origin
 from ..ingest.scanner import display_path, is_junk
-from ..state import transitions as st
-from ..state.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -140,28 +131,24 @@ class Readiness:
         self._reported: dict[bytes, Signature] = {}
 
     def written(self, path: bytes, now: float) -> None:
-        entry = self._pending.get(path)
-        if entry is None:
-            self._pending[path] = _Pending(closed=False, event_at=now)
-        else:
-            entry.closed = False
-            entry.event_at = now
+        self._activity(path, now, closed=False)
 
     def touched(self, path: bytes, now: float) -> None:
         # rsync --inplace and cp -p set the mtime after closing: activity, not a new write.
-        entry = self._pending.get(path)
-        if entry is None:
-            self._pending[path] = _Pending(closed=False, event_at=now)
-        else:
-            entry.event_at = now
+        self._activity(path, now, closed=None)
 
     def closed(self, path: bytes, now: float) -> None:
+        self._activity(path, now, closed=True)
+
+    def _activity(self, path: bytes, now: float, *, closed: bool | None) -> None:
+        """An event about ``path``: ``closed`` is what it says of the writer (None: nothing)."""
         entry = self._pending.get(path)
         if entry is None:
-            self._pending[path] = _Pending(closed=True, event_at=now)
-        else:
-            entry.closed = True
-            entry.event_at = now
+            self._pending[path] = _Pending(closed=bool(closed), event_at=now)
+            return
+        if closed is not None:
+            entry.closed = closed
+        entry.event_at = now
 
     def gone(self, path: bytes) -> None:
         self._pending.pop(path, None)
@@ -231,11 +218,6 @@ def default_observer() -> BaseObserver:
     except ImportError:  # not Linux
         return Observer()
     return InotifyObserver(generate_full_events=True)
-
-
-def origin(watch: WatchConfig) -> Origin:
-    """The ingest origin of a watch folder. ``finish`` finds sources rows by this root."""
-    return Origin(watch.path, device_id=watch.device_id or None, officer_id=watch.officer_id or None)
 
 
 class _FolderHandler(FileSystemEventHandler):
@@ -468,248 +450,3 @@ def _walk(root: bytes, skip: Sequence[str]) -> Iterator[tuple[bytes, Signature]]
                     yield relative, (info.st_size, info.st_mtime_ns)
             except OSError:
                 continue  # vanished while listed: its delete event says so
-
-
-# -- after archival ----------------------------------------------------------------------------
-
-AFTER_CHOICES = ("keep", "move", "remove")
-_ARCHIVED_STATES = frozenset({st.ARCHIVED, st.DUPLICATE})
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """One ``sources`` row for a file's root and path, with its recording's archival time."""
-
-    state: str
-    size_bytes: int | None
-    mtime_ns: int | None
-    sha256: str | None
-    archived_at: str | None
-
-
-@dataclass(frozen=True)
-class AfterAction:
-    """What to do with an inbox file now. ``verify``: everything but the content checks out,
-    re-read the file and ask again with its SHA-256."""
-
-    action: Literal["keep", "move", "remove", "verify", "leave"]
-    reason: str = ""
-
-
-def after_action(
-    after: str,
-    records: Sequence[SourceRecord],
-    current: Signature | None,
-    fresh_sha256: str | None = None,
-) -> AfterAction:
-    """Decide what ``finish`` does with one inbox file. Pure.
-
-    ``records``: the sources rows for the file's root and path (a file changed and ingested
-    again has several); ``current``: its (size, mtime_ns) now, None when gone or not a regular
-    file; ``fresh_sha256``: the file re-read just now, None when not read yet.
-    """
-    if after not in AFTER_CHOICES:
-        return AfterAction("leave", f"unknown after-archival action {after!r}")
-    if after == "keep":
-        return AfterAction("keep")
-    if current is None:
-        return AfterAction("leave", "the file is gone or is not a regular file")
-    if not records:
-        return AfterAction("leave", "no record of this file being ingested")
-    same = [r for r in records if (r.size_bytes, r.mtime_ns) == current]
-    if not same:
-        return AfterAction("leave", "the file changed since it was ingested (size or mtime "
-                                    "differ); it will be ingested again")
-    archived = [r for r in same if r.state in _ARCHIVED_STATES and r.sha256]
-    if not archived:
-        state = same[0].state
-        return AfterAction("leave", f"not archived yet (state {state})")
-    record = archived[0]
-    if record.archived_at is None:
-        return AfterAction("leave", "its recording is not verified in the archive yet")
-    if fresh_sha256 is None:
-        return AfterAction("verify")
-    if fresh_sha256 != record.sha256:
-        return AfterAction("leave", "its content differs from the archived copy (SHA-256 "
-                                    f"{fresh_sha256[:12]} now, {str(record.sha256)[:12]} archived)")
-    return AfterAction("move" if after == "move" else "remove")
-
-
-def done_name(name: bytes, attempt: int) -> bytes:
-    """``clip.mp4``, then ``clip.1.mp4``, ``clip.2.mp4``…: a name in done/ is never reused."""
-    if attempt == 0:
-        return name
-    stem, extension = os.path.splitext(name)
-    return stem + b"." + str(attempt).encode() + extension
-
-
-def finish(watch: WatchConfig, relative: bytes, database: Database) -> str:
-    """Apply ``watch.after`` to one ingested inbox file: "kept", "moved", "removed", or
-    "left: <reason>" when its archived copy is not proven to equal the file as it is now."""
-    if watch.after == "keep":
-        return "kept"
-    if not is_candidate(relative, ()):
-        return f"left: {display_path(relative)!r} is not a path inside the folder"
-    parts = relative.split(b"/")
-    records = _records(watch, relative, database)
-    try:
-        root_fd = os.open(watch.path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        return f"left: cannot open the folder {watch.path}: {exc.strerror}"
-    try:
-        try:
-            dir_fd = _open_dirs(root_fd, parts[:-1], create=False)
-        except OSError as exc:
-            return f"left: cannot open its directory: {exc.strerror}"
-        try:
-            return _finish_in(watch, root_fd, dir_fd, parts, records)
-        finally:
-            os.close(dir_fd)
-    finally:
-        os.close(root_fd)
-
-
-def _records(watch: WatchConfig, relative: bytes, database: Database) -> list[SourceRecord]:
-    try:
-        relative.decode("utf-8")
-        b64: str | None = None
-    except UnicodeDecodeError:
-        b64 = base64.b64encode(relative).decode("ascii")
-    rows = database.query(
-        "SELECT s.state, s.size_bytes, s.mtime_ns, s.sha256, r.archived_at FROM sources s"
-        " LEFT JOIN recordings r ON r.sha256 = s.sha256"
-        " WHERE s.root = ? AND s.rel_path = ? AND s.rel_path_b64 IS ? ORDER BY s.id DESC",
-        (str(watch.path), display_path(relative), b64),
-    )
-    return [SourceRecord(row["state"], row["size_bytes"], row["mtime_ns"], row["sha256"],
-                         row["archived_at"]) for row in rows]
-
-
-def _finish_in(watch: WatchConfig, root_fd: int, dir_fd: int, parts: list[bytes],
-               records: list[SourceRecord]) -> str:
-    name = parts[-1]
-    current = _lstat_signature(name, dir_fd)
-    decision = after_action(watch.after, records, current)
-    if decision.action != "verify":
-        return f"left: {decision.reason}"
-    try:
-        fresh_sha256, opened = _hash_file(name, dir_fd)
-    except OSError as exc:
-        return f"left: cannot re-read it: {exc.strerror}"
-    if (opened.st_size, opened.st_mtime_ns) != current:
-        return "left: it changed while being verified"
-    decision = after_action(watch.after, records, current, fresh_sha256)
-    if decision.action not in ("move", "remove"):
-        return f"left: {decision.reason}"
-    try:
-        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError as exc:
-        return f"left: {exc.strerror}"
-    if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != (
-        opened.st_dev, opened.st_ino, opened.st_size, opened.st_mtime_ns
-    ):
-        return "left: it was replaced while being verified"
-    try:
-        if decision.action == "remove":
-            os.unlink(name, dir_fd=dir_fd)
-            _fsync_dir(dir_fd)
-            log.info("watch folder %s: removed %s (archived copy verified)", watch.path,
-                     display_path(b"/".join(parts)))
-            return "removed"
-        destination = _move_to_done(root_fd, dir_fd, parts, opened)
-    except OSError as exc:
-        return f"left: cannot {decision.action} it: {exc.strerror or exc}"
-    log.info("watch folder %s: moved %s to %s (archived copy verified)", watch.path,
-             display_path(b"/".join(parts)), display_path(destination))
-    return "moved"
-
-
-def _lstat_signature(name: bytes, dir_fd: int) -> Signature | None:
-    try:
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return None
-    return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
-
-
-def _hash_file(name: bytes, dir_fd: int) -> tuple[str, os.stat_result]:
-    """SHA-256 of the file, and its fstat — checked unchanged from before to after the read."""
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        digest = hashlib.sha256()
-        while chunk := os.read(fd, 1 << 20):
-            digest.update(chunk)
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-        raise OSError(errno.EAGAIN, "it changed while being read")
-    return digest.hexdigest(), after
-
-
-def _open_dirs(root_fd: int, parts: Sequence[bytes], *, create: bool) -> int:
-    """A descriptor of root/parts..., refusing symbolic links on the way."""
-    fd = os.dup(root_fd)
-    try:
-        for part in parts:
-            if create:
-                try:
-                    os.mkdir(part, dir_fd=fd)
-                except FileExistsError:
-                    pass
-            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _move_to_done(root_fd: int, dir_fd: int, parts: list[bytes], opened: os.stat_result) -> bytes:
-    """Hard-link the file into done/<path> under a free name, then unlink it from the inbox:
-    a name in done/ is never overwritten, and a crash between the two leaves both names."""
-    name = parts[-1]
-    done_fd = _open_dirs(root_fd, [DONE_DIR, *parts[:-1]], create=True)
-    try:
-        attempt = 0
-        while True:
-            candidate = done_name(name, attempt)
-            try:
-                os.link(name, candidate, src_dir_fd=dir_fd, dst_dir_fd=done_fd,
-                        follow_symlinks=False)
-                break
-            except FileExistsError:
-                existing = os.stat(candidate, dir_fd=done_fd, follow_symlinks=False)
-                if (existing.st_dev, existing.st_ino) == (opened.st_dev, opened.st_ino):
-                    break  # linked by an earlier finish that stopped before the unlink
-                attempt += 1
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                    raise
-                # No hard links here (some FUSE and network filesystems): rename, after making
-                # sure the name is free — only this daemon writes into done/.
-                try:
-                    os.stat(candidate, dir_fd=done_fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    os.rename(name, candidate, src_dir_fd=dir_fd, dst_dir_fd=done_fd)
-                    _fsync_dir(done_fd)
-                    _fsync_dir(dir_fd)
-                    return b"/".join([DONE_DIR, *parts[:-1], candidate])
-                attempt += 1
-        _fsync_dir(done_fd)
-        os.unlink(name, dir_fd=dir_fd)
-        _fsync_dir(dir_fd)
-        return b"/".join([DONE_DIR, *parts[:-1], candidate])
-    finally:
-        os.close(done_fd)
-
-
-def _fsync_dir(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems refuse fsync on directories; the move stands
-        log.warning("watch folder: cannot fsync a directory: %s", exc.strerror)
