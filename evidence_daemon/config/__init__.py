@@ -166,7 +166,7 @@ def _explain(error: ErrorDetails) -> str:
         bound = next(context[name] for name in ("ge", "gt", "le", "lt") if name in context)
         rule = _BOUNDS[kind].format(int(bound) if float(bound).is_integer() else bound)
         rule = _PLAIN.get(rule, rule)
-    elif kind == "literal_error":
+    elif kind in ("literal_error", "enum"):
         rule = f"must be {context['expected']}"
     else:
         expected = next((words for name, words in _KINDS.items() if kind.startswith(name)), None)
