@@ -1,9 +1,23 @@
-"""The ``evidence-daemon`` command line. Its command names, flags and JSON are a contract.
+"""The ``evidence-daemon`` command line. Its command names, flags, JSON and exit codes are a
+contract (README's command table).
 
 ``main()`` is the only place that turns an ``EvidenceError`` into a message and an exit code.
+Commands follow one rule for how they end, so a reader knows where every exit code comes from:
+
+- a command that cannot do its job **raises** an ``EvidenceError`` (``errors.py``); ``main()``
+  prints its message and exits with its ``exit_code``. Commands never print "error:" and
+  return a code for a failure that stops them, and never catch an error only to return its code;
+- a command that ran to its end **returns** an ``ExitCode`` member (``exit_codes.py``), never a
+  bare number: ``ExitCode.OK``, or, when its own report (already printed) says that something
+  is not done, the member that names it: ``NOT_ARCHIVED`` / ``ARCHIVE_UNREACHABLE`` for an
+  ingest whose files wait in the spool or on the source, ``ARCHIVE_UNREACHABLE`` for a device
+  assignment whose ledger event waits in the outbox, ``PROBLEMS_FOUND`` for a ``verify`` that
+  found any. These are verdicts over many files, printed in full, not one error message.
+
 The commands live beside it, one module per area: ``ingest`` (ingest), ``status`` (status,
 recordings), ``custody`` (verify, checkpoint), ``devices``, ``proxies``, ``run`` (the daemon),
-``report``; the API node's commands are in ``api/cli.py``.
+``report``; the API node's commands are in ``api/cli.py``. Nothing here may delete or change
+evidence: the commands call the station, the ledger and the archive, which own that.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from ..errors import ConfigError, EvidenceError
 from ..terminal import safe
 from .custody import cmd_checkpoint, cmd_verify
 from .devices import cmd_devices
+from .exit_codes import ExitCode
 from .ingest import cmd_ingest
 from .proxies import cmd_proxies
 from .report import cmd_report
@@ -107,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> ExitCode:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
@@ -120,14 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "checkpoint": cmd_checkpoint,
                    "status": cmd_status, "devices": cmd_devices, "run": cmd_run,
                    "proxies": cmd_proxies, "report": cmd_report, **API_HANDLERS}[args.command]
-        return handler(config, args)
+        return ExitCode(handler(config, args))
     except EvidenceError as exc:
         print(f"evidence-daemon: error: {safe(exc.message)}", file=sys.stderr)
-        return exc.exit_code
+        return ExitCode(exc.exit_code)
     except KeyboardInterrupt:
         print("evidence-daemon: interrupted; finished work is kept, the rest resumes next run",
               file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:

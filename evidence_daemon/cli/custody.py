@@ -19,9 +19,10 @@ from ..state.db import Database
 from ..station import build_store
 from ..terminal import safe
 from .common import _operator
+from .exit_codes import ExitCode
 
 
-def cmd_verify(config: Config, args: argparse.Namespace) -> int:
+def cmd_verify(config: Config, args: argparse.Namespace) -> ExitCode:
     """Exit 0 when everything checked holds (without trust anchors that means consistent,
     and the output says so), 7 when anything does not."""
     if args.all and args.ids:
@@ -64,7 +65,7 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     scope = "" if report.trust_checked else " (consistency only)"
     print(f"verified {report.recordings_checked} recording(s) and {report.entries_checked} ledger "
           f"entries from {len(report.writers)} writer(s) in {store.location}{scope}: {verdict}")
-    return 0 if report.ok else 7
+    return ExitCode.OK if report.ok else ExitCode.PROBLEMS_FOUND
 
 
 def _station_head_problems(config: Config, report: VerifyReport) -> list[Problem]:
@@ -88,7 +89,7 @@ def _station_head_problems(config: Config, report: VerifyReport) -> list[Problem
 
 # -- checkpoint ---------------------------------------------------------------------------
 
-def cmd_checkpoint(config: Config, args: argparse.Namespace) -> int:
+def cmd_checkpoint(config: Config, args: argparse.Namespace) -> ExitCode:
     """Print (and with --out save) the latest checkpoint of every writer; signed with this
     machine's writer key when it has one it may read."""
     store = build_store(config)
@@ -129,4 +130,4 @@ def cmd_checkpoint(config: Config, args: argparse.Namespace) -> int:
         print(f"saved {len(saved.checkpoints)} checkpoint(s) to {args.out} ({signed}). Keep it "
               "away from the archive; `evidence-daemon verify --checkpoint "
               f"{args.out}` later shows any entry removed or rewritten up to here.")
-    return 0
+    return ExitCode.OK

@@ -13,16 +13,17 @@ from ..config import Config
 from ..errors import StorageError
 from ..station import open_station
 from .common import _operator, _parse_time
+from .exit_codes import ExitCode
 
 
-def cmd_devices(config: Config, args: argparse.Namespace) -> int:
+def cmd_devices(config: Config, args: argparse.Namespace) -> ExitCode:
     zone = ZoneInfo(config.station.timezone)
     station = open_station(config, connect_archive=False)
     try:
         registry = station.devices()
         if args.devices_action == "list":
             _print_devices(registry.list(), registry.pending_events(), args.json, sys.stdout)
-            return 0
+            return ExitCode.OK
         valid_from = (_parse_time(args.valid_from, "--from", zone) if args.valid_from is not None
                       else station.clock())
         valid_to = _parse_time(args.valid_to, "--to", zone) if args.valid_to is not None else None
@@ -48,8 +49,8 @@ def cmd_devices(config: Config, args: argparse.Namespace) -> int:
               f"event(s) are not yet in the custody ledger: {archive_error or 'see the log'}\n"
               "They are appended at the next dock or devices assign once the archive is reachable.",
               file=sys.stderr)
-        return 6
-    return 0
+        return ExitCode.ARCHIVE_UNREACHABLE
+    return ExitCode.OK
 
 
 def _print_devices(devices: list[dict[str, Any]], waiting: int, as_json: bool, out: TextIO) -> None:

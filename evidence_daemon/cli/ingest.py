@@ -25,6 +25,7 @@ from ..ingest.pipeline import (
 from ..state import transitions as st
 from ..station import IngestLock, open_station
 from ..terminal import safe
+from .exit_codes import ExitCode
 
 log = logging.getLogger("evidence_daemon")
 
@@ -63,7 +64,7 @@ class Progress:
         self.stream.flush()
 
 
-def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
+def cmd_ingest(config: Config, args: argparse.Namespace) -> ExitCode:
     started = time.monotonic()
     station = open_station(config, connect_archive=False)
     try:
@@ -90,7 +91,7 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     return _ingest_exit(summary, sys.stderr)
 
 
-def _ingest_exit(summary: Summary, err: TextIO) -> int:
+def _ingest_exit(summary: Summary, err: TextIO) -> ExitCode:
     """The exit code of an ingest run: 0 only when every file found is archived (or was)."""
     if summary.archive_error:
         err.write(
@@ -98,7 +99,7 @@ def _ingest_exit(summary: Summary, err: TextIO) -> int:
             f"archived: {safe(summary.archive_error)}\nRun the same command again once the "
             "archive is reachable; nothing will be copied twice.\n"
         )
-        return 6
+        return ExitCode.ARCHIVE_UNREACHABLE
     if summary.not_archived:
         err.write(f"evidence-daemon: error: {summary.not_archived} file(s) are not archived; "
                   "each is listed above with its reason. Nothing was lost: they are still on the "
@@ -106,8 +107,8 @@ def _ingest_exit(summary: Summary, err: TextIO) -> int:
         if summary.spool_error:
             err.write(f"evidence-daemon: the spool is full: {safe(summary.spool_error)}\n"
                       "Free space in ingest.spool_dir (or give it a larger disk) and run again.\n")
-        return 5
-    return 0
+        return ExitCode.NOT_ARCHIVED
+    return ExitCode.OK
 
 
 _LABELS = {

@@ -8,9 +8,10 @@ import json
 from ..config import Config
 from ..media.proxy import ProxyQueue, ProxyWorker
 from ..station import open_station
+from .exit_codes import ExitCode
 
 
-def cmd_proxies(config: Config, args: argparse.Namespace) -> int:
+def cmd_proxies(config: Config, args: argparse.Namespace) -> ExitCode:
     station = open_station(config, connect_archive=args.run)
     try:
         queue = ProxyQueue(station.database, station.clock)
@@ -27,7 +28,7 @@ def cmd_proxies(config: Config, args: argparse.Namespace) -> int:
     report["ran"] = ran
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
-        return 0
+        return ExitCode.OK
     if args.retry_failed:
         print(f"requeued {requeued} failed proxy job(s)")
     if ran is not None:
@@ -38,4 +39,4 @@ def cmd_proxies(config: Config, args: argparse.Namespace) -> int:
         retry = f", next try {problem['next_attempt_at']}" if problem["next_attempt_at"] else ""
         print(f"  {problem['sha256'][:12]}  {problem['state']} after {problem['attempts']} "
               f"attempt(s){retry}: {problem['reason']}")
-    return 0
+    return ExitCode.OK

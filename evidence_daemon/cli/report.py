@@ -12,6 +12,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..station import open_station
 from .common import _parse_time
+from .exit_codes import ExitCode
 
 
 REPORT_COLUMNS = ("group", "total", "on_time", "late", "overdue", "pending", "at_risk",
@@ -29,7 +30,7 @@ def _period_bound(text: str, option: str, zone: ZoneInfo, *, end: bool) -> datet
     return moment
 
 
-def cmd_report(config: Config, args: argparse.Namespace) -> int:
+def cmd_report(config: Config, args: argparse.Namespace) -> ExitCode:
     import csv
 
     from ..compliance.report import compliance_report
@@ -62,7 +63,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
         print(f"24-hour compliance by {args.by}, {start.isoformat()} to {end.isoformat()}")
         if not groups:
             print("no recordings in this period")
-            return 0
+            return ExitCode.OK
         print(f"{args.by.upper():20} {'TOTAL':>6} {'ON TIME':>8} {'LATE':>6} {'OVERDUE':>8} "
               f"{'PENDING':>8} {'AT RISK':>8} {'LATE H MEDIAN':>14} {'LATE H MAX':>11} "
               f"{'BAD CLOCK':>10}")
@@ -79,4 +80,4 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
             print("BAD CLOCK: recordings whose recorder clock was not believed (flag "
                   "time_implausible), counted in no other column; \"late\" there means more than "
                   f"{config.compliance.deadline_hours:g} h after the station first saw them.")
-    return 0
+    return ExitCode.OK

@@ -8,9 +8,10 @@ import threading
 from ..config import Config
 from ..media.proxy import ProxyWorker
 from ..station import Station, open_station
+from .exit_codes import ExitCode
 
 
-def cmd_run(config: Config, args: argparse.Namespace) -> int:
+def cmd_run(config: Config, args: argparse.Namespace) -> ExitCode:
     # Imported here: only the daemon needs udev, watchdog and systemd notification.
     from ..daemon import Source, run_daemon
     from ..dock.manager import DockManager
@@ -40,7 +41,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         config, station.database, clock=station.clock, ledger=station.ledger,
         forecast=lambda: station.forecast(station.upload_meter.rate_bytes_per_s()))
     try:
-        return run_daemon(config, station, build_sources=build_sources, build_manager=build_manager,
-                          metrics=metrics)
+        return ExitCode(run_daemon(config, station, build_sources=build_sources,
+                                   build_manager=build_manager, metrics=metrics))
     finally:
         station.close()

@@ -15,9 +15,10 @@ from ..config import Config
 from ..state import transitions as st
 from ..station import open_station
 from ..terminal import safe
+from .exit_codes import ExitCode
 
 
-def cmd_recordings(config: Config, args: argparse.Namespace) -> int:
+def cmd_recordings(config: Config, args: argparse.Namespace) -> ExitCode:
     station = open_station(config, connect_archive=False)
     try:
         recordings = station.recordings()
@@ -26,10 +27,10 @@ def cmd_recordings(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         json.dump(recordings, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
-        return 0
+        return ExitCode.OK
     if not recordings:
         print("no recordings yet")
-        return 0
+        return ExitCode.OK
     print(f"{'ID':12}  {'SIZE':>10}  {'DEVICE':10}  {'OFFICER':8}  {'RECORDED END (local)':25}  "
           f"{'COMPLIANCE':10}  FLAGS / FIRST SOURCE")
     for recording in recordings:
@@ -40,10 +41,10 @@ def cmd_recordings(config: Config, args: argparse.Namespace) -> int:
               f"{safe(recording['device_id'] or '-')[:10]:10}  "
               f"{safe(recording['officer_id'] or '-')[:8]:8}  "
               f"{end[:25]:25}  {recording['compliance']:10}  {flags + ' ' if flags else ''}{safe(source)}")
-    return 0
+    return ExitCode.OK
 
 
-def cmd_status(config: Config, args: argparse.Namespace) -> int:
+def cmd_status(config: Config, args: argparse.Namespace) -> ExitCode:
     from ..daemon import read_status
 
     daemon_status = read_status(config.dock.runtime_dir)
@@ -75,7 +76,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return ExitCode.OK
     if daemon_status is None:
         print("daemon not running")
     else:
@@ -94,7 +95,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     print(f"overdue {report['overdue']}")
     for line in _describe_backlog(report["backlog"]):
         print(line)
-    return 0
+    return ExitCode.OK
 
 
 def _backlog_report(outlook: Forecast, cap_mbps: float) -> dict[str, Any]:
