@@ -6,7 +6,8 @@ import argparse
 import json
 
 from ..config import Config
-from ..media.proxy import ProxyQueue, ProxyWorker
+from ..media.jobs import ProxyQueue, ProxyState
+from ..media.proxy import ProxyWorker
 from ..station import open_station
 from .exit_codes import ExitCode
 
@@ -16,7 +17,7 @@ def cmd_proxies(config: Config, args: argparse.Namespace) -> ExitCode:
     try:
         queue = ProxyQueue(station.database, station.clock)
         requeued = queue.retry_failed() if args.retry_failed else 0
-        ran: dict[str, int] | None = None
+        ran: dict[ProxyState, int] | None = None
         if args.run:
             ran = ProxyWorker.from_station(station).run_pending()
         else:
