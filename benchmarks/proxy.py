@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from evidence_daemon.config import load_config  # noqa: E402
+from evidence_daemon.media import jobs, transcode  # noqa: E402
 from evidence_daemon.media import proxy as px  # noqa: E402
 from evidence_daemon.station import open_station  # noqa: E402
 
@@ -96,7 +97,7 @@ def proxy_case(base: Path, clip_dir: Path, round_number: int) -> tuple[float, fl
     settings = load_config(new_station(base, f"plain{round_number}")).media
     out = base / f"plain{round_number}.mp4"
     started = time.monotonic()
-    subprocess.run(["ffmpeg", *px.fill(px.proxy_arguments("video", settings), clip, out)],
+    subprocess.run(["ffmpeg", *transcode.fill(transcode.proxy_arguments("video", settings), clip, out)],
                    check=True)
     plain_s = time.monotonic() - started
 
@@ -124,7 +125,7 @@ def batch_case(base: Path, batch_dir: Path, round_number: int) -> tuple[float, f
         started = time.monotonic()
         try:
             on_s, on_exit_s = ingest(config_path, batch_dir)
-            queue = px.ProxyQueue(station.database)
+            queue = jobs.ProxyQueue(station.database)
             while queue.report()["counts"]["done"] < len(list(batch_dir.iterdir())):
                 time.sleep(0.2)
             all_proxies_s = time.monotonic() - started

@@ -129,7 +129,7 @@ def test_a_dock_keeps_the_apparent_clock_offset_of_its_newest_file(
     (-71 * 3600, "-71.0 h"), (-46 * 365.25 * 86400, "-16,802 d"),
 ])
 def test_clock_offsets_are_shown_in_a_unit_people_read(seconds: float | None, shown: str) -> None:
-    from evidence_daemon.cli import _offset
+    from evidence_daemon.cli.devices import _offset
 
     assert _offset(seconds) == shown
 

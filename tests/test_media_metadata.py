@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evidence_daemon.config import MediaConfig
-from evidence_daemon.media import proxy as px
+from evidence_daemon.media import transcode
 from evidence_daemon.media.probe import probe_file
 from .footage import ffmpeg_available, run_ffmpeg
 
@@ -45,7 +45,7 @@ def test_quicktime_mov_location_make_model_survive_into_the_proxy(tmp_path: Path
     assert (tags["com.apple.quicktime.make"], tags["com.apple.quicktime.model"]) == ("Apple", "iPhone 15")
 
     proxy = tmp_path / "proxy.mp4"
-    px.FfmpegRunner(niceness=0).run(
-        px.fill(px.proxy_arguments("video", MediaConfig()), path, proxy), 60)
+    transcode.FfmpegRunner(niceness=0).run(
+        transcode.fill(transcode.proxy_arguments("video", MediaConfig()), path, proxy), 60)
     # -map_metadata 0: the viewing copy still says when it was recorded
     assert probe_file(proxy)["creation_time"] == "2026-11-25T00:30:00+00:00"

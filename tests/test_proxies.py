@@ -21,6 +21,7 @@ from evidence_daemon.archive import keys
 from evidence_daemon.cli import main
 from evidence_daemon.config import MediaConfig, load_config
 from evidence_daemon.errors import StateError
+from evidence_daemon.media import jobs, transcode
 from evidence_daemon.media import proxy as px
 from evidence_daemon.media.probe import probe_file
 from evidence_daemon.station import open_station
@@ -62,7 +63,7 @@ def media(format_name: str, *codec_types: str, duration_s: float | None = 2.0) -
     ],
 )
 def test_proxy_kind(summary: dict[str, Any] | None, expected: str | None) -> None:
-    assert px.proxy_kind(summary) == expected
+    assert jobs.proxy_kind(summary) == expected
 
 
 @pytest.mark.parametrize(
@@ -78,12 +79,12 @@ def test_proxy_kind(summary: dict[str, Any] | None, expected: str | None) -> Non
 )
 def test_initial_job(summary: dict[str, Any] | None, reasons: dict[str, str],
                      expected: tuple[str, str | None, str | None]) -> None:
-    assert px.initial_job(summary, reasons) == expected
+    assert jobs.initial_job(summary, reasons) == expected
 
 
 @pytest.mark.parametrize(("attempts", "expected_s"), [(1, 60), (2, 120), (3, 240), (7, 3600), (30, 3600)])
 def test_backoff_doubles_up_to_a_cap(attempts: int, expected_s: float) -> None:
-    assert px.backoff_s(attempts) == expected_s
+    assert jobs.backoff_s(attempts) == expected_s
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def test_backoff_doubles_up_to_a_cap(attempts: int, expected_s: float) -> None:
     ],
 )
 def test_failure_classification(returncode: int, reason: str, is_input: bool) -> None:
-    assert px.is_input_failure(returncode, reason) is is_input
+    assert transcode.is_input_failure(returncode, reason) is is_input
 
 
 @pytest.mark.parametrize(
@@ -110,21 +111,21 @@ def test_failure_classification(returncode: int, reason: str, is_input: bool) ->
     ],
 )
 def test_priority_prefix(niceness: int, installed: set[str], expected: list[str]) -> None:
-    assert px.priority_prefix(niceness, lambda name: name if name in installed else None) == expected
+    assert transcode.priority_prefix(niceness, lambda name: name if name in installed else None) == expected
 
 
 def test_arguments_are_recreatable_and_capped() -> None:
     settings = MediaConfig(proxy_max_width=1280, proxy_max_height=720, proxy_video_kbps=1500)
-    video = px.proxy_arguments("video", settings)
-    assert video.count(px.INPUT_PLACEHOLDER) == 1 and video[-1] == px.OUTPUT_PLACEHOLDER
+    video = transcode.proxy_arguments("video", settings)
+    assert video.count(transcode.INPUT_PLACEHOLDER) == 1 and video[-1] == transcode.OUTPUT_PLACEHOLDER
     assert {"libx264", "aac", "+faststart", "1500k"} <= set(video)
     assert any("min(1280,iw)" in arg and "min(720,ih)" in arg for arg in video)
-    audio = px.proxy_arguments("audio", settings)
+    audio = transcode.proxy_arguments("audio", settings)
     assert "-vn" in audio and "libx264" not in audio
-    filled = px.fill(video, Path("/in"), Path("/out"))
+    filled = transcode.fill(video, Path("/in"), Path("/out"))
     assert "file:/in" in filled and filled[-1] == "file:/out"
     with pytest.raises(ValueError):
-        px.proxy_arguments("none", settings)
+        transcode.proxy_arguments("none", settings)
 
 
 def test_keys() -> None:
@@ -292,13 +293,13 @@ def test_derived_events_describe_what_is_stored(batch: dict[str, Any]) -> None:
     stored = batch["archive"] / details["proxy"]["key"]
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == details["proxy"]["sha256"]
     assert stored.stat().st_size == details["proxy"]["size_bytes"]
-    assert px.INPUT_PLACEHOLDER in details["proxy"]["arguments"]
+    assert transcode.INPUT_PLACEHOLDER in details["proxy"]["arguments"]
     poster = batch["archive"] / details["poster"]["key"]
     assert hashlib.sha256(poster.read_bytes()).hexdigest() == details["poster"]["sha256"]
     # the arguments recreate a proxy of the same kind from the original
     original = next((batch["archive"] / "recordings" / sha256).glob("original*"))
     again = batch["base"] / "again.mp4"
-    px.FfmpegRunner(niceness=0).run(px.fill(details["proxy"]["arguments"], original, again), 60)
+    transcode.FfmpegRunner(niceness=0).run(transcode.fill(details["proxy"]["arguments"], original, again), 60)
     assert probe_file(again)["streams"][0]["codec_name"] == "h264"
     # one event per recording, none for unplayable or skipped ones
     assert batch["ids"]["jpeg"] not in derived and batch["ids"]["truncated-mp4"] not in derived
@@ -359,7 +360,7 @@ def test_verify_names_the_recording_whose_proxy_changed(station_dir: Path) -> No
     assert "poster.jpg: named by a 'derived' event but missing" in output
 
 
-class FailingRunner(px.FfmpegRunner):
+class FailingRunner(transcode.FfmpegRunner):
     def __init__(self, reason: str) -> None:
         super().__init__(niceness=0)
         self.reason = reason
@@ -368,7 +369,7 @@ class FailingRunner(px.FfmpegRunner):
     def run(self, arguments: list[str], timeout_s: float,
             pause_while: Callable[[], bool] | None = None) -> None:
         self.calls += 1
-        raise px.ProxyEnvironmentError(self.reason)
+        raise transcode.ProxyEnvironmentError(self.reason)
 
 
 def test_environment_failures_back_off_then_fail_then_requeue(station_dir: Path) -> None:
@@ -387,7 +388,7 @@ def test_environment_failures_back_off_then_fail_then_requeue(station_dir: Path)
         now[0] += timedelta(seconds=121)
         assert worker.run_pending() == {"failed": 1}  # attempt 3 of proxy_retries = 3
         assert runner.calls == 3
-        report = px.ProxyQueue(station.database).report()
+        report = jobs.ProxyQueue(station.database).report()
         assert report["counts"]["failed"] == 1
         assert "No space left" in report["problems"][0]["reason"]
     finally:
@@ -403,11 +404,11 @@ def test_a_job_left_running_by_a_crash_is_redone(station_dir: Path) -> None:
     config = load_config(station_dir / "config.toml")
     station = open_station(config)
     try:
-        queue = px.ProxyQueue(station.database)
+        queue = jobs.ProxyQueue(station.database)
         queue.enqueue_archived()
         job = queue.claim()  # ... and the process dies here
         assert job is not None
-        (config.station.state_dir / "proxy-tmp" / job["sha256"]).mkdir(parents=True)
+        (config.station.state_dir / "proxy-tmp" / job.sha256).mkdir(parents=True)
         worker = px.ProxyWorker.from_station(station)
         assert worker.run_pending() == {"done": 1}
         assert not any((config.station.state_dir / "proxy-tmp").iterdir())
@@ -444,7 +445,7 @@ def test_daemon_worker_makes_proxies_in_the_background(station_dir: Path) -> Non
             with pytest.raises(StateError):
                 other.run_pending()  # one proxy maker per station
             deadline = time.monotonic() + 30
-            while px.ProxyQueue(station.database).report()["counts"]["done"] < 1:
+            while jobs.ProxyQueue(station.database).report()["counts"]["done"] < 1:
                 assert time.monotonic() < deadline, "no proxy within 30 s"
                 time.sleep(0.05)
         finally:
@@ -464,7 +465,7 @@ def test_proxies_wait_while_files_are_being_archived(station_dir: Path) -> None:
             "INSERT INTO sources (source_key, origin, root, rel_path, state, discovered_at,"
             " updated_at) VALUES ('k', 'dir', '/card', 'b.mp4', 'discovered', ?, ?)",
             (now[0].isoformat(), now[0].isoformat()))
-        queue = px.ProxyQueue(station.database, lambda: now[0])
+        queue = jobs.ProxyQueue(station.database, lambda: now[0])
         assert queue.ingest_active()
         worker = px.ProxyWorker.from_station(station)
         assert worker.run_pending() == {}
@@ -474,14 +475,14 @@ def test_proxies_wait_while_files_are_being_archived(station_dir: Path) -> None:
             checks.append(len(checks) < 2)
             return checks[-1]
 
-        runner = px.FfmpegRunner(niceness=0)
+        runner = transcode.FfmpegRunner(niceness=0)
         out = station_dir / "slow.mp4"
         runner.run(["-v", "error", "-y", "-re", "-f", "lavfi", "-i",  # -re: 1.5 s of wall time
                     "testsrc2=size=320x240:rate=10:duration=1.5", "-c:v", "libx264", f"file:{out}"],
                    60, busy_twice)
         assert checks[:3] == [True, True, False]  # stopped, still stopped, continued
         assert probe_file(out)["streams"][0]["codec_name"] == "h264"
-        now[0] += timedelta(seconds=px.INGEST_ACTIVE_WINDOW_S + 1)
+        now[0] += timedelta(seconds=jobs.INGEST_ACTIVE_WINDOW_S + 1)
         assert not queue.ingest_active()
         assert worker.run_pending() == {"done": 1}
     finally:
@@ -496,7 +497,7 @@ def test_proxies_off_means_no_worker(station_dir: Path) -> None:
         worker.start()
         time.sleep(0.1)
         worker.stop()
-        assert px.ProxyQueue(station.database).report()["counts"]["done"] == 0
+        assert jobs.ProxyQueue(station.database).report()["counts"]["done"] == 0
     finally:
         station.close()
 

@@ -334,7 +334,7 @@ def test_every_file_of_a_run_is_counted_once_after_an_outage_and_after_a_lost_da
 def test_a_file_changed_while_read_is_not_archived_and_the_run_says_so(
     tmp_path: Path, change: str, fault_log: FaultLog
 ) -> None:
-    from evidence_daemon.cli import _ingest_exit
+    from evidence_daemon.cli.ingest import _ingest_exit
     from evidence_daemon.ingest.pipeline import Origin
     from evidence_daemon.station import open_station
 

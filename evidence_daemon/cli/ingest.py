@@ -1,0 +1,147 @@
+"""``ingest``: archive every file under a path, wait, print a summary and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..compliance.rules import STATES as COMPLIANCE_STATES
+from ..config import Config
+from ..errors import StorageError
+from ..ingest.pipeline import (
+    ALREADY_ARCHIVED,
+    ALREADY_IN_ARCHIVE,
+    NOT_STARTED,
+    RETRY_LATER,
+    SPOOL_FULL,
+    Origin,
+    Summary,
+)
+from ..state import transitions as st
+from ..station import IngestLock, open_station
+from ..terminal import safe
+from .exit_codes import ExitCode
+
+log = logging.getLogger("evidence_daemon")
+
+
+class Progress:
+    """One self-rewriting status line on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.files = 0
+        self.bytes_done = 0
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+        self.current = ""
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if event == "copying":
+            self.files += 1
+            self.current = info["path"]
+        elif event == "bytes":
+            self.bytes_done += info["count"]
+        elif event == "done":
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            return
+        now = time.monotonic()
+        if now - self.last_draw < 0.2 and event == "bytes":
+            return
+        self.last_draw = now
+        rate = self.bytes_done / max(now - self.started, 1e-6) / 1e6
+        line = f"file {self.files}: {safe(self.current)[-50:]}  {self.bytes_done / 1e6:,.1f} MB  {rate:,.0f} MB/s"
+        self.stream.write("\r\033[K" + line[: 120])
+        self.stream.flush()
+
+
+def cmd_ingest(config: Config, args: argparse.Namespace) -> ExitCode:
+    started = time.monotonic()
+    station = open_station(config, connect_archive=False)
+    try:
+        with IngestLock(config.station.state_dir):
+            archive_error = None
+            try:
+                station.connect()
+            except StorageError as exc:
+                # Still copy everything into the spool, so the device can be released.
+                archive_error = exc.message
+                log.error("archive unreachable; copying to the spool only: %s", exc.message)
+            else:
+                station.remove_leftovers()  # what an interrupted run left half-written
+            summary = station.ingestor(progress=Progress(sys.stderr)).ingest(
+                Origin(args.path, device_id=args.device_id, officer_id=args.officer_id),
+                archive_error=archive_error,
+            )
+            if summary.archive_error is None:
+                station.checkpoint()  # what this run appended, signed as a tree head
+        recordings = station.recordings()
+    finally:
+        station.close()
+    _print_summary(args.path, summary, recordings, time.monotonic() - started, sys.stdout)
+    return _ingest_exit(summary, sys.stderr)
+
+
+def _ingest_exit(summary: Summary, err: TextIO) -> ExitCode:
+    """The exit code of an ingest run: 0 only when every file found is archived (or was)."""
+    if summary.archive_error:
+        err.write(
+            f"evidence-daemon: error: {summary.pending} file(s) are safe in the spool but not yet "
+            f"archived: {safe(summary.archive_error)}\nRun the same command again once the "
+            "archive is reachable; nothing will be copied twice.\n"
+        )
+        return ExitCode.ARCHIVE_UNREACHABLE
+    if summary.not_archived:
+        err.write(f"evidence-daemon: error: {summary.not_archived} file(s) are not archived; "
+                  "each is listed above with its reason. Nothing was lost: they are still on the "
+                  "source (or safe in the spool). Run again once the cause is fixed.\n")
+        if summary.spool_error:
+            err.write(f"evidence-daemon: the spool is full: {safe(summary.spool_error)}\n"
+                      "Free space in ingest.spool_dir (or give it a larger disk) and run again.\n")
+        return ExitCode.NOT_ARCHIVED
+    return ExitCode.OK
+
+
+_LABELS = {
+    st.ARCHIVED: "archived (new recordings)",
+    ALREADY_IN_ARCHIVE: "already in the archive (verified again, nothing stored twice)",
+    st.DUPLICATE: "duplicates of archived content",
+    ALREADY_ARCHIVED: "already archived earlier",
+    st.SKIPPED: "skipped (links, special files)",
+    st.FAILED: "not archived: could not be read, changed while read, or spool copy bad",
+    RETRY_LATER: "not archived: stored copy did not verify",
+    SPOOL_FULL: "not archived: not copied, the spool is full",
+    NOT_STARTED: "not archived: not started (stopping)",
+}
+
+
+def _print_summary(
+    root: Path, summary: Summary, recordings: list[dict[str, Any]], seconds: float, out: TextIO
+) -> None:
+    out.write(f"Ingest of {safe(root)}\n")
+    for key, label in _LABELS.items():
+        if summary.counts.get(key):
+            out.write(f"  {summary.counts[key]:6d}  {label}\n")
+    if summary.waiting_for_archive:
+        out.write(f"  {summary.waiting_for_archive:6d}  waiting in the spool for the archive\n")
+    if not summary.counts and not summary.pending:
+        out.write("  no files found\n")
+    rate = summary.bytes_copied / max(seconds, 1e-6) / 1e6
+    out.write(f"  copied {summary.bytes_copied / 1e6:,.1f} MB in {seconds:.1f} s ({rate:,.1f} MB/s)\n")
+    if summary.problems:
+        out.write("Problems (each is recorded in the custody ledger):\n")
+        for path, reason in summary.problems:
+            out.write(f"  {safe(path)}: {safe(reason)}\n")
+    states = Counter(recording["compliance"] for recording in recordings)
+    out.write("Compliance (all recordings of this station): "
+              + ", ".join(f"{states[name]} {name.replace('_', ' ')}" for name in COMPLIANCE_STATES)
+              + "\n")
