@@ -18,6 +18,8 @@ from typing import Any
 from ..config import Config
 from ..errors import ConfigError, IntegrityError, UsageError
 from .auth import UserRole
+from .incidents_cli import HANDLERS as INCIDENT_HANDLERS
+from .incidents_cli import add_commands as add_incident_commands
 
 log = logging.getLogger("evidence_daemon.api")
 
@@ -61,6 +63,7 @@ def add_commands(commands: Any) -> None:
                                 "checks the RFC 3161 timestamps of checkpoints in the package "
                                 "(default: [timestamp] tsa_cert_file)")
     verify_package.add_argument("--json", action="store_true")
+    add_incident_commands(commands)
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
@@ -180,7 +183,7 @@ def cmd_verify_package(config: Config, args: argparse.Namespace) -> int:
 
 HANDLERS: dict[str, Handler] = {
     "serve": cmd_serve, "reindex": cmd_reindex, "users": cmd_users, "export": cmd_export,
-    "verify-package": cmd_verify_package,
+    "verify-package": cmd_verify_package, **INCIDENT_HANDLERS,
 }
 
 

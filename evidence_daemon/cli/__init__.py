@@ -110,12 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     proxies.add_argument("--run", action="store_true", help="make the due proxies now, then exit")
     proxies.add_argument("--json", action="store_true", help="one JSON object")
     report = commands.add_parser("report", help="24-hour compliance per officer, device or "
-                                 "station over a period")
-    report.add_argument("--from", dest="period_from", required=True, metavar="DATE",
+                                 "station over a period; with --coverage, footage coverage of "
+                                 "dispatched incidents; with --reviews, review completion")
+    report.add_argument("--from", dest="period_from", metavar="DATE",
                         help="start (ISO 8601 date or time; local time in station.timezone)")
-    report.add_argument("--to", dest="period_to", required=True, metavar="DATE",
+    report.add_argument("--to", dest="period_to", metavar="DATE",
                         help="end: a date includes that whole day; a time is exclusive")
-    report.add_argument("--by", choices=("officer", "device", "station"), default="officer")
+    report.add_argument("--by", choices=("officer", "device", "station", "type"),
+                        default="officer", help="type: with --coverage, the incident type")
+    kind = report.add_mutually_exclusive_group()
+    kind.add_argument("--coverage", action="store_true",
+                      help="incidents that ended in the period by footage coverage (API node)")
+    kind.add_argument("--reviews", action="store_true",
+                      help="review samples: items reviewed per supervisor (API node)")
     report.add_argument("--format", dest="output_format", choices=("table", "csv", "json"),
                         default="table")
     add_api_commands(commands)

@@ -9,7 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..station import open_station
 from .common import _parse_time
 from .exit_codes import ExitCode
@@ -35,11 +35,27 @@ def cmd_report(config: Config, args: argparse.Namespace) -> ExitCode:
 
     from ..compliance.report import compliance_report
 
+    if args.reviews:
+        from ..api.incidents_cli import print_reviews
+
+        print_reviews(config, output_format=args.output_format)
+        return ExitCode.OK
+    if args.period_from is None or args.period_to is None:
+        raise UsageError("report needs --from and --to (except with --reviews)")
     zone = ZoneInfo(config.station.timezone)
     start = _period_bound(args.period_from, "--from", zone, end=False)
     end = _period_bound(args.period_to, "--to", zone, end=True)
     if end <= start:
         raise ConfigError("--to must be after --from")
+    if args.coverage:
+        from ..api.incidents_cli import print_coverage
+
+        if args.by == "device":
+            raise UsageError("--coverage groups by officer, station or type")
+        print_coverage(config, by=args.by, start=start, end=end, output_format=args.output_format)
+        return ExitCode.OK
+    if args.by == "type":
+        raise UsageError("--by type goes with --coverage (recordings have no incident type)")
     station = open_station(config, connect_archive=False)
     try:
         recordings = station.recordings()
