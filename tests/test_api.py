@@ -94,6 +94,17 @@ def endpoints(server: ApiServer, client: httpx.Client, role: str) -> list[tuple[
         ("GET", "/api/v1/compliance/report", Action.REPORT, 200, {}),
         ("GET", "/api/v1/audit/accesses", Action.AUDIT, 200, {"params": {"recording": rid}}),
         ("GET", "/api/v1/users", Action.USERS, 200, {}),
+        ("POST", "/api/v1/incidents", Action.INCIDENTS, 201,
+         {"params": {"name": "matrix.csv"}, "content": (
+             "incident_id,officers,start,end\n"
+             f"M-{next(_unique)},A1001,2026-11-25T09:00:00+08:00,2026-11-25T09:00:02+08:00\n"
+         ).encode()}),
+        ("GET", "/api/v1/incidents", Action.REPORT, 200, {}),
+        ("GET", "/api/v1/incidents/coverage", Action.REPORT, 200, {"params": {"by": "type"}}),
+        ("POST", "/api/v1/reviews", Action.REVIEW, 201,
+         {"json": {"from": "2026-11-01T00:00:00+08:00", "to": "2026-11-02T00:00:00+08:00",
+                   "per_officer": 1}}),
+        ("GET", "/api/v1/reviews", Action.REPORT, 200, {}),
     ]
 
 
