@@ -95,5 +95,5 @@ def test_a_review_sample_is_drawn_once_and_each_review_recorded(api_server: ApiS
     not_ended = client.post("/api/v1/reviews", headers=supervisor,
                             json={"from": "2026-11-25T00:00:00+08:00",
                                   "to": "2099-01-01T00:00:00+08:00", "per_officer": 1})
-    assert not_ended.status_code == 400, not_ended.text
+    assert not_ended.status_code == 422, not_ended.text
     assert "can be drawn only after it has ended" in not_ended.text
