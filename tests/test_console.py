@@ -392,6 +392,12 @@ def test_hostile_catalog_text_is_shown_as_text(api_server: Any, open_browser: Op
         "/api/v1/recordings": (200, {"items": [summary], "next_cursor": None}, {}),
         f"/api/v1/recordings/{recording}": (200, detail, {}),
         f"/api/v1/recordings/{recording}/custody": (200, custody, {}),
+        "/api/v1/incidents": (200, {"items": [{
+            "incident_id": "JQ-1", "officers": [HOSTILE], "start": "2026-11-25T01:00:00+00:00",
+            "end": "2026-11-25T01:30:00+00:00", "type": HOSTILE, "place": HOSTILE,
+            "station": "", "coverage": "missing", "fraction": 0, "gaps": [],
+            "recordings": [], "officer_coverage": []}], "counts": {"missing": 1},
+            "next_cursor": None}, {}),
     }))
     driver.find_element(By.ID, "token").send_keys("fake-token")
     driver.find_element(By.ID, "signin-button").click()
@@ -405,6 +411,10 @@ def test_hostile_catalog_text_is_shown_as_text(api_server: Any, open_browser: Op
     assert driver.execute_script("return window.__pwned === undefined")
     assert text(driver, "who-name") == HOSTILE
     assert HOSTILE in driver.find_element(By.ID, "results-body").text
+    wait_for(driver, lambda d: "JQ-1" in d.find_element(By.ID, "incidents-body").text,
+             "the faked incident")
+    incident_row = driver.find_element(By.ID, "incidents-body").text
+    assert HOSTILE in incident_row and "无录像" in incident_row
     assert f"unplayable: {HOSTILE}" in text(driver, "detail-summary")
     row = driver.find_element(By.CSS_SELECTOR, "#custody-body tr")
     assert "unverified" in (row.get_attribute("class") or "")
@@ -416,3 +426,31 @@ def test_hostile_catalog_text_is_shown_as_text(api_server: Any, open_browser: Op
     assert requests and all(r["init"]["headers"]["Authorization"] == "Bearer fake-token"
                             for r in requests)
     assert all("fake-token" not in r["path"] for r in requests)
+
+
+def test_supervisor_sees_incidents_without_footage_in_both_languages(
+        api_server: Any, open_browser: OpenBrowser, tmp_path: Path) -> None:
+    import httpx
+
+    token = api_server.tokens["supervisor"]
+    dispatch = ("incident_id,officers,start,end,type,place\n"
+                "CONSOLE-1,A1002,2026-11-24T08:00:00+08:00,2026-11-24T08:20:00+08:00,纠纷,东街\n")
+    imported = httpx.post(api_server.base_url + "/api/v1/incidents", content=dispatch.encode(),
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert imported.status_code == 201, imported.text
+    driver = open_browser()
+    sign_in(driver, api_server.base_url, token)
+    wait_for(driver, lambda d: visible(d, "incidents")
+             and "CONSOLE-1" in d.find_element(By.ID, "incidents-body").text,
+             "the incidents panel listing the missing incident")
+    row = driver.find_element(By.CSS_SELECTOR, "#incidents-body tr[data-incident='CONSOLE-1']")
+    assert "Missing" in row.text and "纠纷" in row.text and "A1002" in row.text
+    Select(driver.find_element(By.ID, "lang")).select_by_value("zh")
+    assert text(driver, "incidents-heading") == "警情与执法记录"
+    assert "无录像" in driver.find_element(
+        By.CSS_SELECTOR, "#incidents-body tr[data-incident='CONSOLE-1']").text
+    # an officer's console has no incidents panel (their role may not report)
+    officer = open_browser()
+    sign_in(officer, api_server.base_url, api_server.tokens["officer"])
+    wait_for(officer, lambda d: visible(d, "app"), "the officer's console")
+    assert not visible(officer, "incidents")

@@ -122,6 +122,22 @@
       auditRef: "Access recorded as {ref}; link valid until {expires}.",
       videoError: "The viewing copy cannot be played (media error {code}).",
       downloadStarted: "Download of the original started; access recorded as {ref}.",
+      incidents: "Incidents and their footage",
+      incidentsHint: "Dispatched incidents matched to the footage of the officers sent. Pending: the 24-hour window is still open.",
+      coverage: "Coverage",
+      missing: "Missing",
+      partial: "Partial",
+      pending: "Pending",
+      covered: "Covered",
+      colIncident: "Incident",
+      colEnd: "End",
+      colOfficers: "Officers",
+      colType: "Type",
+      colPlace: "Place",
+      colCovered: "Covered",
+      colRecordings: "Recordings",
+      incidentCount: "{n} incidents shown. All: {missing} missing, {partial} partial, {pending} pending, {covered} covered.",
+      noIncidents: "No incidents.",
     },
     zh: {
       title: "执法记录仪证据档案 — 审核控制台",
@@ -224,6 +240,22 @@
       auditRef: "本次访问已记录为 {ref}；链接有效期至 {expires}。",
       videoError: "查看副本无法播放（媒体错误 {code}）。",
       downloadStarted: "原始文件开始下载；本次访问已记录为 {ref}。",
+      incidents: "警情与执法记录",
+      incidentsHint: "接处警记录与出警民警的执法录像逐一比对。待定：24 小时归档期限尚未结束。",
+      coverage: "录像覆盖",
+      missing: "无录像",
+      partial: "部分覆盖",
+      pending: "待定",
+      covered: "已覆盖",
+      colIncident: "警情编号",
+      colEnd: "结束时间",
+      colOfficers: "出警民警",
+      colType: "警情类型",
+      colPlace: "地点",
+      colCovered: "覆盖比例",
+      colRecordings: "录像",
+      incidentCount: "显示 {n} 起警情。全部：无录像 {missing}，部分覆盖 {partial}，待定 {pending}，已覆盖 {covered}。",
+      noIncidents: "没有警情。",
     },
   };
 
@@ -302,6 +334,10 @@
     custody: null,
     detailGeneration: 0,
     lastGrant: null, // {kind, audit, expires_at} of the last grant, for re-rendering
+    incidents: [],
+    incidentCursor: null,
+    incidentCounts: {},
+    incidentGeneration: 0,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -413,6 +449,7 @@
     renderDetail();
     renderCustody();
     renderGrant();
+    renderIncidents();
   }
 
   function setLanguage(lang) {
@@ -470,6 +507,7 @@
     }
     await openMediaSession();
     runSearch(new URLSearchParams());
+    loadIncidents();
   }
 
   function startSession(token, me) {
@@ -507,6 +545,13 @@
     state.detail = null;
     state.custody = null;
     state.lastGrant = null;
+    state.incidents = [];
+    state.incidentCursor = null;
+    state.incidentCounts = {};
+    state.incidentGeneration += 1;
+    renderIncidents();
+    setMessage($("incidents-status"), "");
+    show($("incidents"), false);
     try {
       sessionStorage.clear();
     } catch {
@@ -628,6 +673,71 @@
       $("search-status").textContent = n === 0 ? t("noResults")
         : t(state.nextCursor ? "resultCountMore" : "resultCount", { n });
     }
+  }
+
+  // ---------------------------------------------------------------- incidents
+
+  const INCIDENT_ROLES = ["auditor", "supervisor", "admin"];
+
+  async function loadIncidents({ append = false } = {}) {
+    if (!state.me || !INCIDENT_ROLES.includes(state.me.role)) return;
+    const generation = ++state.incidentGeneration;
+    show($("incidents"), true);
+    const query = new URLSearchParams();
+    const coverage = $("i-coverage").value;
+    const officer = $("i-officer").value.trim();
+    if (coverage) query.set("coverage", coverage);
+    if (officer) query.set("officer", officer);
+    query.set("limit", String(PAGE_SIZE));
+    if (append && state.incidentCursor) query.set("cursor", state.incidentCursor);
+    $("incidents-more").disabled = true;
+    try {
+      const page = await authed(`/incidents?${query}`);
+      if (generation !== state.incidentGeneration) return;
+      state.incidents = append ? state.incidents.concat(page.items || []) : (page.items || []);
+      state.incidentCursor = page.next_cursor || null;
+      state.incidentCounts = page.counts || {};
+      renderIncidents();
+    } catch (error) {
+      if (generation !== state.incidentGeneration || !state.token) return;
+      $("incidents-status").textContent = describeError(error);
+    } finally {
+      $("incidents-more").disabled = false;
+    }
+  }
+
+  function renderIncidents() {
+    const body = $("incidents-body");
+    body.replaceChildren();
+    for (const item of state.incidents) {
+      const row = document.createElement("tr");
+      row.dataset.incident = item.incident_id;
+      const recordings = el("td", "");
+      for (const id of item.recordings || []) {
+        const open = el("button", String(id).slice(0, 12), "link open");
+        open.type = "button";
+        open.title = t("open", { id });
+        open.addEventListener("click", () => openRecording(id));
+        recordings.append(open, " ");
+      }
+      row.append(
+        el("td", item.incident_id ?? ""),
+        el("td", item.start ?? ""),
+        el("td", item.end ?? ""),
+        el("td", listText(item.officers)),
+        el("td", item.type ?? ""),
+        el("td", item.place ?? ""),
+        el("td", t(item.coverage), `coverage-${item.coverage}`),
+        el("td", `${Math.round((item.fraction || 0) * 1000) / 10}%`),
+        recordings,
+      );
+      body.append(row);
+    }
+    show($("incidents-more"), Boolean(state.incidentCursor));
+    const counts = state.incidentCounts || {};
+    $("incidents-status").textContent = state.incidents.length === 0 ? t("noIncidents")
+      : t("incidentCount", { n: state.incidents.length, missing: counts.missing ?? 0,
+        partial: counts.partial ?? 0, pending: counts.pending ?? 0, covered: counts.covered ?? 0 });
   }
 
   // ---------------------------------------------------------------- one recording
@@ -1045,6 +1155,13 @@
     });
     $("more").addEventListener("click", () => {
       if (state.nextCursor && state.query) runSearch(state.query, { append: true });
+    });
+    $("incidents-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      loadIncidents();
+    });
+    $("incidents-more").addEventListener("click", () => {
+      if (state.incidentCursor) loadIncidents({ append: true });
     });
     $("detail-close").addEventListener("click", closeDetail);
     $("play").addEventListener("click", playProxy);
