@@ -68,7 +68,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .. import __version__
 from ..archive import keys
 from ..archive.base import READ_CHUNK_BYTES, ArchiveStore, hash_file
-from ..archive.filesystem import fsync_directory
+from ..durable import sync_dir as fsync_directory
 from ..custody import canonical
 from ..custody import chain
 from ..custody.chain import GENESIS, Event, Head, Problem, ProblemKind
