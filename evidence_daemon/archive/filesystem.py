@@ -23,17 +23,17 @@ from pathlib import Path
 from .. import durable
 from ..errors import IntegrityError, ObjectExistsError, ObjectMissingError, StorageError
 from ..failpoints import failpoint
-from . import keys
 from .base import (
     READ_CHUNK_BYTES,
     InFlight,
     Leftover,
+    Proof,
     SetAside,
     StoredObject,
     hash_file,
     is_leftover,
     rejected_key,
-    require_match,
+    require_copy,
 )
 from .link import Throttle
 
@@ -103,7 +103,7 @@ class FilesystemArchive:
         existing = self.stat(key)
         if existing is not None:
             try:
-                return self._verify(key, target, sha256, size_bytes, "readback")
+                return self._verify(key, target, sha256, size_bytes)
             except IntegrityError as exc:
                 raise ObjectExistsError(
                     f"{key} already holds different content; it is never overwritten "
@@ -120,11 +120,11 @@ class FilesystemArchive:
                 os.chmod(temp, 0o444)
                 # Proven before it is published: a copy that does not hash to the id never
                 # appears under the recording's name (where it would block the key).
-                stored = self._verify(key, temp, sha256, size_bytes, "readback")
+                stored = self._verify(key, temp, sha256, size_bytes)
                 self._publish(temp, target)
             except ObjectExistsError:
                 # written meanwhile by another worker: verify what is there
-                return self._verify(key, target, sha256, size_bytes, "readback")
+                return self._verify(key, target, sha256, size_bytes)
             except OSError as exc:
                 temp.unlink(missing_ok=True)
                 raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
@@ -174,17 +174,16 @@ class FilesystemArchive:
                                  on_chunk=on_chunk)
             os.fsync(writer.fileno())
 
-    def _verify(
-        self, key: str, target: Path, sha256: str, size_bytes: int, how: str
-    ) -> StoredObject:
+    def _verify(self, key: str, target: Path, sha256: str, size_bytes: int) -> StoredObject:
+        """Read the file at ``target`` back and prove it is the original."""
         try:
-            actual_sha256, actual_size = hash_file(target)
+            read_back = hash_file(target)
         except OSError as exc:
             raise StorageError(f"cannot read back {key}: {exc.strerror}") from exc
-        if actual_size != size_bytes:
-            require_match(key, f"{size_bytes} bytes", f"{actual_size} bytes", "size")
-        require_match(key, sha256, actual_sha256, "SHA-256 of the stored file")
-        return StoredObject(key=key, size_bytes=actual_size, sha256=actual_sha256, verified_by=how)
+        require_copy(key, sha256=sha256, size_bytes=size_bytes, read_back=read_back,
+                     how="SHA-256 of the stored file")
+        return StoredObject(key=key, size_bytes=size_bytes, sha256=sha256,
+                            verified_by=Proof.READBACK)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> None:
         target = self._path(key)

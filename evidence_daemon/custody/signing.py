@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..durable import save_new
-from ..errors import ConfigError, IntegrityError
+from ..errors import ConfigError, EvidenceError, IntegrityError
 
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
@@ -40,14 +41,22 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise ConfigError(f"{path}: private key is readable by others (mode {mode:o}); chmod 600")
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        pem = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read signing key {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not a PEM private key") from exc
+    key = _read_pem(lambda: serialization.load_pem_private_key(pem, password=None),
+                    f"{path} is not a PEM private key", ConfigError)
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path} is not an Ed25519 key")
     return key
+
+
+def _read_pem(load: Callable[[], object], refusal: str, error: type[EvidenceError]) -> object:
+    """The key ``load`` parses, or ``error(refusal)`` when it is no PEM key."""
+    try:
+        return load()
+    except ValueError as exc:
+        raise error(refusal) from exc
 
 
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
@@ -58,10 +67,8 @@ def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 
 
 def load_public_pem(data: bytes, *, what: str) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
-        raise IntegrityError(f"{what} is not a PEM public key") from exc
+    key = _read_pem(lambda: serialization.load_pem_public_key(data),
+                    f"{what} is not a PEM public key", IntegrityError)
     if not isinstance(key, Ed25519PublicKey):
         raise IntegrityError(f"{what} is not an Ed25519 public key")
     return key
