@@ -93,7 +93,7 @@ class S3Archive:
         if sse not in ("", "s3"):
             raise ValueError(f"sse must be '' or 's3', got {sse!r}")
         if verify not in ("stream", "readback"):
-            raise ValueError(f"verify must be 'etag' or 'readback', got {verify!r}")
+            raise ValueError(f"verify must be 'stream' or 'readback', got {verify!r}")
         if retention_days < 1:
             raise ValueError("retention_days must be at least 1")
         self.client = client
