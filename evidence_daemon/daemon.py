@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from .config import Config
 from .dock.manager import DockManager
+from .durable import save_replacing
 from .errors import StorageError
 from .metrics.station import PipelineMetrics, StationMetrics
 
@@ -69,9 +70,7 @@ def watchdog_interval_s(environ: dict[str, str] | os._Environ[str] = os.environ)
 def write_status(path: Path, status: dict[str, Any]) -> None:
     """Atomically replace the status file (readers never see half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(status, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(temp, path)
+    save_replacing(path, json.dumps(status, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
 def read_status(runtime_dir: Path) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ from .config import Config
 from .custody.chain import Role
 from .custody.checkpoints import CheckpointMetrics, Checkpointer, Stamping
 from .custody.ledger import LedgerWriter, refuse_known_writer_without_key
-from .clock import Clock, utc_now
+from .clock import Clock, format_seconds, parse_optional, utc_now
 from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
 from .errors import ConfigError, EvidenceError, IngestError
@@ -105,7 +105,7 @@ class Station:
             sources.setdefault(row["sha256"], []).append(entry)
         result = []
         for row in self.database.query("SELECT * FROM recordings ORDER BY first_seen_at, sha256"):
-            deadline = _parse(row["archive_deadline"])
+            deadline = parse_optional(row["archive_deadline"])
             result.append({
                 "id": row["sha256"],
                 "sha256": row["sha256"],
@@ -120,7 +120,7 @@ class Station:
                 "archived_at": row["archived_at"],
                 "archive_deadline": row["archive_deadline"],
                 "compliance": compliance_state(
-                    deadline=deadline, archived_at=_parse(row["archived_at"]), now=now,
+                    deadline=deadline, archived_at=parse_optional(row["archived_at"]), now=now,
                     at_risk_margin_hours=self.config.compliance.at_risk_margin_hours,
                 ),
                 "flags": json.loads(row["flags"]),
@@ -170,7 +170,7 @@ class Station:
             found = [leftover for leftover in removed if leftover.kind == kind]
             if not found:
                 continue
-            started = sorted(leftover.started_at.isoformat(timespec="seconds") for leftover in found)
+            started = sorted(format_seconds(leftover.started_at) for leftover in found)
             log.warning("archive %s: removed %d %s left by interrupted runs (begun %s to %s)",
                         self.store.location, len(found), _LEFTOVER_NAMES[kind], started[0],
                         started[-1])
@@ -195,10 +195,6 @@ _LEFTOVER_NAMES: dict[LeftoverKind, str] = {
     "staging": "unfinished temp file(s) in .staging/",
     "multipart": "unfinished multipart upload(s)",
 }
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def open_writer_state(

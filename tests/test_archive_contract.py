@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from evidence_daemon.archive import keys
-from evidence_daemon.archive.base import ArchiveStore, StoredObject, hash_stored
+from evidence_daemon.archive.base import (
+    ArchiveStore,
+    StoredObject,
+    hash_chunks,
+    hash_stored,
+    require_copy,
+)
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.errors import (
     IntegrityError,
@@ -159,3 +165,20 @@ def test_list_keys_is_lexical_and_prefix_exact(store: ArchiveStore) -> None:
 
 def test_location_names_the_archive(store: ArchiveStore) -> None:
     assert store.location.startswith(("file://", "s3://"))
+
+
+def test_the_read_back_proof_both_backends_share() -> None:
+    data = b"recording bytes"
+    sha256 = hashlib.sha256(data).hexdigest()
+    key = keys.original_key(sha256, "mp4")
+    read_back = hash_chunks([data[:5], data[5:]])
+    assert read_back == (sha256, len(data))
+    require_copy(key, sha256=sha256, size_bytes=len(data), read_back=read_back, how="test")
+    with pytest.raises(IntegrityError, match=r"size: expected 16 bytes, archive has 15 bytes"):
+        require_copy(key, sha256=sha256, size_bytes=16, read_back=read_back, how="test")
+    short = hash_chunks([data[:-1]])
+    with pytest.raises(IntegrityError, match="size"):
+        require_copy(key, sha256=sha256, size_bytes=len(data), read_back=short, how="test")
+    other = hash_chunks([data.upper()])
+    with pytest.raises(IntegrityError, match="stored copy does not match the original \\(test"):
+        require_copy(key, sha256=sha256, size_bytes=len(data), read_back=other, how="test")

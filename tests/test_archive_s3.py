@@ -16,19 +16,21 @@ from typing import Any
 
 import pytest
 import urllib3
+from minio.datatypes import Object
 from minio.error import S3Error
 
 from evidence_daemon.archive import keys
 from evidence_daemon.archive.base import hash_stored
 from evidence_daemon.archive.s3 import (
     S3Archive,
-    _parse_time,
-    _UploadDigests,
     decode_metadata_value,
     encode_metadata_value,
     is_transient,
     parallel_parts,
 )
+from evidence_daemon.archive.s3.lock import Retention, retention_of, shown
+from evidence_daemon.archive.s3.upload import UploadDigests
+from evidence_daemon.clock import parse_optional
 from evidence_daemon.errors import (
     IntegrityError,
     ObjectExistsError,
@@ -68,7 +70,7 @@ def multipart_etag(data: bytes, part_size: int) -> str:
 )
 def test_upload_digests_reproduce_s3_etags(size: int) -> None:
     data = (b"0123456789abcdef" * (size // 16 + 1))[:size]
-    digests = _UploadDigests(size, 5 * MIB)
+    digests = UploadDigests(size, 5 * MIB)
     for start in range(0, size, 3 * MIB):  # chunks that straddle part boundaries
         digests.update(data[start:start + 3 * MIB])
     expected = hashlib.md5(data).hexdigest() if size <= 5 * MIB else multipart_etag(data, 5 * MIB)
@@ -90,9 +92,17 @@ def test_metadata_values_are_percent_encoded_ascii() -> None:
     "2026-11-30T20:05:02Z",
 ])
 def test_retain_until_headers_of_every_server_are_read(header: str) -> None:
-    parsed = _parse_time(header)
+    parsed = parse_optional(header)
     assert parsed is not None
     assert parsed.replace(microsecond=0) == datetime(2026, 11, 30, 20, 5, 2, tzinfo=timezone.utc)
+
+
+def test_a_retain_until_header_that_is_no_time_counts_as_no_retention() -> None:
+    headers = {"x-amz-object-lock-mode": "COMPLIANCE",
+               "x-amz-object-lock-retain-until-date": "next Tuesday"}
+    info = Object("bucket", "recordings/x/original.mp4", metadata=headers)
+    assert retention_of(info) == Retention(mode="COMPLIANCE", retain_until=None)
+    assert shown(retention_of(info).retain_until) is None
 
 
 def _s3_error(code: str, status: int) -> S3Error:
@@ -596,7 +606,7 @@ def test_mid_upload_failpoint_is_reached_once_before_publishing(
     key = keys.original_key(sha256, "mp4")
     reached: list[tuple[str, bool]] = []
     monkeypatch.setattr(
-        "evidence_daemon.archive.s3.failpoint",
+        "evidence_daemon.archive.s3.upload.failpoint",
         lambda name: reached.append((name, s3_archive.stat(key) is None)),
     )
     s3_archive.put_original(key, path, sha256=sha256, size_bytes=size, metadata={})

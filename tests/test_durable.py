@@ -12,6 +12,8 @@ import pytest
 from evidence_daemon import durable
 from evidence_daemon.clock import format_time, parse_optional, parse_time
 
+from .faultlog import FaultLog
+
 
 def test_publish_new_never_replaces_an_existing_file(tmp_path: Path) -> None:
     target = tmp_path / "key.pem"
@@ -71,3 +73,33 @@ def test_times_round_trip_in_utc() -> None:
     assert parse_optional(None) is None and parse_optional("") is None
     with pytest.raises(ValueError, match="not an ISO 8601 time: 'yesterday'"):
         parse_time("yesterday")
+
+
+def test_a_signing_key_cut_short_by_a_full_disk_is_never_left_under_its_name(
+    tmp_path: Path, fault_log: FaultLog
+) -> None:
+    """RLIMIT_FSIZE makes write() store part of the key and then fail, as a nearly full disk
+    does. A short key under the final name would stop the writer for good (it is never
+    rewritten); the key must be whole or absent, and made whole by the next start."""
+    import resource
+    import signal
+
+    from evidence_daemon.custody.signing import load_or_create_private_key, public_pem
+
+    path = tmp_path / "keys" / "station.key"
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40, hard))  # a PEM key is ~119 bytes
+    try:
+        with pytest.raises(OSError) as raised:
+            load_or_create_private_key(path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert not path.exists()
+    assert list(path.parent.iterdir()) == [], "no temp file left behind either"
+    key = load_or_create_private_key(path)  # space again: the next start makes the key
+    assert public_pem(load_or_create_private_key(path)) == public_pem(key)
+    fault_log("short write", "signing key written on a disk that takes 40 bytes",
+              injected_by="RLIMIT_FSIZE=40", files_lost=0, wrongly_archived=0, duplicates=0,
+              message=str(raised.value))

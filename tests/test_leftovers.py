@@ -27,6 +27,7 @@ from evidence_daemon.archive import keys
 from evidence_daemon.archive.base import StoredObject, is_leftover
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.archive.s3 import S3Archive
+from evidence_daemon.archive.s3.leftovers import unfinished_uploads as unfinished_uploads_of
 from evidence_daemon.config import load_config
 from evidence_daemon.metrics.station import StationMetrics
 from evidence_daemon.upkeep.jobs import Upkeep
@@ -274,7 +275,7 @@ leftover_age_s = 0
 
 def unfinished_uploads(archive: S3Archive, prefix: str = "recordings/") -> list[tuple[str, str, datetime]]:
     return [(u.object_name, str(u.upload_id), u.initiated_time)  # type: ignore[misc]
-            for u in archive._unfinished_uploads() if u.object_name.startswith(prefix)]
+            for u in unfinished_uploads_of(archive._bucket) if u.object_name.startswith(prefix)]
 
 
 @pytest.mark.s3

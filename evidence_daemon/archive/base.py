@@ -15,16 +15,24 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol
 
 from ..errors import IntegrityError
 
 READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+class Proof(StrEnum):
+    """How ``put_original`` proved the stored bytes are the original's."""
+
+    SHA256_ETAG = "sha256+etag"  # hashed while sent, and the server's ETag is of those bytes
+    READBACK = "readback"  # the stored object was read back and hashed
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class StoredObject:
     sha256: str | None = None  # as recorded in the object's metadata, when the backend keeps it
     etag: str | None = None
     version_id: str | None = None
-    verified_by: str | None = None  # how put_original proved the bytes: "sha256+etag", "readback"
+    verified_by: Proof | None = None  # how put_original proved the bytes
     retain_until: str | None = None  # Object Lock retain-until date (ISO 8601), when set
 
 
@@ -194,14 +202,19 @@ class ArchiveStore(Protocol):
         ...
 
 
-def hash_stored(store: ArchiveStore, key: str) -> tuple[str, int]:
-    """Re-read an object from the archive: (SHA-256 hex, size in bytes)."""
+def hash_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """SHA-256 (hex) and total size of a stream of chunks."""
     digest = hashlib.sha256()
     size_bytes = 0
-    for chunk in store.iter_chunks(key):
+    for chunk in chunks:
         digest.update(chunk)
         size_bytes += len(chunk)
     return digest.hexdigest(), size_bytes
+
+
+def hash_stored(store: ArchiveStore, key: str) -> tuple[str, int]:
+    """Re-read an object from the archive: (SHA-256 hex, size in bytes)."""
+    return hash_chunks(store.iter_chunks(key))
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -215,6 +228,21 @@ def hash_file(path: Path) -> tuple[str, int]:
             digest.update(view[:count])
             size_bytes += count
     return digest.hexdigest(), size_bytes
+
+
+def require_size(key: str, expected_bytes: int, actual_bytes: int | None) -> None:
+    """``IntegrityError`` unless the stored copy has the original's size."""
+    if actual_bytes != expected_bytes:
+        require_match(key, f"{expected_bytes} bytes", f"{actual_bytes} bytes", "size")
+
+
+def require_copy(
+    key: str, *, sha256: str, size_bytes: int, read_back: tuple[str, int], how: str
+) -> None:
+    """``IntegrityError`` unless a stored copy read back as (SHA-256, size) is the original."""
+    actual_sha256, actual_size = read_back
+    require_size(key, size_bytes, actual_size)
+    require_match(key, sha256, actual_sha256, how)
 
 
 def require_match(key: str, expected_sha256: str, actual_sha256: str, how: str) -> None:

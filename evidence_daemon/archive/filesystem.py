@@ -20,33 +20,24 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..durable import write_all
+from .. import durable
 from ..errors import IntegrityError, ObjectExistsError, ObjectMissingError, StorageError
 from ..failpoints import failpoint
-from . import keys
 from .base import (
     READ_CHUNK_BYTES,
     InFlight,
     Leftover,
+    Proof,
     SetAside,
     StoredObject,
     hash_file,
     is_leftover,
     rejected_key,
-    require_match,
+    require_copy,
 )
 from .link import Throttle
 
 _STAGING = ".staging"
-_TEMP_SUFFIX = ".tmp"
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 
@@ -86,7 +77,7 @@ class FilesystemArchive:
             staging.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"archive {self.root} is not writable: {exc.strerror}") from exc
-        name = f"{uuid.uuid4().hex}{_TEMP_SUFFIX}"
+        name = f"{uuid.uuid4().hex}{durable.TEMP_SUFFIX}"
         with self._in_flight.track(name):
             yield staging / name
 
@@ -94,13 +85,9 @@ class FilesystemArchive:
         """Move a durable temp file to ``target`` without ever replacing an existing file."""
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(temp, target)  # atomic, and fails instead of overwriting
+            durable.publish_new(temp, target)
         except FileExistsError:
-            temp.unlink()
             raise ObjectExistsError(f"{target.relative_to(self.root)} already exists") from None
-        temp.unlink()
-        fsync_directory(target.parent)
-        fsync_directory(temp.parent)
 
     def put_original(
         self,
@@ -116,7 +103,7 @@ class FilesystemArchive:
         existing = self.stat(key)
         if existing is not None:
             try:
-                return self._verify(key, target, sha256, size_bytes, "readback")
+                return self._verify(key, target, sha256, size_bytes)
             except IntegrityError as exc:
                 raise ObjectExistsError(
                     f"{key} already holds different content; it is never overwritten "
@@ -133,11 +120,11 @@ class FilesystemArchive:
                 os.chmod(temp, 0o444)
                 # Proven before it is published: a copy that does not hash to the id never
                 # appears under the recording's name (where it would block the key).
-                stored = self._verify(key, temp, sha256, size_bytes, "readback")
+                stored = self._verify(key, temp, sha256, size_bytes)
                 self._publish(temp, target)
             except ObjectExistsError:
                 # written meanwhile by another worker: verify what is there
-                return self._verify(key, target, sha256, size_bytes, "readback")
+                return self._verify(key, target, sha256, size_bytes)
             except OSError as exc:
                 temp.unlink(missing_ok=True)
                 raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
@@ -163,36 +150,40 @@ class FilesystemArchive:
                 if destination.exists():  # moved by an attempt that died before saying so
                     return SetAside(key, destination.relative_to(self.root).as_posix())
                 raise ObjectMissingError(f"{key} is not in the archive {self.root}") from None
-            fsync_directory(destination.parent)
+            durable.sync_dir(destination.parent)
             target.unlink()
-            fsync_directory(target.parent)
+            durable.sync_dir(target.parent)
         except OSError as exc:
             raise StorageError(f"cannot set {key} aside in {self.root}: {exc.strerror}") from exc
         return SetAside(key, destination.relative_to(self.root).as_posix())
 
     def _copy(self, source: Path, temp: Path) -> None:
+        """Copy ``source`` to the new file ``temp`` whole (never a short write) and fsync it."""
+        started = False
+
+        def on_chunk(size: int) -> None:
+            nonlocal started
+            if self._throttle is not None:
+                self._throttle.take(size)
+            if not started:  # the temp file exists, the copy has begun
+                started = True
+                failpoint("archive.mid_upload")
+
         with source.open("rb", buffering=0) as reader, temp.open("xb", buffering=0) as writer:
-            first = True
-            while chunk := reader.read(READ_CHUNK_BYTES):
-                if self._throttle is not None:
-                    self._throttle.take(len(chunk))
-                write_all(writer.fileno(), chunk)
-                if first:
-                    failpoint("archive.mid_upload")
-                    first = False
+            durable.copy_hashing(reader, writer.fileno(), chunk=READ_CHUNK_BYTES,
+                                 on_chunk=on_chunk)
             os.fsync(writer.fileno())
 
-    def _verify(
-        self, key: str, target: Path, sha256: str, size_bytes: int, how: str
-    ) -> StoredObject:
+    def _verify(self, key: str, target: Path, sha256: str, size_bytes: int) -> StoredObject:
+        """Read the file at ``target`` back and prove it is the original."""
         try:
-            actual_sha256, actual_size = hash_file(target)
+            read_back = hash_file(target)
         except OSError as exc:
             raise StorageError(f"cannot read back {key}: {exc.strerror}") from exc
-        if actual_size != size_bytes:
-            require_match(key, f"{size_bytes} bytes", f"{actual_size} bytes", "size")
-        require_match(key, sha256, actual_sha256, "SHA-256 of the stored file")
-        return StoredObject(key=key, size_bytes=actual_size, sha256=actual_sha256, verified_by=how)
+        require_copy(key, sha256=sha256, size_bytes=size_bytes, read_back=read_back,
+                     how="SHA-256 of the stored file")
+        return StoredObject(key=key, size_bytes=size_bytes, sha256=sha256,
+                            verified_by=Proof.READBACK)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> None:
         target = self._path(key)
@@ -201,7 +192,7 @@ class FilesystemArchive:
         with self._staging_file() as temp:
             try:
                 with temp.open("xb", buffering=0) as handle:
-                    write_all(handle.fileno(), data)
+                    durable.write_all(handle.fileno(), data)
                     os.fsync(handle.fileno())
                 os.chmod(temp, 0o444)
                 self._publish(temp, target)
@@ -283,7 +274,7 @@ class FilesystemArchive:
         in_flight = self._in_flight.names()  # after listing: see InFlight
         removed: list[Leftover] = []
         for entry in entries:
-            if not entry.name.endswith(_TEMP_SUFFIX):
+            if not entry.name.endswith(durable.TEMP_SUFFIX):
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
@@ -305,7 +296,7 @@ class FilesystemArchive:
                 raise StorageError(f"cannot remove {entry.path}: {exc.strerror}") from exc
             removed.append(Leftover("staging", entry.name, changed))
         if removed:
-            fsync_directory(staging)
+            durable.sync_dir(staging)
         return removed
 
     def list_keys(self, prefix: str, *, start_after: str = "") -> Iterator[str]:

@@ -88,10 +88,15 @@ def ledger_prefix(writer: str) -> str:
     return f"{LEDGER_PREFIX}{check_writer(writer)}/"
 
 
-def ledger_key(writer: str, seq: int) -> str:
+def _seq_name(seq: int, extension: str) -> str:
+    """``<seq:012d>.<extension>``: the file name of a ledger entry or of its token."""
     if seq < 1:
         raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
-    return f"{ledger_prefix(writer)}{seq:012d}.json"
+    return f"{seq:012d}.{extension}"
+
+
+def ledger_key(writer: str, seq: int) -> str:
+    return f"{ledger_prefix(writer)}{_seq_name(seq, 'json')}"
 
 
 def public_key_key(writer: str) -> str:
@@ -100,27 +105,26 @@ def public_key_key(writer: str) -> str:
 
 def timestamp_key(writer: str, seq: int) -> str:
     """Where the RFC 3161 token over ``writer``'s checkpoint entry ``seq`` is stored."""
-    if seq < 1:
-        raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
-    return f"{CHECKPOINTS_PREFIX}{check_writer(writer)}/{seq:012d}.tsr"
+    return f"{CHECKPOINTS_PREFIX}{check_writer(writer)}/{_seq_name(seq, 'tsr')}"
+
+
+def _parse_writer_seq(key: str, top: str, name: re.Pattern[str]) -> tuple[str, int] | None:
+    """``<top>/<writer>/<seq><ext>`` -> (writer, seq); None for anything else."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != top or not _WRITER.fullmatch(parts[1]):
+        return None
+    match = name.fullmatch(parts[2])
+    return (parts[1], int(match.group(1))) if match else None
 
 
 def parse_timestamp_key(key: str) -> tuple[str, int] | None:
     """``checkpoints/<writer>/<seq>.tsr`` -> (writer, seq); None for anything else."""
-    parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "checkpoints" or not _WRITER.fullmatch(parts[1]):
-        return None
-    match = _TIMESTAMP_NAME.fullmatch(parts[2])
-    return (parts[1], int(match.group(1))) if match else None
+    return _parse_writer_seq(key, "checkpoints", _TIMESTAMP_NAME)
 
 
 def parse_ledger_key(key: str) -> tuple[str, int] | None:
     """``ledger/<writer>/<seq>.json`` -> (writer, seq); None for anything else."""
-    parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "ledger" or not _WRITER.fullmatch(parts[1]):
-        return None
-    match = _LEDGER_NAME.fullmatch(parts[2])
-    return (parts[1], int(match.group(1))) if match else None
+    return _parse_writer_seq(key, "ledger", _LEDGER_NAME)
 
 
 def parse_recording_key(key: str) -> tuple[str, str] | None:

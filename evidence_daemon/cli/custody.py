@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from ..durable import save_replacing
 from ..config import Config
 from ..custody.chain import Head, Problem, ProblemKind, compare_with_witness
 from ..custody.checkpoints import read_saved, saved_checkpoint
@@ -115,15 +116,9 @@ def cmd_checkpoint(config: Config, args: argparse.Namespace) -> ExitCode:
               "here (it signs one at its next start)")
     if args.out is not None:
         text = json.dumps(saved.document, ensure_ascii=False, indent=2) + "\n"
-        temp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
         try:
-            with temp.open("x", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, args.out)
+            save_replacing(args.out, text.encode("utf-8"))
         except OSError as exc:
-            temp.unlink(missing_ok=True)
             raise ConfigError(f"--out: cannot write {args.out}: {exc.strerror}") from exc
         signed = (f"signed by {made_by}" if signing_key is not None
                   else f"unsigned{key_note}; the checkpoints inside are signed by their writers")

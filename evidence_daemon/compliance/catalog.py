@@ -7,25 +7,20 @@ writes and never decides anything.
 from __future__ import annotations
 
 import json
-from datetime import datetime
-
+from ..clock import parse_optional, parse_time
 from ..state.db import Database
 from .rules import FLAG_TIME_IMPLAUSIBLE
 from .snapshot import DeviceFacts, RecordingFacts
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def recording_facts(database: Database) -> list[RecordingFacts]:
     return [
         RecordingFacts(
             sha256=row["sha256"],
-            deadline=_time(row["archive_deadline"]),
-            archived_at=_time(row["archived_at"]),
-            recorded_end=_time(row["recorded_end"]),
-            first_seen_at=datetime.fromisoformat(row["first_seen_at"]),
+            deadline=parse_optional(row["archive_deadline"]),
+            archived_at=parse_optional(row["archived_at"]),
+            recorded_end=parse_optional(row["recorded_end"]),
+            first_seen_at=parse_time(row["first_seen_at"]),
             time_implausible=FLAG_TIME_IMPLAUSIBLE in json.loads(row["flags"]),
         )
         for row in database.query(
@@ -39,8 +34,8 @@ def device_facts(database: Database) -> list[DeviceFacts]:
     return [
         DeviceFacts(
             device_id=row["device_id"],
-            registered_at=datetime.fromisoformat(row["registered_at"]),
-            last_docked_at=_time(row["last_docked_at"]),
+            registered_at=parse_time(row["registered_at"]),
+            last_docked_at=parse_optional(row["last_docked_at"]),
             in_service=bool(row["in_service"]),
         )
         for row in database.query(

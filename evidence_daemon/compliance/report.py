@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from ..clock import parse_optional
 from .rules import AT_RISK, FLAG_TIME_IMPLAUSIBLE, LATE, ON_TIME, OVERDUE, PENDING, late_hours
 
 GROUPINGS = ("officer", "device", "station")
@@ -43,17 +44,13 @@ class GroupReport:
         return asdict(self)
 
 
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def clock_implausible(recording: Mapping[str, Any]) -> bool:
     return FLAG_TIME_IMPLAUSIBLE in (recording.get("flags") or ())
 
 
 def in_period(recording: Mapping[str, Any], start: datetime, end: datetime) -> bool:
-    recorded_end = None if clock_implausible(recording) else _time(recording.get("recorded_end"))
-    moment = recorded_end or _time(recording.get("first_seen_at"))
+    recorded_end = None if clock_implausible(recording) else parse_optional(recording.get("recorded_end"))
+    moment = recorded_end or parse_optional(recording.get("first_seen_at"))
     return moment is not None and start <= moment < end
 
 
@@ -76,8 +73,8 @@ def compliance_report(
         states = [member["compliance"] for member in members]
         hours = [
             value for member in members
-            if (value := late_hours(deadline=_time(member.get("archive_deadline")),
-                                    archived_at=_time(member.get("archived_at")))) is not None
+            if (value := late_hours(deadline=parse_optional(member.get("archive_deadline")),
+                                    archived_at=parse_optional(member.get("archived_at")))) is not None
         ]
         result.append(GroupReport(
             group=key,

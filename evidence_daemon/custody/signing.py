@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..errors import ConfigError, IntegrityError
+from ..durable import save_new
+from ..errors import ConfigError, EvidenceError, IntegrityError
 
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
@@ -28,24 +29,10 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temp, path)  # never replace a key another process created meanwhile
+        save_new(path, pem, mode=0o600)
     except FileExistsError:
-        pass
-    finally:
-        temp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        pass  # another process created the key meanwhile: never replace it, use it
     return load_private_key(path)
 
 
@@ -54,14 +41,22 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise ConfigError(f"{path}: private key is readable by others (mode {mode:o}); chmod 600")
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        pem = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read signing key {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not a PEM private key") from exc
+    key = _read_pem(lambda: serialization.load_pem_private_key(pem, password=None),
+                    f"{path} is not a PEM private key", ConfigError)
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path} is not an Ed25519 key")
     return key
+
+
+def _read_pem(load: Callable[[], object], refusal: str, error: type[EvidenceError]) -> object:
+    """The key ``load`` parses, or ``error(refusal)`` when it is no PEM key."""
+    try:
+        return load()
+    except ValueError as exc:
+        raise error(refusal) from exc
 
 
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
@@ -72,10 +67,8 @@ def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 
 
 def load_public_pem(data: bytes, *, what: str) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
-        raise IntegrityError(f"{what} is not a PEM public key") from exc
+    key = _read_pem(lambda: serialization.load_pem_public_key(data),
+                    f"{what} is not a PEM public key", IntegrityError)
     if not isinstance(key, Ed25519PublicKey):
         raise IntegrityError(f"{what} is not an Ed25519 public key")
     return key

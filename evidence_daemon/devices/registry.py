@@ -27,7 +27,7 @@ from typing import Any
 
 from ..custody.chain import Event
 from ..custody.ledger import LedgerWriter
-from ..clock import Clock, format_time, utc_now
+from ..clock import Clock, format_time, parse_time, utc_now
 from ..errors import ConfigError, DeviceError, EvidenceError, StorageError
 from ..state.db import Database
 from .attribution import AddAssignment, Assignment, CloseAssignment, officer_for, plan_assignment
@@ -316,7 +316,7 @@ class DeviceRegistry:
     # -- times ----------------------------------------------------------------------------
 
     def _time(self, stored: str) -> datetime:
-        return datetime.fromisoformat(stored).astimezone(self.zone)
+        return parse_time(stored).astimezone(self.zone)
 
     def _show(self, stored: str | None) -> str | None:
         return self._time(stored).isoformat() if stored else None

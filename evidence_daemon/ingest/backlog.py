@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..clock import parse_time
 from ..compliance.forecast import Waiting
 from ..state import transitions as st
 from ..state.db import Database
@@ -24,9 +25,9 @@ def read_backlog(database: Database, rules: OrderRules) -> list[Waiting]:
         " r.archive_deadline FROM sources AS s LEFT JOIN recordings AS r ON r.sha256 = s.sha256"
         " WHERE s.state = ? AND s.sha256 IS NOT NULL", (st.SPOOLED,),
     ):
-        deadline = (datetime.fromisoformat(row["archive_deadline"]) if row["archive_deadline"]
+        deadline = (parse_time(row["archive_deadline"]) if row["archive_deadline"]
                     else estimated_deadline(row["rel_path"], row["mtime_ns"], rules=rules,
-                                            seen_at=datetime.fromisoformat(row["discovered_at"])))
+                                            seen_at=parse_time(row["discovered_at"])))
         important = is_important(row["rel_path"], rules.priority_patterns)
         key = upload_key(important=important, deadline=deadline, first_seen=int(row["id"]))
         known = waiting.get(row["sha256"])

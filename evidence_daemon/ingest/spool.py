@@ -22,8 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 
 from ..archive.base import hash_file
-from ..archive.filesystem import fsync_directory
-from ..durable import NO_SPACE_ERRNOS, write_all
+from ..durable import NO_SPACE_ERRNOS, sync_dir, write_all
 from ..errors import IngestError
 from ..failpoints import failpoint
 
@@ -180,7 +179,7 @@ class Spool:
                 os.close(fd)
             os.chmod(copied.part, 0o444)
             os.replace(copied.part, target)  # same content by definition: replacing loses nothing
-            fsync_directory(self.objects)
+            sync_dir(self.objects)
         except OSError as exc:
             copied.part.unlink(missing_ok=True)
             if exc.errno in NO_SPACE_ERRNOS:

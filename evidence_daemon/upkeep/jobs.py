@@ -35,7 +35,7 @@ from ..compliance.snapshot import compliance_snapshot, device_dock_states
 from ..config import Config
 from ..custody.chain import Event
 from ..custody.checkpoints import Checkpointer
-from ..clock import Clock, format_time, utc_now
+from ..clock import Clock, format_time, parse_time, utc_now
 from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageError
 from ..ingest.pipeline import Ingestor
 from ..metrics.station import ArchiveHealth, PipelineMetrics
@@ -148,7 +148,7 @@ class Upkeep:
             "SELECT started_at FROM upkeep_runs WHERE job = ?", (name,))
         if row is None:
             return now
-        due = datetime.fromisoformat(row["started_at"]) + timedelta(seconds=interval_s)
+        due = parse_time(row["started_at"]) + timedelta(seconds=interval_s)
         return max(due, now)
 
     def _run(self, name: str, function: Callable[[], Any]) -> None:
