@@ -321,5 +321,6 @@ def test_actions_and_roles_keep_their_stored_names() -> None:
     from evidence_daemon.api.auth import ROLES, UserRole
 
     assert [action.value for action in Action] == [
-        "me", "read", "content", "verify", "export", "annotate", "report", "audit", "users"]
+        "me", "read", "content", "verify", "export", "annotate", "report", "audit", "users",
+        "incidents", "review"]
     assert ROLES == ("auditor", "supervisor", "officer", "admin") == tuple(UserRole)

@@ -126,8 +126,8 @@ class DockJob:
     def snapshot(self) -> dict[str, Any]:
         elapsed_s = max((self.finished_at or time.time()) - self.started_at, 1e-6)
         return {
-            "name": self.name, "kind": self.kind.value, "model": self.model, "devnode": self.devnode,
-            "state": self.state.value, "mountpoint": self.mountpoint,
+            "name": self.name, "kind": str(self.kind), "model": self.model, "devnode": self.devnode,
+            "state": str(self.state), "mountpoint": self.mountpoint,
             "files_done": self.files_done, "files_total": self.files_total,
             "bytes_done": self.bytes_done, "bytes_total": self.bytes_total,
             "current_file": self.current_file, "rate_bytes_per_s": int(self.bytes_done / elapsed_s),
