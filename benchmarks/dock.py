@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pstats
 import re
 import shutil
 import sqlite3
@@ -167,6 +168,77 @@ def udev_with_shipped_rules() -> Iterator[None]:
             RULES_INSTALLED.write_bytes(previous)
         command = "--exit" if started else "--reload"
         subprocess.run(["udevadm", "control", command], capture_output=True, check=False, timeout=30)
+
+
+# -- the profile: cProfile in every thread of the daemon, without touching its code ----------------
+
+PROFILE_HOOK = '''"""Written by benchmarks/dock.py: profile every thread of this process into $DOCK_BENCH_PROFILE."""
+import atexit, cProfile, os, pstats, threading
+
+_profiles = []
+
+
+def _start(frame, event, arg):
+    profile = cProfile.Profile()
+    _profiles.append(profile)
+    profile.enable()
+
+
+def _dump():
+    merged = None
+    for profile in list(_profiles):
+        stats = pstats.Stats(profile)
+        merged = stats if merged is None else merged.add(stats)
+    if merged is not None:
+        merged.dump_stats(os.environ["DOCK_BENCH_PROFILE"])
+
+
+if os.environ.get("DOCK_BENCH_PROFILE"):
+    threading.setprofile(_start)
+    _start(None, None, None)
+    atexit.register(_dump)
+'''
+# Waiting for work, not doing it: left out of the profile's table.
+IDLE = re.compile(r"wait|acquire|sleep|select|poll|recv|accept|join|result|_worker|__call__")
+
+
+@contextlib.contextmanager
+def profiled(directory: Path) -> Iterator[Path]:
+    """Daemons started inside write a merged cProfile of all their threads to the path yielded."""
+    hook = directory / "profile-hook"
+    hook.mkdir(parents=True, exist_ok=True)
+    (hook / "sitecustomize.py").write_text(PROFILE_HOOK, encoding="utf-8")
+    output = directory / "daemon.pstats"
+    saved = {key: os.environ.get(key) for key in ("PYTHONPATH", "DOCK_BENCH_PROFILE")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), saved["PYTHONPATH"]]))
+    os.environ["DOCK_BENCH_PROFILE"] = str(output)
+    try:
+        yield output
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def profile_table(path: Path, rows: int = 14) -> list[str]:
+    """The functions the daemon's threads spent the most time in (their own time, summed over
+    threads, wall clock), idle waits left out."""
+    if not path.exists():
+        return ["(no profile was written: the daemon did not exit normally)"]
+    stats = pstats.Stats(str(path))
+    entries = []
+    for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if IDLE.search(name):
+            continue
+        where = name if filename == "~" else f"{Path(filename).name}:{line} {name}"
+        entries.append((own, cumulative, calls, where))
+    entries.sort(reverse=True)
+    lines = ["| function | own s (all threads) | cumulative s | calls |", "|---|---:|---:|---:|"]
+    lines += [f"| `{where}` | {own:.2f} | {cumulative:.2f} | {calls:,} |"
+              for own, cumulative, calls, where in entries[:rows]]
+    return lines
 
 
 # -- footage and cards ----------------------------------------------------------------------------
@@ -336,6 +408,21 @@ def log_phases(log_text: str, attached_at: dict[str, float]) -> dict[str, float]
     return phases
 
 
+def unreaped_helpers(daemon_pid: int) -> dict[int, float]:
+    """CPU seconds so far of the group's processes the daemon will not reap (FUSE helpers)."""
+    found = {}
+    for text in (GROUP / "cgroup.procs").read_text().split():
+        pid = int(text)
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                ppid = int(stat.read().rpartition(")")[2].split()[1])
+            if pid != daemon_pid and ppid != daemon_pid:
+                found[pid] = cpu_s(pid)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, files: int,
               archive: dict[str, Any], args: argparse.Namespace, result: Result) -> None:
     """The daemon running, the cards docked one after the other: until all are archived."""
@@ -369,11 +456,13 @@ def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fi
         expected = len(cards) * files
         deadline = time.monotonic() + args.timeout_s
         count, latest = archived(database)
+        helpers: dict[int, float] = {}  # the group's other processes (FUSE helpers): last CPU
         while count < expected and time.monotonic() < deadline:
             if not daemon.running:
                 raise RuntimeError(f"the daemon exited: {daemon.output()[-2000:]}")
             time.sleep(0.2)
             count, latest = archived(database)
+            helpers.update(unreaped_helpers(pid))
         result.seen_s = time.time() - last_attach
         result.recordings, result.expected = count, expected
         if latest is not None:
@@ -387,7 +476,10 @@ def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fi
             fields = stat.read().rpartition(")")[2].split()
         ticks = os.sysconf("SC_CLK_TCK")
         result.daemon_cpu_s = cpu_s(pid)
-        result.helpers_cpu_s = (int(fields[13]) + int(fields[14])) / ticks  # reaped children
+        helpers.update(unreaped_helpers(pid))
+        # the daemon's reaped children (ffprobe, ffmpeg, mount commands) + the FUSE helpers,
+        # which daemonize (their parent is then init, so they are never the daemon's to reap)
+        result.helpers_cpu_s = (int(fields[13]) + int(fields[14])) / ticks + sum(helpers.values())
         result.phases = log_phases(daemon.output(log_start), attached_at)
     finally:
         if daemon.running:
@@ -397,7 +489,7 @@ def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fi
 
 
 def run_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, files: int,
-             archive_kind: str, args: argparse.Namespace) -> Result:
+             archive_kind: str, args: argparse.Namespace, profile: Path | None = None) -> Result:
     result = Result(fs=fs, archive=archive_kind, cards=len(cards),
                     footage_bytes=sum(card.footage_bytes for card in cards),
                     settle_s=DockConfig().settle_s if args.settle_s is None else args.settle_s)
@@ -409,9 +501,11 @@ def run_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fil
             s3 = stack.enter_context(moto_server())
             s3.make_bucket("dock-bench")
             archive = s3.archive_settings("dock-bench")
+        if profile is not None:
+            stack.enter_context(profiled(profile))
         dock_case(work, throttle, cards, fs, files, archive, args, result)
     result.load = f"{load_before} → {load_average()}"
-    print(f"  {FS_NAMES[fs]:6} {archive_kind:10} N={len(cards):2}: raw {result.raw_s:6.2f} s, "
+    print(f"  {FS_NAMES[fs]:6} {archive_kind:10} N={len(cards):2}{' (profiled)' if profile else ''}: raw {result.raw_s:6.2f} s, "
           f"dock {result.dock_s:6.2f} s, ratio {result.ratio or 0:5.2f}×, "
           f"{result.recordings}/{result.expected} archived, peak RSS {result.peak_rss_mb or 0:.0f} MB, "
           f"load {result.load} {result.note}", flush=True)
@@ -421,7 +515,8 @@ def run_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fil
 # -- report --------------------------------------------------------------------------------------
 
 def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at: str,
-             total_s: float, command: str, card_text: str, disk_mb_s: float | None) -> str:
+             total_s: float, command: str, card_text: str, disk_mb_s: float | None,
+             profile: Sequence[str] = ()) -> str:
     lines = [
         *section_head(BEGIN, "## Shift change (`benchmarks/dock.py`)", run_at=started_at,
                       total_s=total_s, command=command,
@@ -444,7 +539,8 @@ def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at:
         "(dock − settle) / raw leaves out the daemon's fixed `dock.settle_s` wait before each "
         "mount (context: with small cards that wait dominates). "
         f"Target ≤ {TARGET_RATIO}× at N = {TARGET_CARDS}. MB = 10^6 bytes. Peak RSS: the "
-        "daemon's VmHWM. CPU: the daemon's own, + its reaped mount helpers'. Read: bytes the "
+        "daemon's VmHWM. CPU: the daemon's own + its helpers' (ffprobe, viewing-copy ffmpeg, the "
+        "FUSE mount helpers). Read: bytes the "
         "group read from the devices (dock / raw). Load: 1-min load average before → after "
         "(2 CPUs, shared by 8 engineers).",
         "",
@@ -468,9 +564,14 @@ def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at:
         cells = [f"{row.phases.get(name + ' median', 0):.2f} / {row.phases.get(name + ' max', 0):.2f}"
                  for name in ("attach → docked", "docked → mounted", "mounted → done")]
         lines.append(f"| {FS_NAMES[row.fs]} | {row.archive} | {row.cards} | {' | '.join(cells)} |")
+    if profile:
+        lines += ["", f"Profile of the daemon, {args.profile_cards} FAT32 cards (cProfile in every "
+                  "thread, wall-clock time summed over threads, waits for work left out):", "",
+                  *profile]
     lines += ["", "Target:", ""]
     for row in results:
-        if row.cards == TARGET_CARDS and row.archive == "filesystem" and row.ratio is not None:
+        if (row.cards == TARGET_CARDS and row.archive == "filesystem" and row.ratio is not None
+                and "profiled" not in row.note):
             lines.append(f"- {FS_NAMES[row.fs]}, {TARGET_CARDS} cards, filesystem archive: "
                          f"**{'met' if row.ratio <= TARGET_RATIO else 'MISSED'}** — {row.ratio:.2f}× "
                          f"(≤ {TARGET_RATIO}×)")
@@ -509,6 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settle-s", type=float, default=None,
                         help="dock.settle_s for the daemon (default: the shipped default)")
     parser.add_argument("--no-proxy", action="store_true", help="viewing copies off")
+    parser.add_argument("--profile-cards", type=int, default=0,
+                        help="also run N FAT32 cards (filesystem archive) with cProfile in every "
+                             "daemon thread and report where the time goes (default 0: no)")
     parser.add_argument("--timeout-s", type=float, default=900, help="per dock case (default 900)")
     output_arguments(parser, "dock.py")
     args = parser.parse_args(argv)
@@ -526,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     try:
         with udev_with_shipped_rules():
-            most = max(args.cards + args.s3_cards)
+            most = max(args.cards + args.s3_cards + [args.profile_cards])
             print(f"making {most} cards x {args.files} clips of ~{args.file_mb:g} MB "
                   f"({', '.join(FS_NAMES[fs] for fs in filesystems)}) under {work} ...", flush=True)
             cards = make_cards(work, most, args.files, args.file_mb, filesystems)
@@ -541,9 +645,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             for count in args.s3_cards:
                 results.append(run_case(work, throttle, cards[:count], "vfat", args.files, "S3",
                                         args))
+            profile: list[str] = []
+            if args.profile_cards:
+                pstats_path = work / "profile" / "daemon.pstats"
+                profiled_row = run_case(work, throttle, cards[:args.profile_cards], "vfat",
+                                        args.files, "filesystem", args, profile=work / "profile")
+                profiled_row.note = (profiled_row.note + " profiled (cProfile slows it)").strip()
+                results.append(profiled_row)
+                profile = profile_table(pstats_path)
+                if args.results and pstats_path.exists():
+                    shutil.copyfile(pstats_path, args.results.with_suffix(".pstats"))
         section = markdown(results, args=args, started_at=started_at,
                            total_s=time.perf_counter() - began, command=command,
-                           card_text=card_text, disk_mb_s=disk_mb_s)
+                           card_text=card_text, disk_mb_s=disk_mb_s, profile=profile)
         publish(section, BEGIN, END, args.out, args.results, {
             "run_at": started_at, "command": command, "machine": machine(),
             "results": [{**asdict(row), "ratio": row.ratio,
