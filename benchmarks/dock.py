@@ -140,23 +140,33 @@ class Throttle:
             GROUP.rmdir()
 
 
+def udevd_answers() -> bool:
+    return subprocess.run(["udevadm", "control", "--ping", "--timeout=2"], capture_output=True,
+                          check=False).returncode == 0
+
+
+def ensure_udevd() -> bool:
+    """Start udevd unless one answers; whether it was started here. (Another session's test
+    fixture may stop a udevd it finds running: every dock case checks again.)"""
+    if udevd_answers():
+        return False
+    subprocess.run([str(UDEVD), "--daemon"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=30)
+    deadline = time.monotonic() + 10
+    while not udevd_answers():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{UDEVD} --daemon does not answer")
+        time.sleep(0.1)
+    shutil.copyfile(RULES_SOURCE, RULES_INSTALLED)
+    subprocess.run(["udevadm", "control", "--reload"], check=True, timeout=30)
+    return True
+
+
 @contextlib.contextmanager
 def udev_with_shipped_rules() -> Iterator[None]:
     """The running udevd (or one started here, and stopped at the end) with the project's rules."""
-    def answers() -> bool:
-        return subprocess.run(["udevadm", "control", "--ping", "--timeout=2"], capture_output=True,
-                              check=False).returncode == 0
-
-    started = not answers()
-    if started:
-        subprocess.run([str(UDEVD), "--daemon"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=30)
-        deadline = time.monotonic() + 10
-        while not answers():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{UDEVD} --daemon does not answer")
-            time.sleep(0.1)
     previous = RULES_INSTALLED.read_bytes() if RULES_INSTALLED.exists() else None
+    started = ensure_udevd()
     shutil.copyfile(RULES_SOURCE, RULES_INSTALLED)
     subprocess.run(["udevadm", "control", "--reload"], check=True, timeout=30)
     try:
@@ -199,7 +209,7 @@ if os.environ.get("DOCK_BENCH_PROFILE"):
     atexit.register(_dump)
 '''
 # Waiting for work, not doing it: left out of the profile's table.
-IDLE = re.compile(r"wait|acquire|sleep|select|poll|recv|accept|join|result|_worker|__call__")
+IDLE = re.compile(r"wait|acquire|sleep|select|poll|recv|accept|join|result|_worker|__call__|SimpleQueue")
 
 
 @contextlib.contextmanager
@@ -298,6 +308,7 @@ class Result:
     expected: int = 0
     peak_rss_mb: float | None = None
     daemon_cpu_s: float = 0.0
+    daemon_sys_s: float = 0.0  # of which in the kernel (copies through FUSE and the page cache)
     helpers_cpu_s: float = 0.0
     group_read_bytes: int = 0
     raw_read_bytes: int = 0
@@ -437,6 +448,8 @@ def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fi
                           archive=archive or {"backend": "filesystem", "path": str(directory / "archive")},
                           extra=extra)
     database = directory / "state" / "state.sqlite3"
+    if ensure_udevd():
+        result.note = (result.note + " udevd had gone and was restarted").strip()
     daemon = DaemonProcess(config, runtime_dir)
     loops = LoopDevices(runtime_dir)
     devnodes: list[str] = []
@@ -458,6 +471,8 @@ def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fi
         count, latest = archived(database)
         helpers: dict[int, float] = {}  # the group's other processes (FUSE helpers): last CPU
         while count < expected and time.monotonic() < deadline:
+            if time.time() - last_attach > 30 and "docked:" not in daemon.output(log_start):
+                raise RuntimeError("no device docked within 30 s of its attach: is udevd running?")
             if not daemon.running:
                 raise RuntimeError(f"the daemon exited: {daemon.output()[-2000:]}")
             time.sleep(0.2)
@@ -476,6 +491,7 @@ def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fi
             fields = stat.read().rpartition(")")[2].split()
         ticks = os.sysconf("SC_CLK_TCK")
         result.daemon_cpu_s = cpu_s(pid)
+        result.daemon_sys_s = int(fields[12]) / ticks
         helpers.update(unreaped_helpers(pid))
         # the daemon's reaped children (ffprobe, ffmpeg, mount commands) + the FUSE helpers,
         # which daemonize (their parent is then init, so they are never the daemon's to reap)
@@ -539,8 +555,8 @@ def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at:
         "(dock − settle) / raw leaves out the daemon's fixed `dock.settle_s` wait before each "
         "mount (context: with small cards that wait dominates). "
         f"Target ≤ {TARGET_RATIO}× at N = {TARGET_CARDS}. MB = 10^6 bytes. Peak RSS: the "
-        "daemon's VmHWM. CPU: the daemon's own + its helpers' (ffprobe, viewing-copy ffmpeg, the "
-        "FUSE mount helpers). Read: bytes the "
+        "daemon's VmHWM. CPU: the daemon's own (of which in the kernel) + its helpers' "
+        "(ffprobe, viewing-copy ffmpeg, the FUSE mount helpers). Read: bytes the "
         "group read from the devices (dock / raw). Load: 1-min load average before → after "
         "(2 CPUs, shared by 8 engineers).",
         "",
@@ -554,7 +570,8 @@ def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at:
             f"{row.dock_s:.2f} | **{row.ratio or 0:.2f}×** | {row.ratio_after_settle or 0:.2f}× | "
             f"{row.footage_bytes / MB / row.raw_s:.0f} | "
             f"{row.footage_bytes / MB / row.dock_s if row.dock_s else 0:.0f} | "
-            f"{row.peak_rss_mb or 0:.0f} | {row.daemon_cpu_s:.1f} + {row.helpers_cpu_s:.1f} | "
+            f"{row.peak_rss_mb or 0:.0f} | {row.daemon_cpu_s:.1f} (sys {row.daemon_sys_s:.1f}) + "
+            f"{row.helpers_cpu_s:.1f} | "
             f"{row.group_read_bytes / MB:.0f} / {row.raw_read_bytes / MB:.0f} | "
             f"{row.recordings}/{row.expected}{' ' + row.note if row.note else ''} | {row.load} |")
     lines += ["", "Per-device phases from the daemon's log (median / max seconds):", "",
