@@ -18,9 +18,9 @@ of this process, the API's and the S3 server's), ``--repeat`` rounds, interleave
 within a round rotates), medians reported:
 
   S3 (``--s3``: ``rgw``, the default, the tests' throw-away Ceph RADOS Gateway from
-  ``tests/rgw.py`` through ``benchmarks/s3_servers.py``, a real server that is not the
-  bottleneck; or ``moto``, ``moto_server`` in its own process, bound by its own CPU; one bucket
-  with Object Lock; the object is stored once):
+  ``tests/rgw.py`` through ``benchmarks/common.py``, a real server that is not the
+  bottleneck; or ``moto``, the tests' moto server (``tests/s3server.py``) in its own
+  process, bound by its own CPU; one bucket with Object Lock; the object is stored once):
     (s-direct)       ``Minio.get_object`` of the whole object, ``stream(1 MiB)`` to nowhere
     (s-api)          ``GET /api/v1/recordings/{id}/content/original?reason=...`` with httpx
                      (streamed, ``iter_raw``) -- through the API, which reads the same object
@@ -41,10 +41,8 @@ its ``accessed`` event to the archive before the first byte, as in production; t
 of the API's time. Byte counts are checked on every run, and one untimed warm-up per path
 checks the SHA-256 of the range against the local file.
 
-A benchmark, not a test: it asserts nothing. It writes its section into ``--out`` between the
-``BEGIN/END benchmarks/api_range.py`` markers, leaving the rest of the file alone, and the raw
-figures to ``--results`` (JSON). Generated data lives in one temporary directory, deleted at
-the end.
+Its section of ``--out``, raw figures in ``--results`` (JSON), data in a temporary directory
+(deleted): as every benchmark here, see ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -54,20 +52,14 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
-import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -77,126 +69,21 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 import urllib3  # noqa: E402
 
-from benchmarks.api_common import free_port, load_average, machine, write_doc  # noqa: E402
-from benchmarks.s3_servers import missing_reason as rgw_missing_reason  # noqa: E402
-from benchmarks.s3_servers import RgwServer, rgw_server  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    GIB, MB, MIB, ApiServer, S3Server, cpu_s, free_port, load_average, machine, moto_server,
+    peak_rss_mb, rgw_missing_reason, rgw_server, run_cli, section_head, versions,
+    command_line, output_arguments, publish, run_at,
+)
 from evidence_daemon.api.routes import content as api_content  # noqa: E402
 
-VENV_BIN = Path(sys.executable).parent
-DAEMON = VENV_BIN / "evidence-daemon"
-MOTO_SERVER = VENV_BIN / "moto_server"
 BEGIN = "<!-- BEGIN benchmarks/api_range.py (generated: rerun the script to update) -->"
 END = "<!-- END benchmarks/api_range.py -->"
 
-MIB = 1 << 20
-GIB = 1 << 30
-MB = 1_000_000  # figures are in MB = 10^6 bytes, as the other benchmarks print them
 READ_BYTES = MIB  # the direct readers' chunk size
 RATIO_TARGET = 0.8
-S3_ACCESS_KEY = "benchkey"
-S3_SECRET_KEY = "benchsecret"
 BUCKET = "bench-api-range"
 REASON = "benchmark: streaming throughput"
 FILE_NAME = "DSJ001_10086_20261125083000_0001.MP4"
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-def peak_rss_mb(pid: int) -> float | None:
-    """The kernel's high-water mark of a process's resident memory (VmHWM)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / MB
-    return None
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (all its threads)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class MotoServer:
-    """moto's standalone S3 server in its own process, so its CPU is not this process's."""
-
-    label = "moto"
-    access_key = S3_ACCESS_KEY
-    secret_key = S3_SECRET_KEY  # moto checks no signature
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
-        with log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{self.endpoint}/", timeout=1).close()
-                break
-            except urllib.error.HTTPError:
-                break  # it answers: ready
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {self.endpoint}") from None
-                time.sleep(0.1)
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024 / MB
-        return 0.0
-
-
-class ApiServer:
-    """``evidence-daemon serve`` in its own process, as in production."""
-
-    def __init__(self, config: Path, port: int, log_path: Path) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("EVIDENCE_")}
-        with log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [str(DAEMON), "--config", str(config), "serve"], stdout=log_file,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited {self.process.returncode}: "
-                                   f"{log_path.read_text()[-2000:]}")
-            try:
-                health = httpx.get(f"{self.base_url}/healthz", timeout=5).json()
-                if health["catalog"]["recordings"] >= 1:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                stop_process(self.process)
-                raise RuntimeError(f"serve did not index the recording: "
-                                   f"{log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-
-
-def run_cli(*args: str) -> str:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EVIDENCE_")}
-    done = subprocess.run([str(DAEMON), *args], capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"evidence-daemon {' '.join(args)}: exit {done.returncode}: "
-                           f"{(done.stderr or done.stdout)[-2000:]}")
-    return done.stdout
 
 
 def toml_value(value: object) -> str:
@@ -465,76 +352,42 @@ def filesystem_cases(work: Path, footage: Path, args: argparse.Namespace, size: 
         notes["fs_api_peak_rss_mb"] = peak_rss_mb(server.process.pid)
         return cases
     finally:
-        stop_process(server.process)
+        server.stop()
         shutil.rmtree(work / "fs", ignore_errors=True)
 
 
 def s3_cases(work: Path, footage: Path, args: argparse.Namespace, size: int,
              range_offset: int, range_length: int, notes: dict[str, Any]) -> list[Case]:
-    from minio import Minio
-
-    from evidence_daemon.archive.s3 import S3Archive
-    from evidence_daemon.config import ArchiveConfig
-
-    stack = contextlib.ExitStack()
-    s3: MotoServer | RgwServer
-    if args.s3 == "rgw":
-        s3 = stack.enter_context(rgw_server(work))
-        server_cpu: Callable[[], float] = s3.cpu_s
-    else:
-        moto = MotoServer(work / "moto.log")
-        stack.callback(stop_process, moto.process)
-        s3, server_cpu = moto, lambda: cpu_s(moto.process.pid)
-    notes["s3_server"] = s3.label
-    server: ApiServer | None = None
-    try:
-        archive = {"backend": "s3", "endpoint": s3.endpoint, "bucket": BUCKET,
-                   "access_key": s3.access_key, "secret_key": s3.secret_key, "secure": False}
-        S3Archive.from_config(ArchiveConfig(
-            backend="s3", endpoint=s3.endpoint, bucket=BUCKET, access_key=s3.access_key,
-            secret_key=s3.secret_key, secure=False)).ensure_bucket(object_lock=True)
-        server, token, recording, ingest_s = ingest_and_serve(work / "s3", archive, footage)
+    with contextlib.ExitStack() as stack:
+        s3: S3Server = stack.enter_context(rgw_server(work) if args.s3 == "rgw" else moto_server())
+        notes["s3_server"] = s3.label
+        stack.callback(shutil.rmtree, work / "s3", ignore_errors=True)
+        s3.make_bucket(BUCKET)
+        server, token, recording, ingest_s = ingest_and_serve(
+            work / "s3", s3.archive_settings(BUCKET), footage)
+        stack.callback(server.stop)
         notes["s3_ingest_s"] = ingest_s
         print(f"S3: ingested in {ingest_s:.1f} s; recording {recording[:12]}; {s3.label} RSS "
               f"{s3.rss_mb():.0f} MB", flush=True)
-        client = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key,
-                       secure=False, region="us-east-1")
         key = f"recordings/{recording}/original.mp4"
         with httpx.Client(base_url=server.base_url, timeout=120,
                           headers={"Authorization": f"Bearer {token}"}) as api_client:
             cases = run_backend(
-                "s", f"S3 ({s3.label})", s3_reader(client, BUCKET, key),
+                "s", f"S3 ({s3.label})", s3_reader(s3.server.client(), BUCKET, key),
                 api_reader(api_client, recording),
                 urllib3_api_reader(server.base_url, token, recording), size=size,
                 range_offset=range_offset, range_length=range_length, repeat=args.repeat,
-                local_file=footage, api_process=server.process, server_cpu=server_cpu)
+                local_file=footage, api_process=server.process, server_cpu=s3.cpu_s)
         notes["server_rss_mb"] = s3.rss_mb()
         notes["s3_api_peak_rss_mb"] = peak_rss_mb(server.process.pid)
         return cases
-    finally:
-        if server is not None:
-            stop_process(server.process)
-        stack.close()
-        shutil.rmtree(work / "s3", ignore_errors=True)
 
 
 # -- report ----------------------------------------------------------------------------------------
 
-def versions() -> str:
-    import minio
-    import moto
-    import starlette
-    import urllib3
-    import uvicorn
-
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=False).stdout.strip() or "?"
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "evidence_daemon"],
-                           capture_output=True, text=True, check=False).stdout.strip()
-    return (f"evidence-daemon git {git}{' with uncommitted changes in evidence_daemon/' if dirty else ''}, "
-            f"python {platform.python_version()}, uvicorn {uvicorn.__version__} (asyncio + h11), "
-            f"starlette {starlette.__version__}, httpx {httpx.__version__}, minio {minio.__version__}, "
-            f"urllib3 {getattr(urllib3, '__version__', '?')}, moto {moto.__version__}")
+def report_versions() -> dict[str, str]:
+    return versions(("uvicorn", "starlette", "httpx", "minio", "urllib3", "moto"),
+                    {"HTTP server": "asyncio + h11"})
 
 
 def ratio(cases: dict[str, Case], label: str, base: str) -> float | None:
@@ -558,22 +411,13 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
     memory = ", ".join(f"{what} {notes[key]:.0f} MB" for key, what in (
         ("s3_api_peak_rss_mb", "S3"), ("fs_api_peak_rss_mb", "filesystem")) if notes.get(key))
     lines = [
-        BEGIN,
-        "### Range streaming (`benchmarks/api_range.py`)",
-        "",
-        f"Run {run_at}, {total_s:.0f} s in all:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        f"- Machine: {machine()}",
-        f"- Versions: {versions()}",
+        *section_head(BEGIN, "### Range streaming (`benchmarks/api_range.py`)", run_at=run_at,
+                      total_s=total_s, command=command, found_versions=report_versions()),
         f"- Data: one {args.gib:g} GiB file of random bytes (`{FILE_NAME}`), ingested by a station "
         "with `evidence-daemon ingest` into each archive, then served by `evidence-daemon serve` "
         "(its own process, poller idle after its first poll). "
         f"`STREAM_CHUNK_BYTES` = {api_content.STREAM_CHUNK_BYTES // 1024} KiB.",
-        ("- S3: moto's `moto_server` in its own process (no MinIO on this machine), one bucket with "
+        ("- S3: the tests' moto server (`tests/s3server.py`) in its own process (no MinIO on this machine), one bucket with "
          "Object Lock. moto is CPU-bound and copies the whole object out of its store on every GET, "
          "ranged or not, so the S3 lines compare the two readers with each other in this run, not "
          "with a real MinIO." if server == "moto" else
@@ -612,21 +456,18 @@ def markdown(*, run_at: str, total_s: float, command: str, cases: list[Case], ar
             f"{_cpu(case, case.client_cpu_s)} | {_cpu(case, case.api_cpu_s)} | "
             f"{_cpu(case, case.server_cpu_s)} |")
     lines += ["", "Targets:", ""]
-    s3_ratio = ratio(by_label, "s-api", "s-direct")
-    if s3_ratio is None:
-        lines.append(f"- API ≥ {RATIO_TARGET}× a direct S3 GET, whole {args.gib:g} GiB original: "
-                     "not measured in this run")
-    else:
-        lines.append(
-            f"- API ≥ {RATIO_TARGET}× a direct S3 GET, whole {args.gib:g} GiB original: "
-            f"**{'met' if s3_ratio >= RATIO_TARGET else 'MISSED'}** — {s3_ratio:.2f}× "
-            f"({by_label['s-api'].mb_per_s:.0f} vs {by_label['s-direct'].mb_per_s:.0f} MB/s)")
-        range_ratio = ratio(by_label, "s-api-range", "s-direct-range")
-        assert range_ratio is not None
-        lines.append(
-            f"- the same for the {args.range_mib} MiB range: "
-            f"**{'met' if range_ratio >= RATIO_TARGET else 'MISSED'}** — {range_ratio:.2f}× "
-            f"({by_label['s-api-range'].mb_per_s:.0f} vs {by_label['s-direct-range'].mb_per_s:.0f} MB/s)")
+    def target(what: str, label: str, base: str) -> str:
+        found = ratio(by_label, label, base)
+        if found is None:
+            return f"- {what}: not measured in this run"
+        return (f"- {what}: **{'met' if found >= RATIO_TARGET else 'MISSED'}** — {found:.2f}× "
+                f"({by_label[label].mb_per_s:.0f} vs {by_label[base].mb_per_s:.0f} MB/s)")
+
+    lines.append(target(f"API ≥ {RATIO_TARGET}× a direct S3 GET, whole {args.gib:g} GiB original",
+                        "s-api", "s-direct"))
+    if "s-api-range" in by_label:
+        lines.append(target(f"the same for the {args.range_mib} MiB range", "s-api-range",
+                            "s-direct-range"))
     same_client = ratio(by_label, "s-api-u3", "s-direct")
     if same_client is not None:
         lines.append(
@@ -664,13 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--s3", choices=("rgw", "moto"), default="rgw",
                         help="the S3 server: the tests' Ceph RGW cluster (default) or moto_server")
     parser.add_argument("--skip-fs", action="store_true", help="the S3 archive only")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where generated data goes (default /var/tmp; not tmpfs)")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md",
-                        help="markdown file whose generated section is written")
-    parser.add_argument("--results", type=Path,
-                        default=REPO / "benchmarks" / "results" / "api_range.json",
-                        help="raw figures as JSON (benchmarks/results/ is not in git)")
+    output_arguments(parser, "api_range.py")
     args = parser.parse_args(argv)
     size = int(args.gib * GIB)
     range_length = args.range_mib * MIB
@@ -678,15 +513,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("need --gib > 0, --repeat >= 1 and 0 < --range-mib <= the original's size")
     if args.skip_s3 and args.skip_fs:
         parser.error("--skip-s3 and --skip-fs together leave nothing to measure")
-    if not args.skip_s3 and args.s3 == "moto" and not MOTO_SERVER.exists():
-        parser.error(f"{MOTO_SERVER} is missing (pip install 'moto[server]'), or give --skip-s3")
     if not args.skip_s3 and args.s3 == "rgw" and (missing := rgw_missing_reason()) is not None:
         parser.error(f"{missing}; or give --s3 moto or --skip-s3")
     range_offset = (size - range_length) // 2
     began = time.perf_counter()
-    run_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    command = " ".join([".venv/bin/python benchmarks/api_range.py",
-                        *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    started_at = run_at()
+    command = command_line("api_range.py", argv)
     work = Path(tempfile.mkdtemp(prefix="api-range-bench-", dir=args.workdir or "/var/tmp"))
     notes: dict[str, Any] = {"load_start": load_average()}
     try:
@@ -699,20 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_fs:
             cases += filesystem_cases(work, footage, args, size, range_offset, range_length, notes)
         notes["load_end"] = load_average()
-        section = markdown(run_at=run_at, total_s=time.perf_counter() - began, command=command,
-                           cases=cases, args=args, notes=notes)
-        print()
-        print(section)
-        out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-        write_doc(out, section, BEGIN, END)
-        results = args.results if args.results.is_absolute() else Path.cwd() / args.results
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps({
-            "run_at": run_at, "command": command, "machine": machine(), "versions": versions(),
-            "stream_chunk_bytes": api_content.STREAM_CHUNK_BYTES, "notes": notes,
-            "cases": [case.figures() for case in cases],
-        }, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {out} and {results}")
+        section = markdown(run_at=started_at, total_s=time.perf_counter() - began,
+                           command=command, cases=cases, args=args, notes=notes)
+        publish(section, BEGIN, END, args.out, args.results, {
+            "run_at": started_at, "command": command, "machine": machine(),
+            "versions": report_versions(), "stream_chunk_bytes": api_content.STREAM_CHUNK_BYTES,
+            "notes": notes, "cases": [case.figures() for case in cases]})
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

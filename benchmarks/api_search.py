@@ -39,10 +39,8 @@ What it does:
 Limit 50 throughout. Latency is wall time from sending the request to having read the whole
 answer (client side, loopback). Percentiles: linear interpolation between closest ranks.
 
-A benchmark, not a test: it asserts nothing. It writes its section into ``--out`` between the
-``BEGIN/END benchmarks/api_search.py`` markers, leaving the rest of the file alone, and the raw
-figures to ``--results`` (JSON). Generated data lives in one temporary directory, deleted at
-the end.
+Its section of ``--out``, raw figures in ``--results`` (JSON), data in a temporary directory
+(deleted): as every benchmark here, see ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -50,15 +48,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import random
-import shlex
 import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,7 +66,10 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from benchmarks.api_common import free_port, load_average, machine, write_doc  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ApiServer, free_port, load_average, machine, section_head, versions,
+    command_line, output_arguments, publish, run_at,
+)
 from evidence_daemon.api.auth import AUDITOR, User, Users  # noqa: E402
 from evidence_daemon.api.catalog import Catalog, SearchFilters, parse_instant  # noqa: E402
 from evidence_daemon.api.db import open_api_database  # noqa: E402
@@ -81,7 +77,6 @@ from evidence_daemon.api.indexer import LedgerEvent, catalog_row  # noqa: E402
 from evidence_daemon.archive import keys  # noqa: E402
 from evidence_daemon.state.db import Database  # noqa: E402
 
-DAEMON = Path(sys.executable).parent / "evidence-daemon"
 BEGIN = "<!-- BEGIN benchmarks/api_search.py (generated: rerun the script to update) -->"
 END = "<!-- END benchmarks/api_search.py -->"
 
@@ -405,42 +400,6 @@ def write_api_config(directory: Path, archive: Path, state_dir: Path, port: int)
     return path
 
 
-class Server:
-    """``evidence-daemon serve`` in its own process, as it runs in production."""
-
-    def __init__(self, config: Path, port: int, log_path: Path, expect_recordings: int) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("EVIDENCE_")}
-        with log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [str(DAEMON), "--config", str(config), "serve"], stdout=log_file,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited {self.process.returncode}: "
-                                   f"{log_path.read_text()[-2000:]}")
-            try:
-                health = httpx.get(f"{self.base_url}/healthz", timeout=5).json()
-                if health["catalog"]["recordings"] >= expect_recordings:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"serve did not come up: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 # -- measuring -----------------------------------------------------------------------------------
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -521,20 +480,10 @@ def run_queries(client: httpx.Client, catalog: Catalog, user: User, queries: lis
 
 # -- report --------------------------------------------------------------------------------------
 
-def versions() -> str:
-    import fastapi
-    import starlette
-    import uvicorn
-
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=False).stdout.strip() or "?"
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "evidence_daemon"],
-                           capture_output=True, text=True, check=False).stdout.strip()
-    return (f"evidence-daemon git {git}{' with uncommitted changes in evidence_daemon/' if dirty else ''}, "
-            f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-            f"fastapi {fastapi.__version__}, starlette {starlette.__version__}, "
-            f"uvicorn {uvicorn.__version__} (no uvloop/httptools: asyncio + h11), "
-            f"httpx {httpx.__version__}")
+def report_versions() -> dict[str, str]:
+    return versions(("fastapi", "starlette", "uvicorn", "httpx"),
+                    {"SQLite": sqlite3.sqlite_version,
+                     "HTTP server": "asyncio + h11 (no uvloop/httptools)"})
 
 
 def overall(samples: dict[str, Samples]) -> Samples:
@@ -562,17 +511,8 @@ def markdown(*, run_at: str, total_s: float, command: str, catalogue: Catalogue,
     worst = samples[worst_kind].figures()
     counts = catalogue.counts
     lines = [
-        BEGIN,
-        "### Search latency (`benchmarks/api_search.py`)",
-        "",
-        f"Run {run_at}, {total_s:.0f} s in all:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        f"- Machine: {machine()}",
-        f"- Versions: {versions()}",
+        *section_head(BEGIN, "### Search latency (`benchmarks/api_search.py`)", run_at=run_at,
+                      total_s=total_s, command=command, found_versions=report_versions()),
         f"- Catalog: {counts['recordings']:,} recordings written straight into a fresh API database "
         f"(rows computed by the indexer's `catalog_row`), one year, {len(catalogue.stations)} stations, "
         f"{len(catalogue.officers)} officers, {len(catalogue.devices)} devices; "
@@ -657,23 +597,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200,
                         help="timed requests per query kind (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of data and queries")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where the database goes (default: /var/tmp; not tmpfs)")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md",
-                        help="markdown file whose generated section is written")
-    parser.add_argument("--results", type=Path,
-                        default=REPO / "benchmarks" / "results" / "api_search.json",
-                        help="raw figures as JSON (benchmarks/results/ is not in git)")
+    output_arguments(parser, "api_search.py")
     args = parser.parse_args(argv)
     if args.recordings < 1000 or args.requests < 20:
         parser.error("--recordings must be at least 1000 and --requests at least 20")
     began = time.perf_counter()
-    run_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    command = " ".join([".venv/bin/python benchmarks/api_search.py",
-                        *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    started_at = run_at()
+    command = command_line("api_search.py", argv)
     rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="api-search-bench-", dir=args.workdir or "/var/tmp"))
-    server: Server | None = None
+    server: ApiServer | None = None
     try:
         state_dir = workdir / "api-state"
         archive = workdir / "archive"
@@ -692,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = free_port()
         config = write_api_config(workdir, archive, state_dir, port)
         print("starting evidence-daemon serve ...", flush=True)
-        server = Server(config, port, workdir / "serve.log", args.recordings)
+        server = ApiServer(config, port, workdir / "serve.log", args.recordings)
 
         baseline_db = RecordingDatabase(open_api_database(database_path))
         catalog = Catalog(baseline_db)  # type: ignore[arg-type]  # duck-typed: only .query
@@ -716,17 +649,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         for kind, plan in plans.items():
             print(f"plan {kind:18} {'index' if uses_index(plan) else 'NO INDEX':9} {' / '.join(plan)}")
-        section = markdown(run_at=run_at, total_s=time.perf_counter() - began, command=command,
-                           catalogue=catalogue, samples=samples, plans=plans,
+        section = markdown(run_at=started_at, total_s=time.perf_counter() - began,
+                           command=command, catalogue=catalogue, samples=samples, plans=plans,
                            per_kind=args.requests, load=(load_before, load_after))
-        print()
-        print(section)
-        out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-        write_doc(out, section, BEGIN, END)
-        results = args.results if args.results.is_absolute() else Path.cwd() / args.results
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps({
-            "run_at": run_at, "command": command, "machine": machine(), "versions": versions(),
+        publish(section, BEGIN, END, args.out, args.results, {
+            "run_at": started_at, "command": command, "machine": machine(),
+            "versions": report_versions(),
             "load_average": {"before": load_before, "after": load_after},
             "catalog": {**catalogue.counts, "manifest_bytes_mean": catalogue.manifest_bytes_mean,
                         "db_mb": catalogue.db_mb, "build_s": catalogue.build_s},
@@ -736,8 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "samples_ms": {kind: {"http": bucket.http_ms, "direct": bucket.direct_ms}
                            for kind, bucket in samples.items()},
             "plans": plans,
-        }, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {out} and {results}")
+        })
         return 0
     finally:
         if server is not None:

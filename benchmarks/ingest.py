@@ -19,10 +19,10 @@ Cases, each on a fresh destination, each timed wall-clock around one command:
        (``VmHWM``), and on S3 its time against rclone's
 
 The S3 server (``--s3``): ``rgw`` (the default), the tests' throw-away Ceph RADOS Gateway
-(``tests/rgw.py`` through ``benchmarks/s3_servers.py``), started once for the run, a fresh
+(``tests/rgw.py`` through ``benchmarks/common.py``), started once for the run, a fresh
 bucket with Object Lock per case -- a real server that is not the bottleneck; or ``moto``,
-``moto_server`` in its own process, fresh for every case -- bound by its own CPU, so it
-measures moto more than the clients. rclone is Debian's ``rclone`` package (``apt-get install
+the tests' moto server (``tests/s3server.py``) in its own process, fresh for every case --
+bound by its own CPU, so it measures moto more than the clients. rclone is Debian's ``rclone`` package (``apt-get install
 rclone``); without it the rclone cases are skipped and the report says so.
 
 Cases (a)-(d) run ``--repeat`` times (default 3), interleaved, and the table shows medians: on a
@@ -43,43 +43,32 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import os
-import platform
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.s3_servers import RgwServer, rgw_server  # noqa: E402
-from benchmarks.s3_servers import missing_reason as rgw_missing_reason  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    DAEMON, GIB, MB, S3Server, command_line, first_line, load_average, machine_facts,
+    moto_server, output_arguments, peak_rss_mb, rgw_missing_reason, rgw_server, run_at,
+    section_head, versions, write_doc,
+)
 
-VENV_BIN = Path(sys.executable).parent
-DAEMON = VENV_BIN / "evidence-daemon"
-MOTO_SERVER = VENV_BIN / "moto_server"
-
-GIB = 1 << 30
-MB = 1_000_000  # figures are in MB = 10^6 bytes, as the CLI prints them
 WRITE_CHUNK_BYTES = 16 << 20
 RSS_TARGET_MB = 150.0
-S3_ACCESS_KEY = "benchkey"
-S3_SECRET_KEY = "benchsecret"
 
 BEGIN_MARK = "<!-- BEGIN benchmarks/ingest.py (generated: rerun the script to update) -->"
 END_MARK = "<!-- END benchmarks/ingest.py -->"
@@ -143,17 +132,6 @@ class Completed:
     stderr: str
 
 
-def _vm_hwm_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None  # a zombie has no memory lines
-
-
 def run_timed(argv: Sequence[str], *, logs: Path, env: dict[str, str] | None = None) -> Completed:
     """Run ``argv`` to completion: wall time, CPU and peak memory, without a shell in between.
 
@@ -166,14 +144,14 @@ def run_timed(argv: Sequence[str], *, logs: Path, env: dict[str, str] | None = N
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
         process = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-        peak_kb: list[int] = [0]
+        peak_mb: list[float] = [0.0]
         finished = threading.Event()
 
         def poll() -> None:
             while not finished.is_set():
-                reading = _vm_hwm_kb(process.pid)
+                reading = peak_rss_mb(process.pid)
                 if reading is not None:
-                    peak_kb[0] = max(peak_kb[0], reading)
+                    peak_mb[0] = max(peak_mb[0], reading)
                 finished.wait(0.02)
 
         poller = threading.Thread(target=poll, daemon=True)
@@ -187,7 +165,7 @@ def run_timed(argv: Sequence[str], *, logs: Path, env: dict[str, str] | None = N
         returncode=process.returncode,
         seconds=seconds,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=peak_kb[0] * 1024 / MB if peak_kb[0] else None,
+        peak_rss_mb=peak_mb[0] or None,
         tree_rss_mb=usage.ru_maxrss * 1024 / MB,
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
@@ -266,98 +244,6 @@ def make_tree(root: Path, total_bytes: int, files: int, *, start: datetime) -> l
     return paths
 
 
-# -- the S3 test server ------------------------------------------------------------------
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class MotoServer:
-    """moto's standalone S3 server in its own process, so its CPU is not the benchmark's."""
-
-    label = "moto"
-    access_key = S3_ACCESS_KEY
-    secret_key = S3_SECRET_KEY  # moto checks no signature
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{self.endpoint}/", timeout=1).close()
-                break
-            except urllib.error.HTTPError:
-                break  # it answers: ready
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {self.endpoint}") from None
-                time.sleep(0.1)
-
-    def cpu_s(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-
-    def make_bucket(self, bucket: str) -> str:
-        return create_locked_bucket(self.endpoint, bucket)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-S3Server = Union[MotoServer, RgwServer]
-
-
-def create_locked_bucket(endpoint: str, bucket: str) -> str:
-    """A fresh bucket with Object Lock (hence versioning), the way a station's bucket is made."""
-    try:
-        from evidence_daemon.archive.s3 import S3Archive
-        from evidence_daemon.config import ArchiveConfig
-
-        archive = S3Archive.from_config(ArchiveConfig(
-            backend="s3", endpoint=endpoint, bucket=bucket, access_key=S3_ACCESS_KEY,
-            secret_key=S3_SECRET_KEY, secure=False,
-        ))
-        archive.ensure_bucket(object_lock=True)
-        return "S3Archive.ensure_bucket(object_lock=True)"
-    except (ImportError, AttributeError):
-        import boto3  # type: ignore[import-untyped]
-
-        client = boto3.client(
-            "s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=S3_ACCESS_KEY,
-            aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
-        )
-        client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-        return "boto3 create_bucket(ObjectLockEnabledForBucket=True)"
-
-
 # -- the cases ---------------------------------------------------------------------------
 
 def write_config(path: Path, state_dir: Path, archive: dict[str, object]) -> Path:
@@ -421,7 +307,7 @@ def case_rclone(label: str, tree: Path, work: Path, size: int, cache: Cache, ser
                 bucket: str) -> Measurement:
     # moto answers 400 to the HEAD rclone makes after an upload; RGW answers it, and rclone
     # then checks the stored copy, as the station does.
-    no_head = ["--s3-no-head"] if server.label == "moto" else []
+    no_head = ["--s3-no-head"] if server.is_moto else []
     result = Measurement(label, f"`rclone copy {' '.join(no_head + [''])}tree {server.label}:bucket`",
                          size)
     env = {key: value for key, value in os.environ.items() if key != "AWS_CA_BUNDLE"}
@@ -476,76 +362,14 @@ def reference_costs(paths: list[Path]) -> dict[str, float]:
     return {"sha256_mb_s": sha_mb_s, "ffprobe_s_per_file": probe_s}
 
 
-# -- machine and versions ------------------------------------------------------------------
-
-def _first_line(argv: Sequence[str]) -> str:
-    try:
-        completed = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return "not available"
-    text = (completed.stdout or completed.stderr).strip()
-    return text.splitlines()[0] if text else "not available"
-
-
-def machine_facts(workdir: Path) -> dict[str, str]:
-    cpu_model = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu_model = line.partition(":")[2].strip()
-                break
-    mem_kib = 0
-    with open("/proc/meminfo", encoding="ascii") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    source, fstype = "unknown", "unknown"
-    found = _first_line(["findmnt", "-no", "SOURCE,FSTYPE", "-T", str(workdir)]).split()
-    if len(found) == 2:
-        source, fstype = found
-    disk = f"{source} ({fstype})"
-    device = Path(source).name
-    for candidate in (Path(f"/sys/class/block/{device}/queue/rotational"),
-                      Path(f"/sys/class/block/{device}/../queue/rotational")):
-        if candidate.exists():
-            disk += f", queue/rotational={candidate.read_text().strip()}"
-            break
-    if Path(f"/sys/class/block/{device}/device/driver").exists():
-        disk += f", driver {Path(os.path.realpath(f'/sys/class/block/{device}/device/driver')).name}"
-    usage = shutil.disk_usage(workdir)
-    disk += f", {usage.total / 1e9:.0f} GB"
-    return {
-        "cpus": f"{os.cpu_count()} CPUs ({cpu_model})",
-        "ram": f"{mem_kib / (1 << 20):.1f} GiB",
-        "disk": disk,
-        "kernel": platform.release(),
-        "fstype": fstype,
-    }
-
-
-def versions() -> dict[str, str]:
-    def module_version(name: str) -> str:
-        try:
-            return str(getattr(importlib.import_module(name), "__version__", "?"))
-        except ImportError:
-            return "not installed"
-
-    git = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "evidence_daemon"],
-                           capture_output=True, text=True, check=False).stdout.strip()
-    return {
-        "evidence-daemon": f"{module_version('evidence_daemon')} (git {git}"
-                           + (", with uncommitted changes in evidence_daemon/" if dirty else "") + ")",
-        "python": platform.python_version(),
-        "ffmpeg": _first_line(["ffmpeg", "-version"]).split(" Copyright")[0].removeprefix("ffmpeg version "),
-        "openssl": _first_line(["openssl", "version"]).split(" (")[0].removeprefix("OpenSSL "),
-        "rclone": _first_line(["rclone", "version"]).removeprefix("rclone "),
-        "moto": module_version("moto"),
-        "Ceph": (_first_line(["radosgw", "--version"]).removeprefix("ceph version ").split(" (")[0]
+def report_versions() -> dict[str, str]:
+    return versions(("moto", "minio", "boto3"), {
+        "ffmpeg": first_line(["ffmpeg", "-version"]).split(" Copyright")[0].removeprefix("ffmpeg version "),
+        "openssl": first_line(["openssl", "version"]).split(" (")[0].removeprefix("OpenSSL "),
+        "rclone": first_line(["rclone", "version"]).removeprefix("rclone "),
+        "Ceph": (first_line(["radosgw", "--version"]).removeprefix("ceph version ").split(" (")[0]
                  if shutil.which("radosgw") else "not installed"),
-        "minio (Python SDK)": module_version("minio"),
-        "boto3": module_version("boto3"),
-    }
+    })
 
 
 # -- report ------------------------------------------------------------------------------
@@ -655,24 +479,17 @@ def verdicts(report: Report) -> list[str]:
 
 def markdown(report: Report) -> str:
     lines = [
-        BEGIN_MARK,
-        "## Ingest throughput and memory (`benchmarks/ingest.py`)",
-        "",
-        f"Run {report.started}, {report.total_s:.0f} s in all:",
-        "",
-        "```",
-        report.command,
-        "```",
-        "",
-        f"- Machine: {report.machine['cpus']}, {report.machine['ram']} RAM, disk {report.machine['disk']}, "
-        f"Linux {report.machine['kernel']}",
-        "- Versions: " + ", ".join(f"{name} {value}" for name, value in report.versions.items()),
+        *section_head(BEGIN_MARK, "## Ingest throughput and memory (`benchmarks/ingest.py`)",
+                      run_at=report.started, total_s=report.total_s, command=report.command,
+                      found_versions=report.versions,
+                      machine_text=f"{report.machine['cpus']}, {report.machine['ram']} RAM, disk "
+                                   f"{report.machine['disk']}, Linux {report.machine['kernel']}"),
         ("- S3 server: the tests' throw-away single-node Ceph RADOS Gateway (`tests/rgw.py`: one "
          "monitor, one bluestore OSD on a sparse file in the work directory, radosgw over plain HTTP "
          "on 127.0.0.1), started once for the run, a fresh bucket with Object Lock per case. Its "
          "daemons share the 2 CPUs with the client being measured (their CPU is the last column)."
          if report.server != "moto" else
-         "- S3 server: moto's `moto_server` in its own process, fresh for every S3 case (there is no MinIO "
+         "- S3 server: the tests' moto server (`tests/s3server.py`) in its own process, fresh for every S3 case (there is no MinIO "
          "server on this machine). moto is bound by its own CPU, so S3 figures compare clients with each "
          "other in this run, not with a real MinIO."),
         f"- Load average (1, 5, 15 min) at the start and the end: {report.load}",
@@ -697,23 +514,6 @@ def markdown(report: Report) -> str:
         ]
     lines += ["Targets:", "", *verdicts(report), "", END_MARK]
     return "\n".join(lines) + "\n"
-
-
-def write_doc(path: Path, section: str) -> None:
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        if BEGIN_MARK in text and END_MARK in text:
-            head, _, rest = text.partition(BEGIN_MARK)
-            _, _, tail = rest.partition(END_MARK)
-            text = head + section.rstrip("\n") + tail
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = "# Performance\n\nMeasured figures, each with its date, machine and command.\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
 
 
 def print_report(report: Report) -> None:
@@ -761,10 +561,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-s3", action="store_true", help="skip the S3 cases (c), (d) and (e) to S3")
     parser.add_argument("--s3", choices=("rgw", "moto"), default="rgw",
                         help="the S3 server: the tests' Ceph RGW cluster (default) or moto_server")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where to put generated data (default: the system temp dir; not tmpfs)")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md",
-                        help="markdown file whose generated section is written (default docs/performance.md)")
+    output_arguments(parser, "ingest.py", results=False)
     args = parser.parse_args(argv)
     if args.gib <= 0 or args.rss_gib < 0:
         parser.error("--gib must be positive and --rss-gib not negative")
@@ -778,9 +575,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     run_started = time.perf_counter()
-    command = " ".join([os.path.relpath(sys.executable, REPO) if sys.executable.startswith(str(REPO)) else sys.executable,
-                        "benchmarks/ingest.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-    workdir = Path(tempfile.mkdtemp(prefix="evidence-bench-", dir=args.workdir))
+    command = command_line("ingest.py", argv)
+    workdir = Path(tempfile.mkdtemp(prefix="evidence-bench-", dir=args.workdir or "/var/tmp"))
     run_stack = contextlib.ExitStack()  # the RGW cluster, when one runs
     try:
         machine = machine_facts(workdir)
@@ -795,8 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{workdir}: need {needed / 1e9:.1f} GB free", file=sys.stderr)
             return 2
         s3_missing = ("--skip-s3" if args.skip_s3 else
-                      (rgw_missing_reason() if args.s3 == "rgw" else
-                       None if MOTO_SERVER.exists() else "moto_server missing (pip install 'moto[server]')"))
+                      rgw_missing_reason() if args.s3 == "rgw" else None)
         with_s3 = s3_missing is None
         with_rclone = with_s3 and shutil.which("rclone") is not None
         if with_s3 and not with_rclone:
@@ -816,9 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = make_tree(tree, tree_bytes, args.files, start=start)
         report = Report(
             command=command,
-            started=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            started=run_at(),
             machine=machine,
-            versions=versions(),
+            versions=report_versions(),
             cache=cache.description,
             repeat=args.repeat,
             server=rgw.label if rgw is not None else "moto",
@@ -837,8 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return measurement
 
         def s3_archive(server: S3Server, bucket: str) -> dict[str, object]:
-            return {"backend": "s3", "endpoint": server.endpoint, "bucket": bucket,
-                    "access_key": server.access_key, "secret_key": server.secret_key, "secure": False}
+            return server.archive_settings(bucket)
 
         server_label = rgw.label if rgw is not None else "moto"
 
@@ -915,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.total_s = time.perf_counter() - run_started
         print_report(report)
         out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-        write_doc(out, markdown(report))
+        write_doc(out, markdown(report), BEGIN_MARK, END_MARK)
         print(f"\nwrote {out}")
         failed = [row.label for row in report.rows + report.rss_rows if not row.skipped and not row.ok]
         return 1 if failed else 0

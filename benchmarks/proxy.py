@@ -27,8 +27,6 @@ A benchmark, not a test: it asserts nothing. It writes its table into ``--out`` 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sqlite3
 import statistics
 import subprocess
@@ -41,12 +39,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import DAEMON, command_line, machine, run_at, write_doc  # noqa: E402
 from evidence_daemon.config import load_config  # noqa: E402
 from evidence_daemon.media import jobs, transcode  # noqa: E402
 from evidence_daemon.media import proxy as px  # noqa: E402
 from evidence_daemon.station import open_station  # noqa: E402
 
-DAEMON = Path(sys.executable).parent / "evidence-daemon"
 BEGIN = "<!-- BEGIN benchmarks/proxy.py (generated: rerun the script to update) -->"
 END = "<!-- END benchmarks/proxy.py -->"
 
@@ -136,19 +134,6 @@ def batch_case(base: Path, batch_dir: Path, round_number: int) -> tuple[float, f
     return off_s, on_s, all_proxies_s, off_exit_s, on_exit_s
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPUs ({cpu}), {memory_gib:.1f} GiB RAM, Linux {platform.release()}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
@@ -159,7 +144,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
     began = time.monotonic()
-    run_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    started_at = run_at()
     with tempfile.TemporaryDirectory(prefix="proxy-bench-", dir="/var/tmp") as temp:
         base = Path(temp)
         clip_dir = base / "clip"
@@ -191,14 +176,14 @@ def main() -> int:
     on_exit = [run[4] for run in batch_runs]
     proxy_ratio = med(worker) / med(plain)
     batch_ratio = med(on) / med(off)
-    command = " ".join(["benchmarks/proxy.py", *sys.argv[1:]])
+    command = command_line("proxy.py", None)
     section = f"""{BEGIN}
 ## Proxies (`benchmarks/proxy.py`)
 
-Run {run_at}, {time.monotonic() - began:.0f} s in all:
+Run {started_at}, {time.monotonic() - began:.0f} s in all:
 
 ```
-.venv/bin/python {command}
+{command}
 ```
 
 - Machine: {machine()}; {subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]}
@@ -223,13 +208,7 @@ Targets:
 
 {END}"""
     print(section)
-    text = args.out.read_text(encoding="utf-8") if args.out.exists() else "# Performance\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    args.out.write_text(text, encoding="utf-8")
+    write_doc(args.out, section, BEGIN, END)
     return 0
 
 

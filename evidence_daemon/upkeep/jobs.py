@@ -23,7 +23,7 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -40,7 +40,9 @@ from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageE
 from ..ingest.pipeline import Ingestor
 from ..metrics.station import ArchiveHealth, PipelineMetrics
 from ..state import transitions as st
-from ..station import Station
+
+if TYPE_CHECKING:  # upkeep is given a station by station.py; it never builds one
+    from ..station import Station
 
 log = logging.getLogger(__name__)
 
