@@ -95,7 +95,7 @@ def proxy_case(base: Path, clip_dir: Path, round_number: int) -> tuple[float, fl
     settings = load_config(new_station(base, f"plain{round_number}")).media
     out = base / f"plain{round_number}.mp4"
     started = time.monotonic()
-    subprocess.run(["ffmpeg", *transcode.fill(transcode.proxy_arguments("video", settings), clip, out)],
+    subprocess.run(["ffmpeg", *transcode.fill(transcode.proxy_arguments(jobs.ProxyKind.VIDEO, settings), clip, out)],
                    check=True)
     plain_s = time.monotonic() - started
 
