@@ -22,26 +22,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .archive.base import LEFTOVER_KINDS, ArchiveStore, Leftover, LeftoverKind
-from .archive.filesystem import FilesystemArchive
-from .archive.link import Throttle, UploadMeter, mbps_to_bytes_per_s
+from .archive.factory import build_store
+from .archive.link import UploadMeter, mbps_to_bytes_per_s
 from .compliance.forecast import Forecast, forecast, upload_rate
 from .compliance.rules import compliance_state
 from .config import Config
 from .custody.chain import Role
 from .custody.checkpoints import CheckpointMetrics, Checkpointer, Stamping
-from .custody.ledger import LedgerWriter, refuse_known_writer_without_key
+from .custody.ledger import LedgerWriter
+from .custody.writer_state import open_writer_state
 from .clock import Clock, format_seconds, parse_optional, utc_now
-from .custody.signing import load_or_create_private_key
 from .devices.registry import DeviceRegistry
-from .errors import ConfigError, EvidenceError, IngestError
+from .errors import EvidenceError, IngestError
 from .ingest.backlog import read_backlog
 from .ingest.pipeline import IngestMetrics, Ingestor
 from .ingest.priority import OrderRules
 from .state.db import Database
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from .daemon import Daemon, Notifier, Source
     from .dock.manager import DockManager
     from .metrics.station import StationMetrics
@@ -53,15 +51,6 @@ class LeftoverMetrics(Protocol):
     """Counts what ``Station.remove_leftovers`` removed (``metrics.PipelineMetrics``)."""
 
     def leftovers_cleaned(self, kind: LeftoverKind, count: int) -> None: ...
-
-
-def build_store(config: Config) -> ArchiveStore:
-    if config.archive.backend == "filesystem":
-        return FilesystemArchive(config.archive.path,
-                                 throttle=Throttle.from_mbps(config.archive.max_upload_mbps))
-    from .archive.s3 import S3Archive  # the minio SDK is only loaded when asked for
-
-    return S3Archive.from_config(config.archive)
 
 
 @dataclass
@@ -195,27 +184,6 @@ _LEFTOVER_NAMES: dict[LeftoverKind, str] = {
     "staging": "unfinished temp file(s) in .staging/",
     "multipart": "unfinished multipart upload(s)",
 }
-
-
-def open_writer_state(
-    store: ArchiveStore, *, section: str, what: str, writer: str, role: Role, key_path: Path,
-    state_dir: Path, open_database: Callable[[], Database], clock: Clock,
-) -> tuple[Database, Ed25519PrivateKey, LedgerWriter]:
-    """The local state of one ledger writer (a station, or an API node: ``section`` names its
-    config section, ``what`` how messages call it): state directory, database, signing key and ledger writer. A writer
-    without a key file whose key the archive already holds (its state was lost) is refused
-    before anything is created."""
-    if not key_path.exists():
-        refuse_known_writer_without_key(
-            store, writer, what=what, key_path=key_path,
-            state_setting=f"{section}.state_dir", id_setting=f"{section}.id")
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as exc:
-        raise ConfigError(f"{section}.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
-    database = open_database()
-    key = load_or_create_private_key(key_path)
-    return database, key, LedgerWriter(store, database, writer, key, role=role, clock=clock)
 
 
 def open_station(config: Config, *, clock: Clock = utc_now, connect_archive: bool = True) -> Station:

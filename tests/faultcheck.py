@@ -24,7 +24,7 @@ from evidence_daemon.archive.base import hash_stored
 from evidence_daemon.config import load_config
 from evidence_daemon.custody import canonical
 from evidence_daemon.errors import ObjectMissingError
-from evidence_daemon.station import build_store
+from evidence_daemon.archive.factory import build_store
 
 from .helpers import run_cli_process
 

@@ -16,7 +16,7 @@ import pytest
 
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.config import load_config
-from evidence_daemon.station import build_store
+from evidence_daemon.archive.factory import build_store
 
 from .footage import make_video
 from .helpers import run_cli_process, write_config

@@ -11,7 +11,7 @@ import pytest
 
 from evidence_daemon.archive import keys
 from evidence_daemon.config import load_config
-from evidence_daemon.station import build_store
+from evidence_daemon.archive.factory import build_store
 
 from .footage import sample_tree
 from .helpers import recordings_json, run_cli, write_config

@@ -25,7 +25,8 @@ from evidence_daemon.archive.link import (
 from evidence_daemon.config import load_config
 from evidence_daemon.errors import ConfigError
 from evidence_daemon.ingest.pipeline import Origin
-from evidence_daemon.station import build_store, open_station
+from evidence_daemon.archive.factory import build_store
+from evidence_daemon.station import open_station
 
 from .helpers import write_config
 from .s3server import S3TestServer

@@ -19,7 +19,7 @@ import pytest
 
 from evidence_daemon.archive import keys
 from evidence_daemon.config import load_config
-from evidence_daemon.station import build_store
+from evidence_daemon.archive.factory import build_store
 
 from .faultcheck import hashes_of, measure
 from .faultlog import FaultLog

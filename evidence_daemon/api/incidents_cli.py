@@ -109,7 +109,7 @@ def cmd_review(config: Config, args: argparse.Namespace) -> int:
     from .service import open_api_node
 
     if args.review_action == "recompute":
-        from ..station import build_store
+        from ..archive.factory import build_store
 
         result = recompute(build_store(config), args.sample_id,
                            trust=anchors_from((), config.verify.trusted_keys))

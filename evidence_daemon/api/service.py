@@ -28,7 +28,8 @@ from ..custody.trust import anchors_from
 from ..errors import EvidenceError
 from ..metrics.ledger import CheckpointCounters, TailCollector
 from ..state.db import Database
-from ..station import build_store, open_writer_state
+from ..archive.factory import build_store
+from ..custody.writer_state import open_writer_state
 from .access import ContentAccess
 from .annotations import Annotations
 from .auth import Users

@@ -16,7 +16,7 @@ from ..custody.verify import Report as VerifyReport
 from ..custody.verify import verify_archive
 from ..errors import ConfigError
 from ..state.db import Database
-from ..station import build_store
+from ..archive.factory import build_store
 from ..terminal import safe
 from .common import _operator
 from .exit_codes import ExitCode
