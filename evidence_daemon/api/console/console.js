@@ -1080,16 +1080,22 @@
       : t("downloadStarted", { ref: auditRefText(grant.audit) }));
   }
 
-  async function playProxy() {
-    const grant = await requestGrant("proxy");
-    if (!grant) return;
-    let url;
+  /** A recorded grant of ``kind`` and its same-origin URL, or null (the reason was not given,
+   *  the grant was refused, or the URL points elsewhere: each shown to the user). */
+  async function grantedUrl(kind) {
+    const grant = await requestGrant(kind);
+    if (!grant) return null;
     try {
-      url = sameOriginUrl(grant.url);
+      return sameOriginUrl(grant.url);
     } catch (error) {
       setMessage($("player-error"), error.message);
-      return;
+      return null;
     }
+  }
+
+  async function playProxy() {
+    const url = await grantedUrl("proxy");
+    if (!url) return;
     const video = $("player");
     show(video, true);
     video.src = url.href;
@@ -1099,15 +1105,8 @@
   }
 
   async function downloadOriginal() {
-    const grant = await requestGrant("original");
-    if (!grant) return;
-    let url;
-    try {
-      url = sameOriginUrl(grant.url);
-    } catch (error) {
-      setMessage($("player-error"), error.message);
-      return;
-    }
+    const url = await grantedUrl("original");
+    if (!url) return;
     url.searchParams.set("download", "1");
     // An attachment response does not replace the page, so the console stays as it is.
     window.location.assign(url.href);
