@@ -69,6 +69,7 @@ INCIDENT_SCHEMA = """
         computed_at  TEXT NOT NULL
     );
     CREATE INDEX incident_coverage_state ON incident_coverage (state, end, incident_id);
+    CREATE INDEX incident_coverage_end ON incident_coverage (end, incident_id);
     -- The highest recordings rowid seen by the last refresh (the indexer's INSERT OR REPLACE
     -- gives every new or changed recording row a higher rowid).
     CREATE TABLE incident_watermark (
