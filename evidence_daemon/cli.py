@@ -46,7 +46,9 @@ from .ingest.pipeline import (
 )
 from .media.proxy import ProxyQueue, ProxyWorker
 from .state import transitions as st
+from .state.catalog import Catalog
 from .state.db import Database
+from .state.queue import WorkQueue
 from .station import IngestLock, Station, build_store, open_station
 from .terminal import safe
 
@@ -433,11 +435,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     measured_rate = daemon_status.get("upload_rate_bytes_per_s") if daemon_status else None
     station = open_station(config, connect_archive=False)
     try:
-        queue = {row["state"]: int(row["n"]) for row in station.database.query(
-            "SELECT state, COUNT(*) AS n FROM sources GROUP BY state")}
-        oldest_pending = station.database.scalar(
-            "SELECT MIN(discovered_at) FROM sources WHERE state IN (?, ?, ?)",
-            tuple(sorted(st.PENDING_STATES)))
+        queue = WorkQueue(station.database).counts_by_state()
+        oldest_pending = WorkQueue(station.database).oldest_discovered(sorted(st.PENDING_STATES))
         recordings = station.recordings()
         outlook = station.forecast(measured_rate if isinstance(measured_rate, (int, float)) else None)
     finally:
@@ -445,7 +444,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     compliance = Counter(recording["compliance"] for recording in recordings)
     queue_counts = {state: queue.get(state, 0) for state in st.STATES}
     compliance_counts = {state: compliance.get(state, 0) for state in COMPLIANCE_STATES}
-    report = {
+    report: dict[str, Any] = {
         "station": config.station.id,
         "archive": config.archive.backend,
         "queue": queue_counts,
@@ -759,8 +758,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
     station = open_station(config, connect_archive=False)
     try:
         recordings = station.recordings()
-        first_seen = {row["sha256"]: row["first_seen_at"] for row in
-                      station.database.query("SELECT sha256, first_seen_at FROM recordings")}
+        first_seen = Catalog(station.database).first_seen()
     finally:
         station.close()
     for recording in recordings:

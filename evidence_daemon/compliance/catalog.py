@@ -1,15 +1,17 @@
 """Reads the facts the compliance core needs from the station's SQLite (read-only).
 
-The adapter between ``state.db`` and the pure ``snapshot``/``rules`` functions; it never
-writes and never decides anything.
+The adapter between the station's tables (``recordings`` and ``sources`` through their owners,
+``state.catalog`` and ``state.queue``; ``devices`` and ``fixity`` directly) and the pure
+``snapshot``/``rules`` functions; it never writes and never decides anything.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
+from ..state.catalog import Catalog
 from ..state.db import Database
+from ..state.queue import WorkQueue
 from .rules import FLAG_TIME_IMPLAUSIBLE
 from .snapshot import DeviceFacts, RecordingFacts
 
@@ -21,17 +23,14 @@ def _time(text: str | None) -> datetime | None:
 def recording_facts(database: Database) -> list[RecordingFacts]:
     return [
         RecordingFacts(
-            sha256=row["sha256"],
-            deadline=_time(row["archive_deadline"]),
-            archived_at=_time(row["archived_at"]),
-            recorded_end=_time(row["recorded_end"]),
-            first_seen_at=datetime.fromisoformat(row["first_seen_at"]),
-            time_implausible=FLAG_TIME_IMPLAUSIBLE in json.loads(row["flags"]),
+            sha256=recording.sha256,
+            deadline=_time(recording.archive_deadline),
+            archived_at=_time(recording.archived_at),
+            recorded_end=_time(recording.recorded_end),
+            first_seen_at=datetime.fromisoformat(recording.first_seen_at),
+            time_implausible=FLAG_TIME_IMPLAUSIBLE in recording.flags,
         )
-        for row in database.query(
-            "SELECT sha256, archive_deadline, archived_at, recorded_end, first_seen_at, flags"
-            " FROM recordings"
-        )
+        for recording in Catalog(database).recordings()
     ]
 
 
@@ -51,8 +50,7 @@ def device_facts(database: Database) -> list[DeviceFacts]:
 
 def queue_depth(database: Database) -> dict[str, int]:
     """Source files by work-queue state."""
-    return {row["state"]: int(row["n"])
-            for row in database.query("SELECT state, COUNT(*) AS n FROM sources GROUP BY state")}
+    return WorkQueue(database).counts_by_state()
 
 
 def fixity_failed_count(database: Database) -> int:
