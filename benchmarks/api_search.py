@@ -73,7 +73,7 @@ from benchmarks.common import (  # noqa: E402
 from evidence_daemon.api.auth import AUDITOR, User, Users  # noqa: E402
 from evidence_daemon.api.catalog import Catalog, SearchFilters, parse_instant  # noqa: E402
 from evidence_daemon.api.db import open_api_database  # noqa: E402
-from evidence_daemon.api.indexer import LedgerEvent, catalog_row  # noqa: E402
+from evidence_daemon.api.catalog_row import LedgerEvent, catalog_row  # noqa: E402
 from evidence_daemon.archive import keys  # noqa: E402
 from evidence_daemon.state.db import Database  # noqa: E402
 

@@ -19,21 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evidence_daemon.api import indexer as indexer_module
 from evidence_daemon.api.db import open_api_database
-from evidence_daemon.api.indexer import (
-    GENESIS,
-    Head,
-    Indexer,
-    LedgerEvent,
-    catalog_row,
-    check_entry,
-    content_problem,
-    later,
-)
+from evidence_daemon.api.catalog_row import LedgerEvent, catalog_row, later
+from evidence_daemon.api.entries import check_entry, content_problem
+from evidence_daemon.api.indexer import Indexer
 from evidence_daemon.archive import keys
 from evidence_daemon.archive.base import ArchiveStore
 from evidence_daemon.archive.filesystem import FilesystemArchive
 from evidence_daemon.custody import canonical
-from evidence_daemon.custody.chain import Role
+from evidence_daemon.custody.chain import GENESIS, Head, Role
 from evidence_daemon.custody.ledger import LedgerWriter
 from evidence_daemon.custody.signing import (
     fingerprint,

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from ..config import Config
 from ..errors import ConfigError, UsageError
+from ..state.catalog import Catalog
 from ..station import open_station
 from .common import _parse_time
 from .exit_codes import ExitCode
@@ -59,8 +60,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> ExitCode:
     station = open_station(config, connect_archive=False)
     try:
         recordings = station.recordings()
-        first_seen = {row["sha256"]: row["first_seen_at"] for row in
-                      station.database.query("SELECT sha256, first_seen_at FROM recordings")}
+        first_seen = Catalog(station.database).first_seen()
     finally:
         station.close()
     for recording in recordings:

@@ -13,6 +13,7 @@ from ..compliance.forecast import Forecast
 from ..compliance.rules import STATES as COMPLIANCE_STATES
 from ..config import Config
 from ..state import transitions as st
+from ..state.queue import WorkQueue
 from ..station import open_station
 from ..terminal import safe
 from .exit_codes import ExitCode
@@ -51,11 +52,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> ExitCode:
     measured_rate = daemon_status.get("upload_rate_bytes_per_s") if daemon_status else None
     station = open_station(config, connect_archive=False)
     try:
-        queue = {row["state"]: int(row["n"]) for row in station.database.query(
-            "SELECT state, COUNT(*) AS n FROM sources GROUP BY state")}
-        oldest_pending = station.database.scalar(
-            "SELECT MIN(discovered_at) FROM sources WHERE state IN (?, ?, ?)",
-            tuple(sorted(st.PENDING_STATES)))
+        queue = WorkQueue(station.database).counts_by_state()
+        oldest_pending = WorkQueue(station.database).oldest_discovered(sorted(st.PENDING_STATES))
         recordings = station.recordings()
         outlook = station.forecast(measured_rate if isinstance(measured_rate, (int, float)) else None)
     finally:
@@ -63,7 +61,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> ExitCode:
     compliance = Counter(recording["compliance"] for recording in recordings)
     queue_counts = {state: queue.get(state, 0) for state in st.STATES}
     compliance_counts = {state: compliance.get(state, 0) for state in COMPLIANCE_STATES}
-    report = {
+    report: dict[str, Any] = {
         "station": config.station.id,
         "archive": config.archive.backend,
         "queue": queue_counts,

@@ -1,14 +1,16 @@
 """Reads the facts the compliance core needs from the station's SQLite (read-only).
 
-The adapter between ``state.db`` and the pure ``snapshot``/``rules`` functions; it never
-writes and never decides anything.
+The adapter between the station's tables (``recordings`` and ``sources`` through their owners,
+``state.catalog`` and ``state.queue``; ``devices`` and ``fixity`` directly) and the pure
+``snapshot``/``rules`` functions; it never writes and never decides anything.
 """
 
 from __future__ import annotations
 
-import json
 from ..clock import parse_optional, parse_time
+from ..state.catalog import Catalog
 from ..state.db import Database
+from ..state.queue import WorkQueue
 from .rules import FLAG_TIME_IMPLAUSIBLE
 from .snapshot import DeviceFacts, RecordingFacts
 
@@ -16,17 +18,14 @@ from .snapshot import DeviceFacts, RecordingFacts
 def recording_facts(database: Database) -> list[RecordingFacts]:
     return [
         RecordingFacts(
-            sha256=row["sha256"],
-            deadline=parse_optional(row["archive_deadline"]),
-            archived_at=parse_optional(row["archived_at"]),
-            recorded_end=parse_optional(row["recorded_end"]),
-            first_seen_at=parse_time(row["first_seen_at"]),
-            time_implausible=FLAG_TIME_IMPLAUSIBLE in json.loads(row["flags"]),
+            sha256=recording.sha256,
+            deadline=parse_optional(recording.archive_deadline),
+            archived_at=parse_optional(recording.archived_at),
+            recorded_end=parse_optional(recording.recorded_end),
+            first_seen_at=parse_time(recording.first_seen_at),
+            time_implausible=FLAG_TIME_IMPLAUSIBLE in recording.flags,
         )
-        for row in database.query(
-            "SELECT sha256, archive_deadline, archived_at, recorded_end, first_seen_at, flags"
-            " FROM recordings"
-        )
+        for recording in Catalog(database).recordings()
     ]
 
 
@@ -46,8 +45,7 @@ def device_facts(database: Database) -> list[DeviceFacts]:
 
 def queue_depth(database: Database) -> dict[str, int]:
     """Source files by work-queue state."""
-    return {row["state"]: int(row["n"])
-            for row in database.query("SELECT state, COUNT(*) AS n FROM sources GROUP BY state")}
+    return WorkQueue(database).counts_by_state()
 
 
 def fixity_failed_count(database: Database) -> int:

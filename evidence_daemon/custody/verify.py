@@ -25,7 +25,6 @@ Reports problems; it never repairs, rewrites or deletes anything.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from .chain import (
     judge_writer,
     witnessed_checkpoint,
 )
+from .manifest import Manifest
 from .signing import fingerprint, load_public_pem
 from .timestamp import TsaTrust, verify_timestamp
 from .trust import TrustAnchors
@@ -326,12 +326,12 @@ def _verify_recording(
         problem(manifest_key, "manifest changed: its SHA-256 differs from the one in the "
                 "'archived' ledger event")
     try:
-        manifest = json.loads(manifest_bytes)
-        manifest_facts = (manifest["sha256"], manifest["size_bytes"], manifest["original_key"])
-    except (ValueError, KeyError, TypeError, RecursionError):
-        problem(manifest_key, "manifest is not valid JSON with sha256, size_bytes, original_key")
+        manifest = Manifest.from_json(manifest_bytes)
+    except IntegrityError as exc:
+        problem(manifest_key, exc.message)
         return
-    if manifest_facts != (recording, actual_size, original_key):
+    if (manifest.sha256, manifest.size_bytes, manifest.original_key) != (
+            recording, actual_size, original_key):
         problem(manifest_key, "manifest does not describe the stored original "
                 "(sha256, size_bytes or original_key differ)")
 

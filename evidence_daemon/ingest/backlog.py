@@ -8,23 +8,21 @@ Read-only; it never writes and decides nothing but the order the pipeline itself
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from ..clock import parse_time
 from ..compliance.forecast import Waiting
-from ..state import transitions as st
 from ..state.db import Database
+from ..state.queue import WorkQueue
 from .priority import OrderRules, UploadKey, estimated_deadline, is_important, upload_key
 
 
 def read_backlog(database: Database, rules: OrderRules) -> list[Waiting]:
     """Recordings waiting in the spool, in upload order, with their (estimated) deadlines."""
     waiting: dict[str, tuple[UploadKey, int, datetime | None, bool]] = {}
-    for row in database.query(
-        "SELECT s.id, s.sha256, s.size_bytes, s.rel_path, s.mtime_ns, s.discovered_at,"
-        " r.archive_deadline FROM sources AS s LEFT JOIN recordings AS r ON r.sha256 = s.sha256"
-        " WHERE s.state = ? AND s.sha256 IS NOT NULL", (st.SPOOLED,),
-    ):
+    # Rows as dicts keyed like the columns (``QueuedSource``'s fields).
+    for row in map(asdict, WorkQueue(database).waiting_for_upload()):
         deadline = (parse_time(row["archive_deadline"]) if row["archive_deadline"]
                     else estimated_deadline(row["rel_path"], row["mtime_ns"], rules=rules,
                                             seen_at=parse_time(row["discovered_at"])))

@@ -14,19 +14,34 @@ again. ``failed`` is retried the next time the file is seen (a card re-docked, a
 
 from __future__ import annotations
 
-DISCOVERED = "discovered"
-SPOOLED = "spooled"
-ARCHIVED = "archived"
-DUPLICATE = "duplicate"
-FAILED = "failed"
-SKIPPED = "skipped"
+from enum import StrEnum
 
-STATES = (DISCOVERED, SPOOLED, ARCHIVED, DUPLICATE, FAILED, SKIPPED)
+
+class SourceState(StrEnum):
+    """The ``sources.state`` column; the values are stored and must never change."""
+
+    DISCOVERED = "discovered"
+    SPOOLED = "spooled"
+    ARCHIVED = "archived"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+# Short names for the callers that spell states as ``st.SPOOLED``.
+DISCOVERED = SourceState.DISCOVERED
+SPOOLED = SourceState.SPOOLED
+ARCHIVED = SourceState.ARCHIVED
+DUPLICATE = SourceState.DUPLICATE
+FAILED = SourceState.FAILED
+SKIPPED = SourceState.SKIPPED
+
+STATES: tuple[str, ...] = tuple(SourceState)
 FINAL_STATES = frozenset({ARCHIVED, DUPLICATE, SKIPPED})
 # States whose bytes are not yet proven in the archive: what "pending" means to an operator.
 PENDING_STATES = frozenset({DISCOVERED, SPOOLED, FAILED})
 
-_ALLOWED: dict[str, frozenset[str]] = {
+_ALLOWED: dict[str, frozenset[SourceState]] = {
     DISCOVERED: frozenset({SPOOLED, FAILED, SKIPPED}),
     # SPOOLED->SPOOLED: an upload attempt failed; SPOOLED->FAILED: the spool copy was lost
     SPOOLED: frozenset({ARCHIVED, DUPLICATE, SPOOLED, FAILED}),
