@@ -79,3 +79,13 @@ def test_missing_footage_turns_covered_when_the_late_card_docks(tmp_path: Path,
     assert code == 0 and "the sample follows from the archive" in out, out
     code, out, _ = run_cli(capsys, "--config", str(station), "verify")
     assert code == 0, out
+
+    # incidents, links and reviews are derived from the archive: reindex rebuilds them
+    code, before, _ = run_cli(capsys, "--config", str(api), "incidents", "list", "--json")
+    assert run_cli(capsys, "--config", str(api), "reindex")[0] == 0
+    code, after, _ = run_cli(capsys, "--config", str(api), "incidents", "list", "--json")
+    assert json.loads(after) == json.loads(before)
+    code, out, _ = run_cli(capsys, "--config", str(api), "review", "show", sample["id"], "--json")
+    reviewed = [item for item in json.loads(out)["items"] if item["reviewed_at"]]
+    assert [(item["sha256"], item["note"]) for item in reviewed] == [
+        (first, "approach and arrest recorded in full")]

@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..state.db import LEDGER_INDEX_SCHEMA, Database
-from .incidents import INCIDENT_SCHEMA
-from .reviews import REVIEW_SCHEMA
+from .incidents import INCIDENT_SCHEMA, INCIDENT_TABLES
+from .reviews import REVIEW_SCHEMA, REVIEW_TABLES
 
-CATALOG_TABLES = ("case_links", "recordings", "events", "writers")
+# Derived from the archive, emptied by reindex and rebuilt: the catalog proper, and the
+# incident and review tables that follow the node's own events (incidents.py, reviews.py).
+CATALOG_TABLES = ("case_links", "recordings", "events", "writers", *INCIDENT_TABLES,
+                  *REVIEW_TABLES)
 
 API_MIGRATIONS: tuple[str, ...] = (
     """

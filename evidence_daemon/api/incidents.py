@@ -29,7 +29,7 @@ from ..archive.base import ArchiveStore
 from ..clock import format_time, parse_optional
 from ..config import Config
 from ..custody.chain import Event
-from ..errors import NotFoundError, ObjectExistsError
+from ..errors import IntegrityError, NotFoundError, ObjectExistsError
 from ..incidents.document import PREFIX, ImportDocument, document_key, import_details
 from ..incidents.coverage import Coverage, CoveragePolicy, Footage, FootageIndex, cover
 from ..incidents.records import Incident, RowProblem, parse_incidents
@@ -176,6 +176,18 @@ class IncidentBook:
             raise NotFoundError(f"no incident {incident_id!r} (or its coverage is not computed "
                                 "yet)")
         return _stored(rows[0])
+
+    def compare(self, incidents: Iterable[Incident]) -> dict[str, int]:
+        """What ``apply_import`` would do with these incidents: added, changed, unchanged."""
+        counts = {"added": 0, "changed": 0, "unchanged": 0}
+        for incident in incidents:
+            row = self.database.query_one("SELECT officers, start, end, type, place, station"
+                                          " FROM incidents WHERE incident_id = ?",
+                                          (incident.incident_id,))
+            state = ("added" if row is None else
+                     "unchanged" if tuple(row) == _values(incident) else "changed")
+            counts[state] += 1
+        return counts
 
     def reject_link(self, incident_id: str, sha256: str) -> None:
         with self.database.transaction() as conn:
@@ -382,6 +394,20 @@ def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
         yield items[first:first + size]
 
 
+def load_document(store: ArchiveStore, key: str) -> ImportDocument:
+    """An archived dispatch document, checked against the hash its name carries;
+    IntegrityError when it was changed or is not one."""
+    if not key.startswith(PREFIX) or not key.endswith(".json"):
+        raise IntegrityError(f"incidents-imported names {key!r}, not a dispatch document")
+    data = store.get_bytes(key)
+    if document_key(data) != key:
+        raise IntegrityError(f"{key} does not hash to its name: the dispatch document was changed")
+    try:
+        return ImportDocument.from_bytes(data)
+    except ValueError as exc:
+        raise IntegrityError(f"{key}: {exc}") from None
+
+
 class Recorder(Protocol):
     """``ApiNode.record``: append an event to the node's signed chain and index it."""
 
@@ -417,13 +443,13 @@ def import_dispatch(book: IncidentBook, store: ArchiveStore, record: Recorder, d
     try:
         store.put_bytes(key, body)
     except ObjectExistsError:
-        if hashlib.sha256(store.get_bytes(key)).hexdigest() != key[len(PREFIX):-len(".json")]:
-            raise
+        load_document(store, key)  # the same document, archived before; anything else raises
     ids = [incident.incident_id for incident in parsed.incidents]
+    counts = book.compare(parsed.incidents)  # before the event: indexing it applies the import
     entry = record(Event.INCIDENTS_IMPORTED, recording=None, actor=actor,
                    details=import_details(document, key, ids))
-    counts = book.apply_import(parsed.incidents, document=key, writer=str(entry["writer"]),
-                               seq=int(entry["seq"]))
+    book.apply_import(parsed.incidents, document=key, writer=str(entry["writer"]),
+                      seq=int(entry["seq"]))
     book.refresh(now, incident_ids=ids)
     return ImportResult(key, int(entry["seq"]), counts, parsed.problems)
 

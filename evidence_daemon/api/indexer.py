@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,7 +49,7 @@ from ..custody import chain
 from ..custody.chain import Head, Role
 from ..custody.signing import fingerprint, load_public_pem
 from ..custody.trust import TrustAnchors
-from ..errors import IntegrityError, ObjectMissingError
+from ..errors import EvidenceError, IntegrityError, ObjectMissingError
 from ..state.db import Database
 from .catalog_row import RECORDING_COLUMNS, catalog_row
 from .catalog_tables import CatalogTables
@@ -62,6 +63,8 @@ from .entries import (
     link_entry,
     read_entry,
 )
+
+log = logging.getLogger(__name__)
 
 BATCH_ENTRIES = 500  # ledger entries per transaction
 OWN_CATCH_UP = 4  # entries index_own reads to reach the one asked for
@@ -107,6 +110,10 @@ class Indexer:
         self._poll_lock = threading.Lock()  # one poll or reindex at a time
         self._last_ledger_scan: datetime | None = None
         self._reported: set[str] = set()  # odd objects already reported by this instance
+        # Told every verified entry once it is indexed, outside the catalog's lock (the
+        # node's incident and review tables follow their events this way, so reindex
+        # rebuilds them from the archive too). A follower's failure is logged, not raised.
+        self.followers: list[Callable[[Sequence[ReadEntry]], None]] = []
 
     # -- public ---------------------------------------------------------------------------
 
@@ -182,7 +189,8 @@ class Indexer:
                     recording = checked.entry.recording
                     if recording is not None and SHA256_TEXT.fullmatch(recording):
                         self._refresh(conn, recording, {}, PollResult())
-            return True
+        self._tell(ready)
+        return True
 
     def latest_checkpoints(self, *, skip: str | None = None) -> list[chain.SeenCheckpoint]:
         """The newest verified checkpoint entry of every writer but ``skip``, as catalogued:
@@ -381,6 +389,7 @@ class Indexer:
                 for recording in sorted(touched):
                     if self._refresh(conn, recording, manifests, result):
                         catalogued.add(recording)
+            self._tell(checked_entries)
             if vanished:
                 break
 
@@ -393,6 +402,17 @@ class Indexer:
                 self._set_writer_problem(
                     conn, writer, self._writer_problem(conn, writer, key_problem), result,
                     new_part=key_problem or "")
+
+    def _tell(self, checked: Sequence[CheckedEntry]) -> None:
+        entries = [item.entry for item in checked if item.verified and not item.problem]
+        if not entries:
+            return
+        for follower in self.followers:
+            try:
+                follower(entries)
+            except EvidenceError as exc:
+                log.warning("catalog: a follower of new entries failed (next reindex retries): %s",
+                            exc.message)
 
     def _standing(self, writer: str, key_fingerprint: str,
                   conn: sqlite3.Connection | None = None) -> WriterStanding:

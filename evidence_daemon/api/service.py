@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from .auth import Users
 from .catalog import Catalog
 from .db import open_api_database
 from .grants import Grants
-from .incidents import IncidentBook, IncidentCollector, coverage_policy
+from .entries import ReadEntry
+from .incidents import IncidentBook, IncidentCollector, coverage_policy, load_document
 from .indexer import Indexer
 from .reviews import ReviewBook
 
@@ -80,6 +81,7 @@ class ApiNode:
         self.reviews = ReviewBook(self.database, writer=self.writer, record=self.record,
                                   checkpoint=self.checkpointer.checkpoint,
                                   refresh_catalog=self.indexer.poll)
+        self.indexer.followers.append(self._follow)
         self._checkpointed_at: float | None = None
 
     @property
@@ -128,6 +130,23 @@ class ApiNode:
             log.error("ledger %s: checkpoint or witness not recorded: %s", self.writer,
                       exc.message)
 
+    def _follow(self, entries: Sequence[ReadEntry]) -> None:
+        """Keep the incident and review tables in step with the verified events that make
+        them (any API node's), so ``reindex`` rebuilds them from the archive alone."""
+        for entry in entries:
+            if entry.event == Event.INCIDENTS_IMPORTED:
+                key = str(entry.details.get("document", ""))
+                document = load_document(self.store, key)
+                self.incidents.apply_import(document.incidents, document=key,
+                                            writer=entry.writer, seq=entry.seq)
+            elif entry.event == Event.INCIDENT_LINK_REJECTED and entry.recording:
+                self.incidents.reject_link(str(entry.details.get("incident_id", "")),
+                                           entry.recording)
+            elif entry.event == Event.REVIEW_SAMPLED:
+                self.reviews.apply_sample(_as_entry(entry))
+            elif entry.event == Event.REVIEWED:
+                self.reviews.apply_review(_as_entry(entry))
+
     def refresh_coverage(self) -> None:
         """After a catalog poll: the coverage of incidents new recordings or a closing window
         may have changed. Failures are logged; the next poll tries again."""
@@ -157,6 +176,11 @@ def open_api_node(config: Config, *, clock: Clock = utc_now,
         store.check()
         ledger.publish_key()
     return node
+
+
+def _as_entry(entry: ReadEntry) -> dict[str, Any]:
+    return {"writer": entry.writer, "seq": entry.seq, "time": entry.time, "event": entry.event,
+            "recording": entry.recording, "actor": entry.actor, "details": entry.details}
 
 
 class Poller:
