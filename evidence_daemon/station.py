@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import zoneinfo
-from collections.abc import Callable
+
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ from .clock import Clock, format_seconds, parse_optional, utc_now
 from .devices.registry import DeviceRegistry
 from .errors import EvidenceError, IngestError
 from .ingest.backlog import read_backlog
+from .ingest.outcomes import ProgressCallback
 from .ingest.pipeline import IngestMetrics, Ingestor
 from .ingest.priority import OrderRules
 from .state.db import Database
@@ -65,7 +66,7 @@ class Station:
 
     def ingestor(
         self,
-        progress: Callable[[str, dict[str, Any]], None] | None = None,
+        progress: ProgressCallback | None = None,
         metrics: IngestMetrics | None = None,
     ) -> Ingestor:
         return Ingestor(self.config, self.store, self.database, self.ledger, clock=self.clock,

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from ..compliance.rules import STATES as COMPLIANCE_STATES
 from ..config import Config
 from ..errors import StorageError
+from ..ingest.outcomes import Progress as Event
 from ..ingest.pipeline import (
     ALREADY_ARCHIVED,
     ALREADY_IN_ARCHIVE,
@@ -42,20 +43,20 @@ class Progress:
         self.last_draw = 0.0
         self.current = ""
 
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
+    def __call__(self, event: Event, info: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        if event == "copying":
+        if event == Event.COPYING:
             self.files += 1
             self.current = info["path"]
-        elif event == "bytes":
+        elif event == Event.BYTES:
             self.bytes_done += info["count"]
-        elif event == "done":
+        elif event == Event.DONE:
             self.stream.write("\r\033[K")
             self.stream.flush()
             return
         now = time.monotonic()
-        if now - self.last_draw < 0.2 and event == "bytes":
+        if now - self.last_draw < 0.2 and event == Event.BYTES:
             return
         self.last_draw = now
         rate = self.bytes_done / max(now - self.started, 1e-6) / 1e6

@@ -38,6 +38,7 @@ from ..config import After, Config, WatchConfig
 from ..custody.ledger import LedgerWriter
 from ..devices.registry import DeviceIdentity
 from ..errors import EvidenceError
+from ..ingest.outcomes import Progress
 from ..ingest.pipeline import Ingestor, Origin, Summary
 from ..ingest.scanner import FILE, display_path, scan_tree
 from ..sources.rules import DeviceInfo, DockMatch, device_identity, match_device
@@ -112,14 +113,14 @@ class DockJob:
         """What makes two events the same device: its node, else (MTP) its identity."""
         return self.devnode or self.name
 
-    def on_progress(self, event: str, info: dict[str, Any]) -> None:
-        if event == "copying":
+    def on_progress(self, event: Progress, info: dict[str, Any]) -> None:
+        if event == Progress.COPYING:
             if self.current_file:
                 self.files_done += 1
             self.current_file = info["path"]
-        elif event == "bytes":
+        elif event == Progress.BYTES:
             self.bytes_done += info["count"]
-        elif event == "done" and self.current_file:
+        elif event == Progress.DONE and self.current_file:
             self.files_done += 1
             self.current_file = ""
 

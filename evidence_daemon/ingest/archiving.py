@@ -19,10 +19,10 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+
 
 from ..archive import keys
 from ..archive.base import ArchiveStore, SetAside, StoredObject, hash_stored, rejected_key
@@ -39,7 +39,7 @@ from ..state.catalog import Catalog, Recording
 from ..state.db import Database
 from ..state.queue import Source, WorkQueue
 from .describe import Describer, manifest_for
-from .outcomes import ALREADY_IN_ARCHIVE, IngestMetrics
+from .outcomes import ALREADY_IN_ARCHIVE, IngestMetrics, Progress, ProgressCallback
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Archiver:
     def __init__(
         self, *, config: Config, store: ArchiveStore, database: Database, ledger: LedgerWriter,
         spool: Spool, describer: Describer, clock: Clock, metrics: IngestMetrics,
-        upload_meter: UploadMeter, progress: Callable[[str, dict[str, Any]], None],
+        upload_meter: UploadMeter, progress: ProgressCallback,
     ) -> None:
         self.config = config
         self.store = store
@@ -127,7 +127,7 @@ class Archiver:
             self.queue.move(source.id, st.FAILED, "spool copy was lost; read again at next dock",
                             at=self._now(), count_attempt=True)
             raise IngestError(f"{source.rel_path}: spool copy {spool_path} is missing")
-        self.progress("uploading", {"path": source.rel_path, "size_bytes": recording.size_bytes})
+        self.progress(Progress.UPLOADING, {"path": source.rel_path, "size_bytes": recording.size_bytes})
         metadata = {"sha256": sha256, "station": self.config.station.id}
         if recording.sm3:
             metadata["sm3"] = recording.sm3

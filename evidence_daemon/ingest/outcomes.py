@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..state import transitions as st
 from .scanner import Found
@@ -46,6 +47,19 @@ class NoMetrics:
 
     def recording_archived(self, *, duration_s: float, late: bool) -> None:
         pass
+
+
+class Progress(StrEnum):
+    """What an ingest run tells its ``progress`` callback (the CLI's progress line, a docked
+    device's job in ``status``)."""
+
+    COPYING = "copying"  # {"path", "size_bytes"}: a file's copy into the spool begins
+    BYTES = "bytes"  # {"count"}: that many more bytes copied
+    UPLOADING = "uploading"  # {"path", "size_bytes"}: a recording's upload begins
+    DONE = "done"  # {"summary"}: the run is over
+
+
+ProgressCallback = Callable[[Progress, dict[str, Any]], None]
 
 
 class Outcome(StrEnum):

@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+
 
 from ..archive.base import ArchiveStore
 from ..archive.link import UploadMeter
@@ -44,6 +44,8 @@ from ..state.queue import QueuedSource, WorkQueue
 from .archiving import Archiver
 from .describe import Describer, OfficerLookup, Prober
 from .outcomes import (
+    Progress,
+    ProgressCallback,
     ALREADY_ARCHIVED,
     ALREADY_IN_ARCHIVE,
     NOT_STARTED,
@@ -85,7 +87,7 @@ class Ingestor:
         *,
         clock: Clock = utc_now,
         prober: Prober = probe_file,
-        progress: Callable[[str, dict[str, Any]], None] | None = None,
+        progress: ProgressCallback | None = None,
         officer_lookup: OfficerLookup | None = None,
         metrics: IngestMetrics | None = None,
         upload_meter: UploadMeter | None = None,
@@ -133,7 +135,7 @@ class Ingestor:
         *,
         archive_error: str | None = None,
         paths: Sequence[bytes] | None = None,
-        progress: Callable[[str, dict[str, Any]], None] | None = None,
+        progress: ProgressCallback | None = None,
         stop: threading.Event | None = None,
         skip: Sequence[str] = (),
     ) -> Summary:
@@ -210,7 +212,7 @@ class Ingestor:
             with self._held_lock:
                 self._held.difference_update(taken)
         summary.pending = self.queue.count_spooled(taken)
-        progress("done", {"summary": summary})
+        progress(Progress.DONE, {"summary": summary})
         return summary
 
     def resume(self, *, archive_error: str | None = None) -> Summary:
@@ -251,7 +253,7 @@ class Ingestor:
 
     def _take_with_room(
         self, origin: Origin, found: Found, summary: Summary,
-        progress: Callable[[str, dict[str, Any]], None],
+        progress: ProgressCallback,
         work: UploadQueue[WorkItem], taken_ids: set[int],
     ) -> WorkItem | None:
         """``_take``; when the spool is full, wait once for the workers to archive (and so
@@ -277,7 +279,7 @@ class Ingestor:
 
     def _take(
         self, origin: Origin, found: Found, summary: Summary,
-        progress: Callable[[str, dict[str, Any]], None], taken_ids: set[int],
+        progress: ProgressCallback, taken_ids: set[int],
     ) -> WorkItem | None:
         """Register one entry and copy it into the spool; returns the work for a worker.
         Raises ``SpoolFullError`` (the source is left as it was: the spool, not the file, is
@@ -307,14 +309,14 @@ class Ingestor:
             summary.counts[target] += 1
             summary.problems.append((found.display_path, found.reason or target))
             return source_id, None
-        progress("copying", {"path": found.display_path, "size_bytes": found.size_bytes})
+        progress(Progress.COPYING, {"path": found.display_path, "size_bytes": found.size_bytes})
         try:
             copied = self.spool.copy_in(
                 os.path.join(os.fsencode(origin.root), found.rel_path),
                 source_id,
                 expected_size=found.size_bytes,
                 expected_mtime_ns=found.mtime_ns,
-                on_bytes=lambda count: progress("bytes", {"count": count}),
+                on_bytes=lambda count: progress(Progress.BYTES, {"count": count}),
             )
         except SpoolFullError as exc:
             self.queue.note(source_id, exc.message, at=now)
