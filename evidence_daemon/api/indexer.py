@@ -22,9 +22,17 @@ How entries are checked and kept:
   in the same transaction that stores the event, so the order in which writers are read
   does not matter and a crash never leaves a half-updated row.
 
+- Once indexed, verified entries are told to ``followers`` (the API node's incident and review
+  tables follow their events this way, so ``reindex`` rebuilds them too).
+
 This module must never write to, or delete from, the archive, and never decide anything from
 a station's local state; a malformed object becomes a recorded problem, not a crash. An
 unreachable archive raises ``StorageError`` from ``poll`` (the caller logs and retries).
+
+Why ~520 lines in one file: what is left here is the poll itself — watermarks, key pinning,
+batches, the two locks and the order of their steps — which must be read as one algorithm
+to see that a crash or a concurrent ``index_own`` never leaves the catalog half-updated; the
+pure checks (``entries``), the row (``catalog_row``) and the SQL (``catalog_tables``) are apart.
 """
 
 from __future__ import annotations
