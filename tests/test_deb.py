@@ -273,6 +273,7 @@ def test_the_package_installs_archives_a_card_and_purges_to_the_evidence_and_key
     fault_log("operator removes the software", "apt-get purge of a station that archived a card",
               injected_by="apt-get purge -y evidence-daemon", files_lost=lost, wrongly_archived=0,
               duplicates=0, exit_code=purged.returncode, message=message)
-    assert lost == 0 and kept_key
+    assert lost == 0, f"{lost} recording(s) of the card gone from {ARCHIVE} after the purge"
+    assert kept_key, f"the purge deleted or changed the station key {STATION_KEY}"
     assert f"{ARCHIVE}/" in purged.stdout and f"{STATION_KEY.parent}/" in purged.stdout, purged.stdout
     print(f"build-deb from a fresh clone: {build_s:.0f} s; {deb.name}: {deb.stat().st_size / 1e6:.1f} MB")
