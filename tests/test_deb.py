@@ -22,8 +22,10 @@ import hashlib
 import grp
 import os
 import pwd
+import re
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -250,6 +252,8 @@ def test_the_package_installs_archives_a_card_and_purges_to_the_evidence_and_key
     assert f"in file://{ARCHIVE}" in verified.stdout, verified.stdout
     assert archived_digests() == {sha256(path) for path in card}
     key = STATION_KEY.read_bytes()
+    fingerprint = re.search(r"ledger writer station: key (SHA256:\S+)", verified.stdout)
+    assert fingerprint is not None, verified.stdout
     assert tree(Path("/opt/evidence-daemon")) == opt_before, "the installed program wrote under /opt"
 
     check_udev_sees_the_rules(tmp_path)
@@ -276,4 +280,11 @@ def test_the_package_installs_archives_a_card_and_purges_to_the_evidence_and_key
     assert lost == 0, f"{lost} recording(s) of the card gone from {ARCHIVE} after the purge"
     assert kept_key, f"the purge deleted or changed the station key {STATION_KEY}"
     assert f"{ARCHIVE}/" in purged.stdout and f"{STATION_KEY.parent}/" in purged.stdout, purged.stdout
+    # ... and what it kept is still a whole archive, signed by the same station key: checked
+    # with this checkout's program, the package's being gone
+    still = run([sys.executable, "-m", "evidence_daemon", "--set", f"archive.path={ARCHIVE}",
+                 "--set", f"station.state_dir={tmp_path / 'auditor'}", "verify",
+                 "--trust", fingerprint.group(1)], cwd=PROJECT_ROOT, timeout_s=300)
+    assert still.returncode == 0 and f"verified {len(card)} recording(s)" in still.stdout, \
+        still.stdout + still.stderr
     print(f"build-deb from a fresh clone: {build_s:.0f} s; {deb.name}: {deb.stat().st_size / 1e6:.1f} MB")
