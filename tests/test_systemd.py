@@ -17,7 +17,7 @@ UNITS = sorted((Path(__file__).resolve().parent.parent / "systemd").glob("*.serv
 def test_unit_verifies(unit: Path, tmp_path: Path) -> None:
     # systemd checks that ExecStart exists: point it at this checkout's entry point
     executable = Path(sys.executable).parent / "evidence-daemon"
-    text = unit.read_text().replace("/usr/local/bin/evidence-daemon", str(executable))
+    text = unit.read_text().replace("/usr/bin/evidence-daemon", str(executable))
     instance = tmp_path / unit.name.replace("@.service", "@media-dock1.service")
     instance.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True,
