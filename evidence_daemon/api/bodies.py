@@ -20,6 +20,7 @@ from .reasons import (
     REASON_MIN_CHARS,
     text_problem,
 )
+from ..i18n import _
 
 ContentKind = Literal["original", "proxy", "poster"]
 
@@ -31,7 +32,7 @@ def _audit_text(min_chars: int, max_chars: int) -> AfterValidator:
         stripped = text.strip()
         problem = text_problem(stripped, min_chars=min_chars, max_chars=max_chars)
         if problem is not None:
-            raise PydanticCustomError("audit_text", problem)
+            raise PydanticCustomError(_("audit_text"), problem)
         return stripped
     return AfterValidator(check)
 

@@ -53,6 +53,7 @@ from ..archive import keys
 from . import canonical
 from .merkle import CompactTree, entry_leaf_hash
 from .signing import signature_valid
+from ..i18n import _
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -404,7 +405,8 @@ def compare_with_witness(writer: str, heads: Mapping[int, str], witnessed: Head,
 def checkpoint_details(tree: CompactTree, head: Head) -> dict[str, Any]:
     """What a checkpoint entry says: the tree head of entries 1..N and entry N itself."""
     if tree.size != head.seq or not head.hash:
-        raise ValueError(f"tree of {tree.size} entries does not end at entry {head.seq}")
+        raise ValueError(_("tree of {size} entries does not end at entry {seq}").format(
+            size=tree.size, seq=head.seq))
     return {"tree_size": tree.size, "root_hash": tree.root().hex(), "head_seq": head.seq,
             "head_hash": head.hash}
 
@@ -606,11 +608,13 @@ class WriterJudgement:
     counts: frozenset[int]  # seqs of the entries that count (trusted and in role)
 
     def note(self) -> str:
-        role = (f"role {self.role}" if self.role is not None else "role unknown")
-        how = "registered" if self.registered else "inferred from its events (no key-registered entry)"
-        trust = ("trusted" if self.trusted else "NOT TRUSTED" if self.trusted is False
-                 else "not compared with trust anchors")
-        return f"{role}, {how}; key {trust}"
+        role = (_("role {role}").format(role=self.role) if self.role is not None
+                else _("role unknown"))
+        how = (_("registered") if self.registered
+               else _("inferred from its events (no key-registered entry)"))
+        trust = (_("trusted") if self.trusted else _("NOT TRUSTED") if self.trusted is False
+                 else _("not compared with trust anchors"))
+        return _("{role}, {how}; key {trust}").format(role=role, how=how, trust=trust)
 
 
 def registration_details(role: Role, key_fingerprint: str, writer: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from .format import (
 from .members import display, read_members
 from .report import PackageReport
 from .verify_ledger import LedgerCheck
+from ...i18n import _
 
 
 def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = (),
@@ -65,7 +66,8 @@ def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = (),
     try:
         archive = zipfile.ZipFile(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        raise UsageError(_("cannot read {path}: {strerror}").format(
+            path=path, strerror=exc.strerror)) from exc
     except (zipfile.BadZipFile, ValueError, EOFError) as exc:
         report.problem(path.name, f"not a readable zip file ({exc})")
         return report
