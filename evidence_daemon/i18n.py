@@ -138,4 +138,5 @@ _VOCABULARY = (
     N_("waiting"), N_("settling"), N_("mounting"), N_("ingesting"), N_("wiping"),
     N_("incomplete"), N_("device"), N_("inbox"), N_("officer"), N_("station"), N_("type"),
     N_("kept on device"), N_("wiped"), N_("recorder"), N_("terminal"),
+    N_("api"),
 )

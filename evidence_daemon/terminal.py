@@ -69,3 +69,10 @@ def pad(text: object, columns: int, align: str = "<") -> str:
     shown = str(text)
     fill = " " * max(columns - display_width(shown), 0)
     return fill + shown if align == ">" else shown + fill
+
+
+def columns(cells: list[tuple[object, int] | tuple[object, int, str]], sep: str = "  ") -> str:
+    """One table line: each cell ``(text, columns)`` or ``(text, columns, ">")`` padded by
+    display width, joined with ``sep``; a last cell of width 0 is written as it is."""
+    return sep.join(pad(cell[0], cell[1], cell[2] if len(cell) > 2 else "<")
+                    for cell in cells).rstrip(" ")

@@ -142,9 +142,9 @@ class Users:
             existing = conn.execute("SELECT revoked_at FROM users WHERE name = ?", (name,)).fetchone()
             if existing is not None:
                 raise ConflictError(
-                    f"user {name!r} already exists"
-                    + (" (revoked; names are not reused, so the audit trail stays unambiguous)"
-                       if existing["revoked_at"] else "")
+                    _("user {name!r} already exists").format(name=name)
+                    + (_(" (revoked; names are not reused, so the audit trail stays "
+                         "unambiguous)") if existing["revoked_at"] else "")
                 )
             conn.execute(
                 "INSERT INTO users (name, role, officer_id, token_hash, created_at, created_by)"

@@ -32,7 +32,7 @@ def _audit_text(min_chars: int, max_chars: int) -> AfterValidator:
         stripped = text.strip()
         problem = text_problem(stripped, min_chars=min_chars, max_chars=max_chars)
         if problem is not None:
-            raise PydanticCustomError(_("audit_text"), problem)
+            raise PydanticCustomError("audit_text", problem)
         return stripped
     return AfterValidator(check)
 

@@ -21,6 +21,7 @@ from .auth import UserRole
 from .incidents_cli import HANDLERS as INCIDENT_HANDLERS
 from .incidents_cli import add_commands as add_incident_commands
 from ..i18n import _
+from ..terminal import columns
 
 log = logging.getLogger("evidence_daemon.api")
 
@@ -130,12 +131,14 @@ def cmd_users(config: Config, args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(users, ensure_ascii=False, indent=2))
             else:
-                print(f"{'NAME':<20} {'ROLE':<11} {'OFFICER':<10} {'CREATED':<20} "
-                      f"{'LAST USED':<20} STATUS")
+                print(columns([(_("NAME"), 20), (_("ROLE"), 11), (_("OFFICER"), 10),
+                               (_("CREATED"), 20), (_("LAST USED"), 20), (_("STATUS"), 0)],
+                              sep=" "))
                 for user in users:
                     print(f"{user['name']:<20} {user['role']:<11} {user['officer_id'] or '-':<10} "
                           f"{user['created_at'][:19]:<20} {(user['last_used_at'] or '-')[:19]:<20} "
-                          f"{'revoked ' + user['revoked_at'][:19] if user['revoked_at'] else 'active'}")
+                          + (_("revoked {time}").format(time=user['revoked_at'][:19])
+                             if user['revoked_at'] else _("active")))
     finally:
         node.close()
     return 0

@@ -13,7 +13,7 @@ from ..config import Config
 from ..errors import StorageError
 from ..i18n import _, word
 from ..station import open_station
-from ..terminal import clip, pad
+from ..terminal import clip, columns, pad
 from .common import _operator, _parse_time
 from .exit_codes import ExitCode
 
@@ -65,18 +65,19 @@ def _print_devices(devices: list[dict[str, Any]], waiting: int, as_json: bool, o
     if not devices:
         out.write(_("no devices registered yet") + "\n")
     else:
-        out.write(f"{pad(_('DEVICE'), 20)}  {pad(_('MODEL'), 12)}  {pad(_('ROLE'), 8)}  "
-                  f"{pad(_('DOCKS'), 5, '>')}  {pad(_('LAST DOCKED (local)'), 19)}  "
-                  f"{pad(_('CLOCK'), 10, '>')}  {_('OFFICER NOW')}\n")
+        out.write(columns([(_("DEVICE"), 20), (_("MODEL"), 12), (_("ROLE"), 8),
+                           (_("DOCKS"), 5, ">"), (_("LAST DOCKED (local)"), 19),
+                           (_("CLOCK"), 10, ">"), (_("OFFICER NOW"), 0)]) + "\n")
+    never, out_of_service = _("never"), "  " + _("(out of service)")
     for device in devices:
         out.write(f"{pad(clip(device['device_id'], 20), 20)}  "
                   f"{pad(clip(device['model'] or '-', 12), 12)}  "
                   f"{pad(clip(word(device['role']) if device['role'] else '-', 8), 8)}  "
                   f"{device['docks']:>5}  "
-                  f"{pad(_minutes(device['last_docked_at']) or _('never'), 19)}  "
+                  f"{pad(_minutes(device['last_docked_at']) or never, 19)}  "
                   f"{pad(_offset(device['clock_offset_s']), 10, '>')}  "
                   f"{device['current_officer'] or '-'}"
-                  f"{'' if device['in_service'] else '  ' + _('(out of service)')}\n")
+                  f"{'' if device['in_service'] else out_of_service}\n")
         for assignment in device["assignments"]:
             note = f"  {assignment['note']}" if assignment["note"] else ""
             out.write("    " + _("officer {officer}  from {start}  to {end}").format(

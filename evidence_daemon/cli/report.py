@@ -8,6 +8,7 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from ..compliance.report import UNKNOWN
 from ..config import Config
 from ..errors import ConfigError, UsageError
 from ..state.catalog import Catalog
@@ -15,7 +16,7 @@ from ..station import open_station
 from .common import _parse_time
 from .exit_codes import ExitCode
 from ..i18n import _, word
-from ..terminal import clip, pad
+from ..terminal import clip, columns, pad
 
 
 REPORT_COLUMNS = ("group", "total", "on_time", "late", "overdue", "pending", "at_risk",
@@ -83,18 +84,18 @@ def cmd_report(config: Config, args: argparse.Namespace) -> ExitCode:
         if not groups:
             print(_("no recordings in this period"))
             return ExitCode.OK
-        print(f"{pad(word(args.by).upper(), 20)} {pad(_('TOTAL'), 6, '>')} "
-              f"{pad(_('ON TIME'), 8, '>')} {pad(_('LATE'), 6, '>')} {pad(_('OVERDUE'), 8, '>')} "
-              f"{pad(_('PENDING'), 8, '>')} {pad(_('AT RISK'), 8, '>')} "
-              f"{pad(_('LATE H MEDIAN'), 14, '>')} {pad(_('LATE H MAX'), 11, '>')} "
-              f"{pad(_('BAD CLOCK'), 10, '>')}")
+        print(columns([(word(args.by).upper(), 20), (_("TOTAL"), 6, ">"), (_("ON TIME"), 8, ">"),
+                       (_("LATE"), 6, ">"), (_("OVERDUE"), 8, ">"), (_("PENDING"), 8, ">"),
+                       (_("AT RISK"), 8, ">"), (_("LATE H MEDIAN"), 14, ">"),
+                       (_("LATE H MAX"), 11, ">"), (_("BAD CLOCK"), 10, ">")], sep=" "))
         for group in groups:
             median = "-" if group["late_hours_median"] is None else f"{group['late_hours_median']:.1f}"
             longest = "-" if group["late_hours_max"] is None else f"{group['late_hours_max']:.1f}"
             bad_clock = str(group["time_implausible"])
             if group["time_implausible_late"]:
                 bad_clock += " " + _("({count} late)").format(count=group['time_implausible_late'])
-            print(f"{pad(clip(group['group'], 20), 20)} {group['total']:>6} {group['on_time']:>8} "
+            name = _(group["group"]) if group["group"] == UNKNOWN else group["group"]
+            print(f"{pad(clip(name, 20), 20)} {group['total']:>6} {group['on_time']:>8} "
                   f"{group['late']:>6} {group['overdue']:>8} {group['pending']:>8} "
                   f"{group['at_risk']:>8} {median:>14} {longest:>11} {pad(bad_clock, 10, '>')}")
         if any(group["time_implausible"] for group in groups):

@@ -16,7 +16,7 @@ from ..state import transitions as st
 from ..state.queue import WorkQueue
 from ..station import open_station
 from ..i18n import N_, _, word
-from ..terminal import clip, pad, safe
+from ..terminal import clip, columns, pad, safe
 from .exit_codes import ExitCode
 
 
@@ -33,9 +33,9 @@ def cmd_recordings(config: Config, args: argparse.Namespace) -> ExitCode:
     if not recordings:
         print(_("no recordings yet"))
         return ExitCode.OK
-    print(f"{pad(_('ID'), 12)}  {pad(_('SIZE'), 10, '>')}  {pad(_('DEVICE'), 10)}  "
-          f"{pad(_('OFFICER'), 8)}  {pad(_('RECORDED END (local)'), 25)}  "
-          f"{pad(_('COMPLIANCE'), 10)}  {_('FLAGS / FIRST SOURCE')}")
+    print(columns([(_("ID"), 12), (_("SIZE"), 10, ">"), (_("DEVICE"), 10), (_("OFFICER"), 8),
+                   (_("RECORDED END (local)"), 25), (_("COMPLIANCE"), 10),
+                   (_("FLAGS / FIRST SOURCE"), 0)]))
     for recording in recordings:
         source = recording["sources"][0]["path"] if recording["sources"] else ""
         end = recording["recorded_end"] or "-"

@@ -21,10 +21,10 @@ from typing import Any
 
 from ..clock import parse_optional
 from .rules import AT_RISK, FLAG_TIME_IMPLAUSIBLE, LATE, ON_TIME, OVERDUE, PENDING, late_hours
-from ..i18n import _
+from ..i18n import N_, _
 
 GROUPINGS = ("officer", "device", "station")
-UNKNOWN = "(unknown)"
+UNKNOWN = N_("(unknown)")  # a group key (JSON, CSV); shown translated
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,9 @@ def _file_sections(path: Path) -> dict[str, Any]:
             path=path, exc=exc)) from exc
     except OSError as exc:
         missing = isinstance(exc, FileNotFoundError)
-        raise ConfigError(f"configuration file {path} does not exist" if missing
-                          else f"cannot read configuration file {path}: {exc.strerror}") from exc
+        raise ConfigError(_("configuration file {path} does not exist").format(path=path) if missing
+                          else _("cannot read configuration file {path}: {strerror}").format(
+                              path=path, strerror=exc.strerror)) from exc
     watch = tables.get("watch", [])
     if not isinstance(watch, list):
         raise ConfigError(_("{path}: watch folders are [[watch]] tables").format(path=path))

@@ -197,7 +197,7 @@ class LedgerWriter:
         missing = [seq for seq in (head_seq, self._latest_checkpoint_seq())
                    if seq and seq not in listed]
         if missing:
-            self._tail_lost(head_seq, missing[0], "is gone")
+            self._tail_lost(head_seq, missing[0], _("is gone"))
         self._tail_fine()
 
     def check_tail(self) -> None:
@@ -220,18 +220,18 @@ class LedgerWriter:
         try:
             stored = self.store.get_bytes(keys.ledger_key(self.writer, head_seq))
         except ObjectMissingError:
-            self._tail_lost(head_seq, head_seq, "is gone")
+            self._tail_lost(head_seq, head_seq, _("is gone"))
         try:
-            body, _ = canonical.parse_stored(stored)
+            body, _signature = canonical.parse_stored(stored)
             same = canonical.entry_hash(body) == head_hash
         except ValueError:
             same = False
         if not same:
-            self._tail_lost(head_seq, head_seq, "was replaced by another")
+            self._tail_lost(head_seq, head_seq, _("was replaced by another"))
         checkpoint = self._latest_checkpoint_seq()
         if checkpoint and checkpoint != head_seq and self.store.stat(
                 keys.ledger_key(self.writer, checkpoint)) is None:
-            self._tail_lost(head_seq, checkpoint, "is gone")
+            self._tail_lost(head_seq, checkpoint, _("is gone"))
         self._tail_fine()
 
     def _tail_fine(self) -> None:
@@ -241,12 +241,13 @@ class LedgerWriter:
         self._tail_checked_at = self.monotonic()
 
     def _tail_lost(self, head_seq: int, seq: int, how: str) -> NoReturn:
-        message = (
-            f"ledger {self.writer}: entry {seq} of this writer's chain {how} in the archive "
-            f"{self.store.location}, but this node wrote {head_seq} entries: entries were "
+        message = _(
+            "ledger {writer}: entry {seq} of this writer's chain {how} in the archive "
+            "{location}, but this node wrote {head_seq} entries: entries were "
             "removed from the end of its custody chain. Refusing to append (that would hide "
             "the gap). Restore the missing ledger objects from a replica or backup and run "
-            "`evidence-daemon verify`.")
+            "`evidence-daemon verify`.").format(writer=self.writer, seq=seq, how=how,
+                                                location=self.store.location, head_seq=head_seq)
         if self.tail_missing != message:
             log.error("%s", message)
         self.tail_missing = message
@@ -420,7 +421,7 @@ class LedgerWriter:
             existing = self.find(event, recording, details)
             if existing is not None:
                 return existing
-        for _ in range(3):
+        for _attempt in range(3):
             seq, prev = self._head()
             entry = {
                 "seq": seq + 1,

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..i18n import _, word
-from ..terminal import clip, pad
+from ..terminal import clip, columns, pad
 from .coverage import Coverage, CoverageResult, summarise
 
 COVERAGE_COLUMNS = ("group", "total", "covered", "partial", "missing", "pending",
@@ -26,10 +26,9 @@ def coverage_table(rows: Sequence[Mapping[str, Any]], *, by: str, period: str) -
         by=word(by), period=period)]
     if not rows:
         return [*lines, _("no incidents ended in this period")]
-    lines.append(f"{pad(word(by).upper(), 20)} {pad(_('TOTAL'), 6, '>')} "
-                 f"{pad(_('COVERED'), 8, '>')} {pad(_('PARTIAL'), 8, '>')} "
-                 f"{pad(_('MISSING'), 8, '>')} {pad(_('PENDING'), 8, '>')} "
-                 f"{pad(_('MEAN COVERED'), 13, '>')}")
+    lines.append(columns([(word(by).upper(), 20), (_("TOTAL"), 6, ">"), (_("COVERED"), 8, ">"),
+                          (_("PARTIAL"), 8, ">"), (_("MISSING"), 8, ">"), (_("PENDING"), 8, ">"),
+                          (_("MEAN COVERED"), 13, ">")], sep=" "))
     for row in rows:
         lines.append(f"{pad(clip(str(row['group']), 20), 20)} {row['total']:>6} {row['covered']:>8} "
                      f"{row['partial']:>8} {row['missing']:>8} {row['pending']:>8} "
@@ -53,8 +52,8 @@ def missing_lines(results: Iterable[CoverageResult], *, limit: int = 20) -> list
 def review_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     if not rows:
         return [_("no review samples drawn")]
-    lines = [f"{pad(_('SUPERVISOR'), 24)} {pad(_('SAMPLES'), 8, '>')} {pad(_('ITEMS'), 6, '>')} "
-             f"{pad(_('REVIEWED'), 9, '>')} {pad(_('DONE'), 7, '>')}"]
+    lines = [columns([(_("SUPERVISOR"), 24), (_("SAMPLES"), 8, ">"), (_("ITEMS"), 6, ">"),
+                      (_("REVIEWED"), 9, ">"), (_("DONE"), 7, ">")], sep=" ")]
     for row in rows:
         lines.append(f"{pad(clip(str(row['supervisor']), 24), 24)} {row['samples']:>8} {row['items']:>6} "
                      f"{row['reviewed']:>9} {row['completion'] * 100:>6.1f}%")

@@ -206,7 +206,7 @@ class ProxyMaker:
                 try:
                     self.store.put_bytes(key, data, content_type="image/jpeg")
                 except ObjectExistsError:
-                    poster_sha256, _ = hash_stored(self.store, key)
+                    poster_sha256, _size = hash_stored(self.store, key)
                 except EvidenceError as exc:
                     raise ProxyEnvironmentError(_("cannot store {key}: {message}").format(
                         key=key, message=exc.message)) from exc

@@ -150,7 +150,7 @@ class FfmpegRunner:
         try:
             while True:
                 try:
-                    _, stderr = process.communicate(timeout=PAUSE_CHECK_S)
+                    _output, stderr = process.communicate(timeout=PAUSE_CHECK_S)
                     break
                 except subprocess.TimeoutExpired:
                     pass

@@ -285,8 +285,8 @@ class WatchFolders:
         except OSError as exc:
             observer.stop()
             raise DeviceError(
-                f"cannot watch the inbox folders: {exc.strerror or exc}"
-                + (" (raise fs.inotify.max_user_watches)" if exc.errno == errno.ENOSPC else "")
+                _("cannot watch the inbox folders: {error}").format(error=exc.strerror or exc)
+                + (_(" (raise fs.inotify.max_user_watches)") if exc.errno == errno.ENOSPC else "")
             ) from exc
         self._observer = observer
         # After the watches are in place, so a file arriving meanwhile is seen by one or both.
@@ -299,7 +299,7 @@ class WatchFolders:
         real: list[str] = []
         for index, watch in enumerate(self.watches):
             if not watch.path.is_dir():
-                what = "is not a directory" if watch.path.exists() else "does not exist"
+                what = _("is not a directory") if watch.path.exists() else _("does not exist")
                 raise ConfigError(
                     _("watch[{index}].path: inbox {path} {what}; create it (or mount its share) "
                       "first — it is not created automatically").format(

@@ -112,7 +112,8 @@ def read_members(archive: zipfile.ZipFile, report: PackageReport) -> tuple[dict[
                         kept += chunk
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
                 RuntimeError, NotImplementedError) as exc:
-            report.problem(name, f"cannot be read from the zip ({exc}): damaged or altered")
+            report.problem(name, _("cannot be read from the zip ({exc}): damaged or altered").format(
+                exc=exc))
             reported.add(name)
             continue
         members[name] = Member(size_bytes, digest.hexdigest(),
@@ -159,7 +160,7 @@ class CheckState:
         try:
             return parse(self.data(name))
         except (ValueError, RecursionError) as exc:  # json's error for too deep nesting
-            self.problem(name, f"not a valid {what} ({exc}): altered")
+            self.problem(name, _("not a valid {what} ({exc}): altered").format(what=what, exc=exc))
             return None
 
     def verified_events(self, event: str, recording: str) -> list[dict[str, Any]]:
