@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Callable
+from .i18n import _
 
 Clock = Callable[[], datetime]
 
@@ -35,7 +36,7 @@ def parse_time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not an ISO 8601 time: {text!r}") from None
+        raise ValueError(_("not an ISO 8601 time: {text!r}").format(text=text)) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 

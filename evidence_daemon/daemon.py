@@ -27,6 +27,7 @@ from .dock.manager import DockManager
 from .durable import save_replacing
 from .errors import StorageError
 from .metrics.station import PipelineMetrics, StationMetrics
+from .i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
             if not self.stop.is_set():
-                log.warning("%s: finishing the files in flight, then stopping",
+                log.warning(_("%s: finishing the files in flight, then stopping"),
                             signal.Signals(signum).name)
             self.stop.set()
 
@@ -168,8 +169,8 @@ class Daemon:
         try:
             self.station.connect()
         except StorageError as exc:
-            log.error("archive unreachable at start; docked devices are copied to the spool "
-                      "and archived when it returns: %s", exc.message)
+            log.error(_("archive unreachable at start; docked devices are copied to the spool and "
+                        "archived when it returns: %s"), exc.message)
             return exc.message
         return None
 

@@ -17,6 +17,11 @@
     │   └── ConflictError         exit 2   already exists, or an id prefix is ambiguous
     └── AccessError               exit 9   not signed in, or the role does not allow it
 
+A message is written in English and marked for translation where it is raised
+(``_("... {key} ...").format(key=...)``, see ``i18n.py``): ``message`` is what the operator
+reads, in the station's language; ``untranslated`` is its English source, the text to keep
+wherever the message is recorded (ledger details, manifests, the state database).
+
 Third-party errors (OSError, minio's S3Error, ffmpeg.Error, sqlite3.Error) are translated
 once, at the adapter that calls the library: ``raise StorageError(...) from exc``.
 Only ``cli.main()`` turns these into output and an exit code, and the API's error handler into
@@ -25,6 +30,8 @@ StorageError 503).
 """
 
 from __future__ import annotations
+
+from .i18n import untranslated
 
 
 class EvidenceError(Exception):
@@ -35,6 +42,7 @@ class EvidenceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.untranslated: str = untranslated(message)
 
     def __str__(self) -> str:
         return self.message

@@ -39,6 +39,7 @@ from .ingest.outcomes import ProgressCallback
 from .ingest.pipeline import IngestMetrics, Ingestor
 from .ingest.priority import OrderRules
 from .state.db import Database
+from .i18n import _
 
 if TYPE_CHECKING:
     from .daemon import Daemon, Notifier, Source
@@ -133,7 +134,7 @@ class Station:
         try:
             self.checkpointer(metrics).checkpoint()
         except EvidenceError as exc:
-            log.error("ledger %s: no checkpoint signed: %s", self.config.station.id, exc.message)
+            log.error(_("ledger %s: no checkpoint signed: %s"), self.config.station.id, exc.message)
 
     def connect(self) -> None:
         """Check the archive and publish (or match) this station's public key."""
@@ -153,7 +154,7 @@ class Station:
         try:
             removed = self.store.remove_leftovers(older_than)
         except EvidenceError as exc:
-            log.warning("archive %s: cannot remove what interrupted runs left: %s",
+            log.warning(_("archive %s: cannot remove what interrupted runs left: %s"),
                         self.store.location, exc.message)
             return []
         for kind in LEFTOVER_KINDS:
@@ -161,7 +162,7 @@ class Station:
             if not found:
                 continue
             started = sorted(format_seconds(leftover.started_at) for leftover in found)
-            log.warning("archive %s: removed %d %s left by interrupted runs (begun %s to %s)",
+            log.warning(_("archive %s: removed %d %s left by interrupted runs (begun %s to %s)"),
                         self.store.location, len(found), _LEFTOVER_NAMES[kind], started[0],
                         started[-1])
             if metrics is not None:
@@ -220,7 +221,8 @@ class IngestLock:
             holder = handle.read().strip() or "another process"
             handle.close()
             raise IngestError(
-                f"another ingest is running for this station ({holder}); wait for it to finish"
+                _("another ingest is running for this station ({holder}); wait for it to finish").format(
+                    holder=holder)
             ) from None
         handle.seek(0)
         handle.truncate()

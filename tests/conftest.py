@@ -20,6 +20,21 @@ def _no_evidence_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _english_locale(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests read English unless they choose a language (LANG=zh_CN.UTF-8 in a developer's
+    shell would otherwise translate every message a test compares); CLI subprocesses inherit it.
+    ``cli.main`` in-process picks a language for the rest of the process: reset it after."""
+    from evidence_daemon import i18n
+
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    i18n.use("en")
+    yield
+    i18n.use("en")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from .faultlog import write_artifact
 

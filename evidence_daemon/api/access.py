@@ -20,6 +20,7 @@ from ..custody.chain import Event
 from ..errors import IntegrityError, NotFoundError, ObjectMissingError
 from .auth import User
 from .catalog import missing_content_problem
+from ..i18n import _
 
 MEDIA_TYPES = {
     "mp4": "video/mp4", "m4v": "video/mp4", "mov": "video/quicktime", "avi": "video/x-msvideo",
@@ -53,7 +54,8 @@ def content_target(row: Any, kind: str) -> ContentTarget:
 
     def checked(key: str, *expected: str) -> str:
         if key not in expected:
-            raise IntegrityError(f"catalog row of {sha256[:12]} names an unexpected key")
+            raise IntegrityError(_("catalog row of {sha256} names an unexpected key").format(
+                sha256=sha256[:12]))
         return key
 
     if kind == "original":
@@ -64,7 +66,8 @@ def content_target(row: Any, kind: str) -> ContentTarget:
                              f"{sha256[:12]}_original.{extension}")
     if kind == "proxy":
         if row["proxy_key"] is None:
-            raise NotFoundError(f"recording {sha256[:12]} has no viewing copy (yet)")
+            raise NotFoundError(_("recording {sha256} has no viewing copy (yet)").format(
+                sha256=sha256[:12]))
         key = checked(row["proxy_key"], keys.proxy_key(sha256, "mp4"),
                       keys.proxy_key(sha256, "m4a"))
         extension = key.rpartition(".")[2]
@@ -72,7 +75,7 @@ def content_target(row: Any, kind: str) -> ContentTarget:
                              "video/mp4" if extension == "mp4" else "audio/mp4",
                              f"{sha256[:12]}_proxy.{extension}")
     if row["poster_key"] is None:
-        raise NotFoundError(f"recording {sha256[:12]} has no poster")
+        raise NotFoundError(_("recording {sha256} has no poster").format(sha256=sha256[:12]))
     key = checked(row["poster_key"], keys.poster_key(sha256))
     return ContentTarget(kind, key, None, "image/jpeg", f"{sha256[:12]}_poster.jpg")
 

@@ -25,6 +25,7 @@ from .auth import User
 from .bodies import AuditRef, Recorded
 from .catalog import Catalog
 from .reasons import checked_case_id
+from ..i18n import _
 
 _HOLD_ID = re.compile(r"^[0-9a-f]{16}$")
 LATEST_RETENTION_YEAR = 2200
@@ -36,12 +37,13 @@ def checked_retention(until: datetime, *, current: str | None, now: datetime) ->
     if until.tzinfo is None:
         until = until.replace(tzinfo=timezone.utc)
     if until <= now:
-        raise UsageError("retain_until: must be in the future")
+        raise UsageError(_("retain_until: must be in the future"))
     if until.year > LATEST_RETENTION_YEAR:
-        raise UsageError(f"retain_until: later than {LATEST_RETENTION_YEAR} is not a "
-                         "retention date")
+        raise UsageError(_("retain_until: later than {LATEST_RETENTION_YEAR} is not a retention "
+                           "date").format(LATEST_RETENTION_YEAR=LATEST_RETENTION_YEAR))
     if current and parse_time(current) >= until:
-        raise ConflictError(f"already retained until {current}; retention is never shortened")
+        raise ConflictError(_("already retained until {current}; retention is never shortened").format(
+            current=current))
     return until
 
 
@@ -71,7 +73,8 @@ class Annotations:
         row = self.catalog.visible(user, recording_id)
         open_holds = self.catalog.open_holds(row["sha256"])
         if not _HOLD_ID.fullmatch(hold_id) or hold_id not in open_holds:
-            raise NotFoundError(f"no open hold {hold_id} on recording {row['sha256'][:12]}")
+            raise NotFoundError(_("no open hold {hold_id} on recording {sha256}").format(
+                hold_id=hold_id, sha256=row['sha256'][:12]))
         applied = False
         if open_holds == {hold_id}:  # the object stays held while any other hold is open
             applied = self.store.set_legal_hold(row["original_key"], False)
@@ -82,7 +85,8 @@ class Annotations:
         row = self.catalog.visible(user, recording_id)
         case_id = checked_case_id(case_id)
         if case_id in self.catalog.detail(row)["cases"]:
-            raise ConflictError(f"recording {row['sha256'][:12]} is already linked to {case_id}")
+            raise ConflictError(_("recording {sha256} is already linked to {case_id}").format(
+                sha256=row['sha256'][:12], case_id=case_id))
         return self._recorded(Event.CASE_LINKED, user, row,
                               {"case_id": case_id, "reason": reason})
 
@@ -90,7 +94,8 @@ class Annotations:
                     reason: str) -> Recorded:
         row = self.catalog.visible(user, recording_id)
         if case_id not in self.catalog.detail(row)["cases"]:
-            raise NotFoundError(f"recording {row['sha256'][:12]} is not linked to {case_id!r}")
+            raise NotFoundError(_("recording {sha256} is not linked to {case_id!r}").format(
+                sha256=row['sha256'][:12], case_id=case_id))
         return self._recorded(Event.CASE_UNLINKED, user, row,
                               {"case_id": case_id, "reason": reason})
 

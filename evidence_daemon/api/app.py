@@ -35,6 +35,7 @@ from .gate import Gate, Unauthorized
 from .routes import API, audit, console, content, exports, incidents, recordings, service
 from .routes import annotations as annotation_routes
 from .service import ApiNode, Poller
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,10 @@ def create_app(node: ApiNode, *, poll: bool = True) -> FastAPI:
 
 # -- one answer shape for every failure ----------------------------------------------------
 
-async def evidence_error(_: Request, exc: EvidenceError) -> JSONResponse:
+async def evidence_error(request: Request, exc: EvidenceError) -> JSONResponse:
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
     if status >= 500:
-        log.error("request failed: %s", exc.message)
+        log.error(_("request failed: %s"), exc.message)
     return JSONResponse({"error": exc.message}, status_code=status)
 
 

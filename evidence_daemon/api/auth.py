@@ -26,6 +26,7 @@ from ..clock import Clock, format_time, utc_now
 from ..durable import save_new
 from ..errors import ConfigError, ConflictError, NotFoundError, UsageError
 from ..state.db import Database
+from ..i18n import _
 
 
 class UserRole(StrEnum):
@@ -125,22 +126,25 @@ class Users:
             created_by: str = "cli") -> str:
         """Create a user; returns the bearer token (shown once, never stored)."""
         if not _USER_NAME.fullmatch(name):
-            raise UsageError(f"user name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-'")
+            raise UsageError(_("user name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-'").format(
+                name=name))
         if role not in ROLES:
-            raise UsageError(f"role {role!r}: must be one of {', '.join(ROLES)}")
+            raise UsageError(_("role {role!r}: must be one of {join}").format(
+                role=role, join=', '.join(ROLES)))
         if role == OFFICER:
             if not officer_id or not _OFFICER_ID.fullmatch(officer_id):
-                raise UsageError("role officer needs --officer-id (the officer id on recordings)")
+                raise UsageError(_("role officer needs --officer-id (the officer id on recordings)"))
         elif officer_id:
-            raise UsageError(f"--officer-id only applies to role officer, not {role}")
+            raise UsageError(_("--officer-id only applies to role officer, not {role}").format(
+                role=role))
         token = new_token()
         with self.database.transaction() as conn:
             existing = conn.execute("SELECT revoked_at FROM users WHERE name = ?", (name,)).fetchone()
             if existing is not None:
                 raise ConflictError(
-                    f"user {name!r} already exists"
-                    + (" (revoked; names are not reused, so the audit trail stays unambiguous)"
-                       if existing["revoked_at"] else "")
+                    _("user {name!r} already exists").format(name=name)
+                    + (_(" (revoked; names are not reused, so the audit trail stays "
+                         "unambiguous)") if existing["revoked_at"] else "")
                 )
             conn.execute(
                 "INSERT INTO users (name, role, officer_id, token_hash, created_at, created_by)"
@@ -156,8 +160,8 @@ class Users:
         )
         if not changed:
             if self.database.query_one("SELECT 1 FROM users WHERE name = ?", (name,)) is None:
-                raise NotFoundError(f"no user {name!r}")
-            raise ConflictError(f"user {name!r} is already revoked")
+                raise NotFoundError(_("no user {name!r}").format(name=name))
+            raise ConflictError(_("user {name!r} is already revoked").format(name=name))
 
     def list(self) -> list[dict[str, Any]]:
         return [
@@ -198,14 +202,16 @@ def load_or_create_secret(path: Path) -> str:
     except FileExistsError:
         pass  # made before (or by another node process starting at the same moment)
     except OSError as exc:
-        raise ConfigError(f"cannot write the session key {path}: {exc.strerror}") from exc
+        raise ConfigError(_("cannot write the session key {path}: {strerror}").format(
+            path=path, strerror=exc.strerror)) from exc
     try:
         secret = path.read_text(encoding="ascii").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read the session key {path}: {exc.strerror}") from exc
+        raise ConfigError(_("cannot read the session key {path}: {strerror}").format(
+            path=path, strerror=exc.strerror)) from exc
     if len(secret) < 32:
-        raise ConfigError(f"{path}: session key is too short (delete it to make a new one; "
-                          "console users then sign in again)")
+        raise ConfigError(_("{path}: session key is too short (delete it to make a new one; "
+                            "console users then sign in again)").format(path=path))
     return secret
 
 

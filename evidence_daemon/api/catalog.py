@@ -20,6 +20,7 @@ from ..custody.chain import Event
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..state.db import Database
 from .auth import OFFICER, User, may_see
+from ..i18n import _
 
 _ID_PREFIX = re.compile(r"^[0-9a-f]{12,64}$")
 _SEARCH_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
@@ -31,13 +32,15 @@ def parse_instant(text: str, what: str) -> str:
     try:
         return format_time(parse_time(text))
     except ValueError:
-        raise UsageError(f"{what}: not an ISO 8601 date/time: {text!r}") from None
+        raise UsageError(_("{what}: not an ISO 8601 date/time: {text!r}").format(
+            what=what, text=text)) from None
 
 
 def check_id(text: str) -> str:
     lowered = text.lower()
     if not _ID_PREFIX.fullmatch(lowered):
-        raise UsageError(f"recording id {text!r}: give the SHA-256, or at least 12 of its hex digits")
+        raise UsageError(_("recording id {text!r}: give the SHA-256, or at least 12 of its hex "
+                           "digits").format(text=text))
     return lowered
 
 
@@ -90,10 +93,10 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError):
-        raise UsageError("cursor: not a cursor this API returned") from None
+        raise UsageError(_("cursor: not a cursor this API returned")) from None
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(part, str) for part in value)):
-        raise UsageError("cursor: not a cursor this API returned")
+        raise UsageError(_("cursor: not a cursor this API returned"))
     return value[0], value[1]
 
 
@@ -150,7 +153,8 @@ class Catalog:
         params += window_params
         if filters.compliance is not None:
             if filters.compliance not in COMPLIANCE_STATES:
-                raise UsageError(f"compliance: must be one of {', '.join(COMPLIANCE_STATES)}")
+                raise UsageError(_("compliance: must be one of {join}").format(
+                    join=', '.join(COMPLIANCE_STATES)))
             where.append("r.compliance = ?")
             params.append(filters.compliance)
         if filters.case is not None:
@@ -166,7 +170,7 @@ class Catalog:
         if filters.id_prefix is not None:
             prefix = filters.id_prefix.lower()
             if not _SEARCH_PREFIX.fullmatch(prefix):
-                raise UsageError("id: give at least 4 hex digits of a recording id")
+                raise UsageError(_("id: give at least 4 hex digits of a recording id"))
             where.append("r.sha256 >= ? AND r.sha256 < ?")
             params.extend([prefix, prefix + "g"])
         if cursor is not None:
@@ -196,16 +200,17 @@ class Catalog:
         if user.role == OFFICER:
             rows = [row for row in rows if row["officer_id"] == user.officer_id]
         if not rows:
-            raise NotFoundError(f"no recording {id_text}")
+            raise NotFoundError(_("no recording {id_text}").format(id_text=id_text))
         if len(rows) > 1:
-            raise ConflictError(f"recording id {id_text} is ambiguous: give more digits")
+            raise ConflictError(_("recording id {id_text} is ambiguous: give more digits").format(
+                id_text=id_text))
         return rows[0]
 
     def visible(self, user: User, id_text: str) -> Any:
         """``resolve``, and 404 too for a role that may not read recordings at all."""
         row = self.resolve(user, id_text)
         if not may_see(user, row["officer_id"]):
-            raise NotFoundError(f"no recording {id_text}")
+            raise NotFoundError(_("no recording {id_text}").format(id_text=id_text))
         return row
 
     def events_of(self, sha256: str) -> list[dict[str, Any]]:
@@ -281,9 +286,9 @@ class Catalog:
         params += window_params
         if cursor is not None:
             after_time, after_key = decode_cursor(cursor)
-            writer, _, seq = after_key.rpartition("#")
+            writer, _hash, seq = after_key.rpartition("#")
             if not seq.isdigit():
-                raise UsageError("cursor: not a cursor this API returned")
+                raise UsageError(_("cursor: not a cursor this API returned"))
             where.append("(e.time, e.writer, e.seq) < (?, ?, ?)")
             params.extend([after_time, writer, int(seq)])
         rows = self.database.query(

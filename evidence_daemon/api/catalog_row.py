@@ -22,6 +22,7 @@ from ..clock import format_time
 from ..custody.manifest import Manifest
 from ..errors import IntegrityError
 from .entries import content_problem, parse_any_time
+from ..i18n import _
 
 # The columns of ``recordings`` in api.db, in the order ``catalog_row`` fills them.
 RECORDING_COLUMNS = (
@@ -62,25 +63,28 @@ def catalog_row(recording: str, manifest_bytes: bytes, archived: LedgerEvent,
     except IntegrityError as exc:
         raise ValueError(exc.message) from None
     if manifest.sha256 != recording or manifest.recording != recording:
-        raise ValueError("manifest describes another recording")
+        raise ValueError(_("manifest describes another recording"))
     try:
         original_key = keys.original_key(recording, manifest.extension)
     except ValueError:
-        raise ValueError(f"manifest extension {manifest.extension!r} is not a safe extension"
+        raise ValueError(_("manifest extension {extension!r} is not a safe extension").format(
+            extension=manifest.extension)
                          ) from None
     if manifest.original_key != original_key:
-        raise ValueError(f"manifest original_key {manifest.original_key!r} is not {original_key}")
+        raise ValueError(_("manifest original_key {original_key!r} is not {original_key2}").format(
+            original_key=manifest.original_key, original_key2=original_key))
     archived_at = manifest.verified_at
     archived_moment = parse_any_time(archived_at)
     if archived_moment is None:
-        raise ValueError("manifest verified_at is not a date/time")
+        raise ValueError(_("manifest verified_at is not a date/time"))
     recorded_start, deadline = manifest.recorded_start, manifest.archive_deadline
     start_moment = None
     if recorded_start is not None:
         try:
             start_moment = datetime.fromisoformat(recorded_start)
         except ValueError:
-            raise ValueError(f"manifest recorded_start {recorded_start!r} is not a date/time") from None
+            raise ValueError(_("manifest recorded_start {recorded_start!r} is not a date/time").format(
+                recorded_start=recorded_start)) from None
         if start_moment.tzinfo is None:  # stations write offsets; a bare time is station-local
             start_moment = start_moment.replace(tzinfo=_zone(manifest.timezone))
     deadline_moment = parse_any_time(deadline)

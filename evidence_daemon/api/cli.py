@@ -20,6 +20,8 @@ from ..errors import ConfigError, IntegrityError, UsageError
 from .auth import UserRole
 from .incidents_cli import HANDLERS as INCIDENT_HANDLERS
 from .incidents_cli import add_commands as add_incident_commands
+from ..i18n import _
+from ..terminal import columns
 
 log = logging.getLogger("evidence_daemon.api")
 
@@ -73,9 +75,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .service import open_api_node
 
     listen = args.listen or config.api.listen
-    host, _, port = listen.rpartition(":")
+    host, _colon, port = listen.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"--listen: expected HOST:PORT, got {listen!r}")
+        raise ConfigError(_("--listen: expected HOST:PORT, got {listen!r}").format(listen=listen))
     node = open_api_node(config)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("evidence_daemon").setLevel(logging.INFO)
@@ -97,12 +99,15 @@ def cmd_reindex(config: Config, args: argparse.Namespace) -> int:
         stats = node.catalog.stats()
     finally:
         node.close()
-    print(f"catalog rebuilt from {config.archive.backend} archive: {stats['recordings']} "
-          f"recordings, {stats['events']} ledger entries from {stats['writers']} writers")
+    print(_("catalog rebuilt from {backend} archive: {recordings} recordings, {events} ledger "
+            "entries from {writers} writers").format(
+                backend=config.archive.backend, recordings=stats['recordings'],
+                events=stats['events'], writers=stats['writers']))
     for problem in result.problems:
-        print(f"  problem: {problem}")
+        print("  " + _("problem: {problem}").format(problem=problem))
     if stats["unverified_events"]:
-        print(f"  {stats['unverified_events']} entries do not verify; run `evidence-daemon verify`")
+        print("  " + _("{count} entries do not verify; run `evidence-daemon verify`").format(
+            count=stats['unverified_events']))
     return 0
 
 
@@ -115,22 +120,25 @@ def cmd_users(config: Config, args: argparse.Namespace) -> int:
             token = node.users.add(args.name, args.role, officer_id=args.officer_id,
                                    created_by=f"cli:{_login()}")
             print(token)
-            print(f"user {args.name} ({args.role}) created. The token above is shown only "
-                  "once: give it to the user over a safe channel.", file=sys.stderr)
+            print(_("user {name} ({role}) created. The token above is shown only once: give it "
+                    "to the user over a safe channel.").format(name=args.name, role=args.role),
+                  file=sys.stderr)
         elif args.users_action == "revoke":
             node.users.revoke(args.name)
-            print(f"user {args.name}: token revoked")
+            print(_("user {name}: token revoked").format(name=args.name))
         else:
             users = node.users.list()
             if args.json:
                 print(json.dumps(users, ensure_ascii=False, indent=2))
             else:
-                print(f"{'NAME':<20} {'ROLE':<11} {'OFFICER':<10} {'CREATED':<20} "
-                      f"{'LAST USED':<20} STATUS")
+                print(columns([(_("NAME"), 20), (_("ROLE"), 11), (_("OFFICER"), 10),
+                               (_("CREATED"), 20), (_("LAST USED"), 20), (_("STATUS"), 0)],
+                              sep=" "))
                 for user in users:
                     print(f"{user['name']:<20} {user['role']:<11} {user['officer_id'] or '-':<10} "
                           f"{user['created_at'][:19]:<20} {(user['last_used_at'] or '-')[:19]:<20} "
-                          f"{'revoked ' + user['revoked_at'][:19] if user['revoked_at'] else 'active'}")
+                          + (_("revoked {time}").format(time=user['revoked_at'][:19])
+                             if user['revoked_at'] else _("active")))
     finally:
         node.close()
     return 0
@@ -141,8 +149,9 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
     from .service import open_api_node
 
     if len(args.ids) > config.api.max_export_recordings:
-        raise UsageError(f"at most {config.api.max_export_recordings} recordings per package "
-                         "(api.max_export_recordings)")
+        raise UsageError(_("at most {max_export_recordings} recordings per package "
+                           "(api.max_export_recordings)").format(
+                               max_export_recordings=config.api.max_export_recordings))
     node = open_api_node(config)
     try:
         node.indexer.poll()  # export what the archive holds now, not what the last poll saw
@@ -152,11 +161,13 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
             clock=node.clock, signing_key=node.private_key)
     finally:
         node.close()
-    print(f"{info.path}: evidence package {info.package_id}, {len(info.recordings)} "
-          f"recording(s), {info.size_bytes} bytes")
+    print(_("{path}: evidence package {package}, {count} recording(s), {size} bytes").format(
+        path=info.path, package=info.package_id, count=len(info.recordings),
+        size=info.size_bytes))
     print(f"  SHA-256 {info.sha256}")
-    print(f"  recorded as {info.exported_writer}#{info.exported_seq}; check it with "
-          f"`evidence-daemon verify-package {info.path}`")
+    print("  " + _("recorded as {writer}#{seq}; check it with `evidence-daemon verify-package "
+                   "{path}`").format(writer=info.exported_writer, seq=info.exported_seq,
+                                     path=info.path))
     return 0
 
 

@@ -23,6 +23,7 @@ from ..errors import AccessError
 from .auth import Action, FailedLogins, User, allowed, token_label
 from .clients import client_address, trusted_networks
 from .service import ApiNode, Poller
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ class Gate:
         # share a label cannot go on unthrottled.
         from_client = self.by_client.failed(remote)
         with_token = self.by_token.failed(label)
-        log.warning("sign-in failed from %s with token %s (not accepted; %d from this client, "
-                    "%d with this token in the last %.0f s)", remote, label, from_client,
+        log.warning(_("sign-in failed from %s with token %s (not accepted; %d from this client, "
+                      "%d with this token in the last %.0f s)"), remote, label, from_client,
                     with_token, self.by_client.window_s)
         if label_blocked:
             raise Unauthorized("too many failed sign-ins with this token; wait and retry",
@@ -116,7 +117,8 @@ def current_user(request: Request, credentials: Credentials) -> User:
 def check(user: User, action: Action) -> User:
     """``user`` if the role matrix lets their role do ``action``; else 403."""
     if not allowed(user.role, action):
-        raise AccessError(f"role {user.role} may not {action.value}")
+        raise AccessError(_("role {role} may not {value}").format(
+            role=user.role, value=action.value))
     return user
 
 

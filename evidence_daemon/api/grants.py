@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from ..clock import Clock, format_time, parse_time
 from ..errors import NotFoundError
 from ..state.db import Database
+from ..i18n import _
 
 _GRANT_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
@@ -52,10 +53,10 @@ class Grants:
     def find(self, grant_id: str, *, user: str) -> StoredGrant:
         """The unexpired grant ``grant_id`` made for ``user``; 404 for anything else."""
         if not _GRANT_ID.fullmatch(grant_id):
-            raise NotFoundError("no such grant")
+            raise NotFoundError(_("no such grant"))
         found = self.database.query_one("SELECT * FROM grants WHERE id = ?", (grant_id,))
         if found is None or found["user"] != user:
-            raise NotFoundError("no such grant")
+            raise NotFoundError(_("no such grant"))
         if parse_time(found["expires_at"]) <= self.clock():
-            raise NotFoundError("this player link has expired; open the recording again")
+            raise NotFoundError(_("this player link has expired; open the recording again"))
         return StoredGrant(recording=found["recording"], kind=found["kind"])

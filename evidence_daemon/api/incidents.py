@@ -34,6 +34,7 @@ from ..incidents.document import PREFIX, ImportDocument, document_key, import_de
 from ..incidents.coverage import Coverage, CoveragePolicy, Footage, FootageIndex, cover
 from ..incidents.records import Incident, RowProblem, parse_incidents
 from ..state.db import Database
+from ..i18n import _
 
 INCIDENT_TABLES = ("incident_link_rejections",
                    "incident_watermark", "incident_coverage", "incident_officers", "incidents")
@@ -160,8 +161,8 @@ class IncidentBook:
         (``incident-link-rejected``), then it no longer counts for the incident."""
         found = self.page_one(incident_id)
         if sha256 not in found.recordings:
-            raise NotFoundError(f"recording {sha256[:12]} is not suggested for incident "
-                                f"{incident_id}")
+            raise NotFoundError(_("recording {sha256} is not suggested for incident {incident_id}").format(
+                sha256=sha256[:12], incident_id=incident_id))
         entry = record(Event.INCIDENT_LINK_REJECTED, recording=sha256, actor=actor,
                        details={"incident_id": incident_id, "reason": reason})
         self.reject_link(incident_id, sha256)
@@ -173,8 +174,8 @@ class IncidentBook:
             " FROM incident_coverage c JOIN incidents i ON i.incident_id = c.incident_id"
             " WHERE c.incident_id = ?", (incident_id,))
         if not rows:
-            raise NotFoundError(f"no incident {incident_id!r} (or its coverage is not computed "
-                                "yet)")
+            raise NotFoundError(_("no incident {incident_id!r} (or its coverage is not computed "
+                                  "yet)").format(incident_id=incident_id))
         return _stored(rows[0])
 
     def compare(self, incidents: Iterable[Incident]) -> dict[str, int]:
@@ -398,10 +399,12 @@ def load_document(store: ArchiveStore, key: str) -> ImportDocument:
     """An archived dispatch document, checked against the hash its name carries;
     IntegrityError when it was changed or is not one."""
     if not key.startswith(PREFIX) or not key.endswith(".json"):
-        raise IntegrityError(f"incidents-imported names {key!r}, not a dispatch document")
+        raise IntegrityError(_("incidents-imported names {key!r}, not a dispatch document").format(
+            key=key))
     data = store.get_bytes(key)
     if document_key(data) != key:
-        raise IntegrityError(f"{key} does not hash to its name: the dispatch document was changed")
+        raise IntegrityError(_("{key} does not hash to its name: the dispatch document was changed").format(
+            key=key))
     try:
         return ImportDocument.from_bytes(data)
     except ValueError as exc:

@@ -24,6 +24,8 @@ from ..incidents.report import (
     COVERAGE_COLUMNS, REVIEW_COLUMNS, coverage_rows, coverage_table, missing_lines, review_table,
 )
 from ..incidents.sampling import SamplePeriod
+from ..i18n import _, word
+from ..terminal import pad
 
 
 def add_commands(commands: Any) -> None:
@@ -70,20 +72,25 @@ def cmd_incidents(config: Config, args: argparse.Namespace) -> int:
             try:
                 data = args.file.read_bytes()
             except OSError as exc:
-                raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
+                raise ConfigError(_("cannot read {file}: {strerror}").format(
+                    file=args.file, strerror=exc.strerror)) from exc
             node.indexer.poll()
             result = import_dispatch(node.incidents, node.store, node.record, data,
                                      name=args.file.name, actor=f"cli:{_login()}",
                                      zone=ZoneInfo(config.station.timezone), now=node.clock())
             for problem in result.problems:
-                print(f"not loaded: {problem.describe(str(args.file))}")
-            print(f"{args.file}: {result.counts['added']} added, {result.counts['changed']} "
-                  f"changed, {result.counts['unchanged']} unchanged, {len(result.problems)} "
-                  "row(s) not loaded"
-                  + (f"; archived as {result.document}, recorded as {node.writer}#{result.seq}"
+                print(_("not loaded: {problem}").format(problem=problem.describe(str(args.file))))
+            print(_("{file}: {added} added, {changed} changed, {unchanged} unchanged, {bad} "
+                    "row(s) not loaded").format(
+                        file=args.file, added=result.counts['added'],
+                        changed=result.counts['changed'], unchanged=result.counts['unchanged'],
+                        bad=len(result.problems))
+                  + (_("; archived as {document}, recorded as {writer}#{seq}").format(
+                      document=result.document, writer=node.writer, seq=result.seq)
                      if result.document else ""))
             counts = node.incidents.counts()
-            print("coverage: " + ", ".join(f"{counts[state]} {state}" for state in Coverage))
+            print(_("coverage: ")
+                  + ", ".join(f"{counts[state]} {word(state)}" for state in Coverage))
             return 0
         node.indexer.poll()  # what the archive holds now, as the running API node would see it
         node.incidents.refresh(node.clock())
@@ -93,11 +100,12 @@ def cmd_incidents(config: Config, args: argparse.Namespace) -> int:
             print(json.dumps([row.to_json() for row in rows], ensure_ascii=False, indent=2))
             return 0
         for row in rows:
-            print(f"{row.incident.incident_id:20} {row.state:8} {row.fraction * 100:5.1f}%  "
+            print(f"{pad(row.incident.incident_id, 20)} {pad(word(row.state), 8)} "
+                  f"{row.fraction * 100:5.1f}%  "
                   f"{row.incident.start.isoformat()}  {','.join(row.incident.officers)}  "
                   f"{row.incident.type}  {row.incident.place}")
         if not rows:
-            print("no incidents")
+            print(_("no incidents"))
         return 0
     finally:
         node.close()
@@ -113,13 +121,14 @@ def cmd_review(config: Config, args: argparse.Namespace) -> int:
 
         result = recompute(build_store(config), args.sample_id,
                            trust=anchors_from((), config.verify.trusted_keys))
-        print(f"sample {args.sample_id}: {result.candidates} candidate recording(s)")
+        print(_("sample {sample}: {count} candidate recording(s)").format(
+            sample=args.sample_id, count=result.candidates))
         for officer, ids in result.sample.items():
             print(f"  {officer}: {', '.join(sha[:12] for sha in ids)}")
         for problem in result.problems:
-            print(f"PROBLEM: {problem}")
-        print("the sample follows from the archive" if result.ok else
-              "the recorded sample does not follow from the archive")
+            print(_("PROBLEM: {problem}").format(problem=problem))
+        print(_("the sample follows from the archive") if result.ok else
+              _("the recorded sample does not follow from the archive"))
         return 0 if result.ok else IntegrityError.exit_code
     node = open_api_node(config, connect_archive=args.review_action != "show")
     try:
@@ -142,14 +151,19 @@ def cmd_review(config: Config, args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps(sample.to_json(), ensure_ascii=False, indent=2))
         return 0
-    print(f"review sample {sample.id}: {sample.period.start.isoformat()} to "
-          f"{sample.period.end.isoformat()}, {sample.period.per_officer} per officer; "
-          f"{sample.reviewed} of {len(sample.items)} reviewed")
-    print(f"  seeded by checkpoint {sample.checkpoint['writer']}#{sample.checkpoint['seq']}; "
-          f"check it with `evidence-daemon review recompute {sample.id}`")
+    print(_("review sample {sample}: {start} to {end}, {per_officer} per officer; "
+            "{reviewed} of {items} reviewed").format(
+                sample=sample.id, start=sample.period.start.isoformat(),
+                end=sample.period.end.isoformat(), per_officer=sample.period.per_officer,
+                reviewed=sample.reviewed, items=len(sample.items)))
+    print("  " + _("seeded by checkpoint {writer}#{seq}; check it with `evidence-daemon review "
+                   "recompute {sample}`").format(writer=sample.checkpoint['writer'],
+                                                 seq=sample.checkpoint['seq'], sample=sample.id))
     for item in sample.items:
-        done = f"reviewed by {item.supervisor} {item.reviewed_at[:16]}" if item.reviewed_at else "to review"
-        print(f"  {item.officer_id:12} {item.sha256}  {done}")
+        done = (_("reviewed by {supervisor} {time}").format(
+            supervisor=item.supervisor, time=item.reviewed_at[:16]) if item.reviewed_at
+            else _("to review"))
+        print(f"  {pad(item.officer_id, 12)} {item.sha256}  {done}")
     return 0
 
 
@@ -159,8 +173,9 @@ def print_coverage(config: Config, *, by: str, start: datetime, end: datetime,
     from .incidents import IncidentBook, coverage_policy
 
     if not config.api_database_path.exists():
-        raise ConfigError(f"no API node database at {config.api_database_path}: incidents and "
-                          "their coverage are kept by the API node; run this with its config")
+        raise ConfigError(_("no API node database at {api_database_path}: incidents and their "
+                            "coverage are kept by the API node; run this with its config").format(
+                                api_database_path=config.api_database_path))
     database = open_api_database(config.api_database_path)
     try:
         book = IncidentBook(database, policy=coverage_policy(config))
@@ -170,7 +185,7 @@ def print_coverage(config: Config, *, by: str, start: datetime, end: datetime,
     try:
         rows = coverage_rows(results, by=by)
     except ValueError as exc:
-        raise ConfigError(f"--by: {exc}") from None
+        raise ConfigError(_("--by: {exc}").format(exc=exc)) from None
     if output_format == "json":
         json.dump({"from": start.isoformat(), "to": end.isoformat(), "by": by, "groups": rows,
                    "missing": [r.incident.to_json() for r in results
@@ -193,8 +208,9 @@ def print_reviews(config: Config, *, output_format: str) -> None:
     from .reviews import ReviewBook
 
     if not config.api_database_path.exists():
-        raise ConfigError(f"no API node database at {config.api_database_path}: review samples "
-                          "are kept by the API node; run this with its config")
+        raise ConfigError(_("no API node database at {api_database_path}: review samples are kept "
+                            "by the API node; run this with its config").format(
+                                api_database_path=config.api_database_path))
     database = open_api_database(config.api_database_path)
     try:
         rows = ReviewBook(database, writer=config.api.id, record=_no_record,
@@ -220,7 +236,8 @@ def _moment(text: str, option: str, zone: ZoneInfo) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(f"{option}: not an ISO 8601 date or time: {text!r}") from None
+        raise ConfigError(_("{option}: not an ISO 8601 date or time: {text!r}").format(
+            option=option, text=text)) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 

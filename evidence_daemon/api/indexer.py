@@ -71,6 +71,7 @@ from .entries import (
     link_entry,
     read_entry,
 )
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +420,8 @@ class Indexer:
             try:
                 follower(entries)
             except EvidenceError as exc:
-                log.warning("catalog: a follower of new entries failed (next reindex retries): %s",
+                log.warning(_("catalog: a follower of new entries failed (next reindex retries): "
+                              "%s"),
                             exc.message)
 
     def _standing(self, writer: str, key_fingerprint: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import unicodedata
 
 from ..errors import UsageError
+from ..i18n import _
 
 REASON_MIN_CHARS = 3
 REASON_MAX_CHARS = 500
@@ -65,5 +66,5 @@ def checked_case_id(text: str) -> str:
     in search filters and package paths)."""
     case_id = checked_text(text, "case_id", min_chars=1, max_chars=CASE_ID_MAX_CHARS)
     if "/" in case_id or "\\" in case_id:
-        raise UsageError("case_id: no '/' or '\\'")
+        raise UsageError(_("case_id: no '/' or '\\'"))
     return case_id

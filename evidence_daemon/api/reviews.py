@@ -27,6 +27,7 @@ from ..errors import ConflictError, NotFoundError, UsageError
 from ..incidents.sampling import Candidate, SamplePeriod, draw, sample_digest, sample_seed
 from ..state.db import Database
 from .incidents import Recorder
+from ..i18n import _
 
 REVIEW_SCHEMA = """
     CREATE TABLE review_samples (
@@ -121,8 +122,8 @@ class ReviewBook:
         if existing is not None:
             return self.get(existing["id"])
         if now < period.end:
-            raise UsageError(f"the period ends at {period.end.isoformat()}: a sample can be "
-                             "drawn only after it has ended")
+            raise UsageError(_("the period ends at {isoformat}: a sample can be drawn only after "
+                               "it has ended").format(isoformat=period.end.isoformat()))
         checkpoint = self._checkpoint_after(period.end, actor=actor)
         self.refresh_catalog()  # every archival signed before the checkpoint is a candidate
         seed = sample_seed(period, checkpoint_writer=checkpoint.writer,
@@ -162,9 +163,11 @@ class ReviewBook:
             "SELECT reviewed_at FROM review_items WHERE sample_id = ? AND sha256 = ?",
             (sample_id, sha256))
         if row is None:
-            raise NotFoundError(f"recording {sha256[:12]} is not in review sample {sample_id}")
+            raise NotFoundError(_("recording {sha256} is not in review sample {sample_id}").format(
+                sha256=sha256[:12], sample_id=sample_id))
         if row["reviewed_at"] is not None:
-            raise ConflictError(f"recording {sha256[:12]} of sample {sample_id} is already reviewed")
+            raise ConflictError(_("recording {sha256} of sample {sample_id} is already reviewed").format(
+                sha256=sha256[:12], sample_id=sample_id))
         entry = self.record(Event.REVIEWED, recording=sha256, actor=actor,
                             details={"sample": sample_id, "note": note})
         self.apply_review(entry)
@@ -204,7 +207,7 @@ class ReviewBook:
                     details={"after": format_time(moment)})
         entry = self.checkpoint()
         if entry is None:
-            raise ConflictError("no checkpoint could be signed for the sample; try again")
+            raise ConflictError(_("no checkpoint could be signed for the sample; try again"))
         return CheckpointRef(str(entry["writer"]), int(entry["seq"]), entry_hash(entry),
                              parse_time(str(entry["time"])))
 
@@ -220,7 +223,7 @@ class ReviewBook:
     def get(self, sample_id: str) -> Sample:
         row = self.database.query_one("SELECT * FROM review_samples WHERE id = ?", (sample_id,))
         if row is None:
-            raise NotFoundError(f"no review sample {sample_id!r}")
+            raise NotFoundError(_("no review sample {sample_id!r}").format(sample_id=sample_id))
         items = tuple(ReviewItem(item["sha256"], item["officer_id"], item["supervisor"],
                                  item["reviewed_at"], item["note"])
                       for item in self.database.query(

@@ -40,6 +40,7 @@ from .entries import ReadEntry
 from .incidents import IncidentBook, IncidentCollector, coverage_policy, load_document
 from .indexer import Indexer
 from .reviews import ReviewBook
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class ApiNode:
             if not self.indexer.index_own(self.writer, seq):
                 self.indexer.poll()
         except EvidenceError as exc:  # the entry is safe in the archive; the next poll indexes it
-            log.warning("could not index own entry %s#%d yet: %s", self.writer, seq, exc.message)
+            log.warning(_("could not index own entry %s#%d yet: %s"), self.writer, seq, exc.message)
 
     def keep_checkpoints(self) -> None:
         """After a catalog poll: witness the other writers' newest checkpoints the catalog
@@ -127,7 +128,7 @@ class ApiNode:
                 self.checkpointer.checkpoint()
                 self._checkpointed_at = now
         except EvidenceError as exc:
-            log.error("ledger %s: checkpoint or witness not recorded: %s", self.writer,
+            log.error(_("ledger %s: checkpoint or witness not recorded: %s"), self.writer,
                       exc.message)
 
     def _follow(self, entries: Sequence[ReadEntry]) -> None:
@@ -153,7 +154,7 @@ class ApiNode:
         try:
             changed = self.incidents.refresh(self.clock())
         except EvidenceError as exc:
-            log.error("incident coverage not refreshed: %s", exc.message)
+            log.error(_("incident coverage not refreshed: %s"), exc.message)
         else:
             if changed:
                 log.info("incident coverage refreshed for %d incident(s)", changed)
@@ -205,10 +206,10 @@ class Poller:
                     log.info("catalog: %d new ledger entries, %d recordings updated",
                              result.entries, result.recordings)
                 for problem in result.problems:
-                    log.warning("catalog: %s", problem)
+                    log.warning(_("catalog: %s"), problem)
             except EvidenceError as exc:
                 self.last_error = exc.message
-                log.warning("catalog poll failed (will retry): %s", exc.message)
+                log.warning(_("catalog poll failed (will retry): %s"), exc.message)
             else:
                 self.node.keep_checkpoints()
                 self.node.refresh_coverage()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from ..errors import IntegrityError
+from ..i18n import _
 
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -248,6 +249,7 @@ def require_copy(
 def require_match(key: str, expected_sha256: str, actual_sha256: str, how: str) -> None:
     if expected_sha256 != actual_sha256:
         raise IntegrityError(
-            f"{key}: stored copy does not match the original ({how}: expected "
-            f"{expected_sha256[:12]}, archive has {actual_sha256[:12]})"
+            _("{key}: stored copy does not match the original ({how}: expected {expected_sha256}, "
+              "archive has {actual_sha256})").format(
+                  key=key, how=how, expected_sha256=expected_sha256[:12], actual_sha256=actual_sha256[:12])
         )

@@ -36,6 +36,7 @@ from .base import (
     require_copy,
 )
 from .link import Throttle
+from ..i18n import _
 
 _STAGING = ".staging"
 
@@ -58,15 +59,16 @@ class FilesystemArchive:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / _STAGING).mkdir(exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"archive {self.root} is not writable: {exc.strerror}") from exc
+            raise StorageError(_("archive {root} is not writable: {strerror}").format(
+                root=self.root, strerror=exc.strerror)) from exc
         if not os.access(self.root, os.W_OK):
-            raise StorageError(f"archive {self.root} is not writable")
+            raise StorageError(_("archive {root} is not writable").format(root=self.root))
 
     def _path(self, key: str) -> Path:
         # Keys come from archive.keys, but refuse anything that could leave the root anyway.
         parts = key.split("/")
         if not key or any(part in ("", ".", "..") for part in parts) or key.startswith(_STAGING):
-            raise StorageError(f"refusing unsafe archive key {key!r}")
+            raise StorageError(_("refusing unsafe archive key {key!r}").format(key=key))
         return self.root.joinpath(*parts)
 
     @contextmanager
@@ -76,7 +78,8 @@ class FilesystemArchive:
         try:
             staging.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"archive {self.root} is not writable: {exc.strerror}") from exc
+            raise StorageError(_("archive {root} is not writable: {strerror}").format(
+                root=self.root, strerror=exc.strerror)) from exc
         name = f"{uuid.uuid4().hex}{durable.TEMP_SUFFIX}"
         with self._in_flight.track(name):
             yield staging / name
@@ -87,7 +90,8 @@ class FilesystemArchive:
         try:
             durable.publish_new(temp, target)
         except FileExistsError:
-            raise ObjectExistsError(f"{target.relative_to(self.root)} already exists") from None
+            raise ObjectExistsError(_("{relative_to} already exists").format(
+                relative_to=target.relative_to(self.root))) from None
 
     def put_original(
         self,
@@ -106,8 +110,8 @@ class FilesystemArchive:
                 return self._verify(key, target, sha256, size_bytes)
             except IntegrityError as exc:
                 raise ObjectExistsError(
-                    f"{key} already holds different content; it is never overwritten "
-                    f"({exc.message})"
+                    _("{key} already holds different content; it is never overwritten ({message})").format(
+                        key=key, message=exc.message)
                 ) from exc
         with self._staging_file() as temp:
             try:
@@ -127,7 +131,8 @@ class FilesystemArchive:
                 return self._verify(key, target, sha256, size_bytes)
             except OSError as exc:
                 temp.unlink(missing_ok=True)
-                raise StorageError(f"cannot store {key} in {self.root}: {exc.strerror}") from exc
+                raise StorageError(_("cannot store {key} in {root}: {strerror}").format(
+                    key=key, root=self.root, strerror=exc.strerror)) from exc
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
@@ -143,18 +148,20 @@ class FilesystemArchive:
             except FileExistsError:
                 if not os.path.samefile(target, destination):
                     raise StorageError(
-                        f"cannot set {key} aside: {destination.relative_to(self.root)} already "
-                        "holds other bytes"
+                        _("cannot set {key} aside: {relative_to} already holds other bytes").format(
+                            key=key, relative_to=destination.relative_to(self.root))
                     ) from None
             except FileNotFoundError:
                 if destination.exists():  # moved by an attempt that died before saying so
                     return SetAside(key, destination.relative_to(self.root).as_posix())
-                raise ObjectMissingError(f"{key} is not in the archive {self.root}") from None
+                raise ObjectMissingError(_("{key} is not in the archive {root}").format(
+                    key=key, root=self.root)) from None
             durable.sync_dir(destination.parent)
             target.unlink()
             durable.sync_dir(target.parent)
         except OSError as exc:
-            raise StorageError(f"cannot set {key} aside in {self.root}: {exc.strerror}") from exc
+            raise StorageError(_("cannot set {key} aside in {root}: {strerror}").format(
+                key=key, root=self.root, strerror=exc.strerror)) from exc
         return SetAside(key, destination.relative_to(self.root).as_posix())
 
     def _copy(self, source: Path, temp: Path) -> None:
@@ -179,7 +186,8 @@ class FilesystemArchive:
         try:
             read_back = hash_file(target)
         except OSError as exc:
-            raise StorageError(f"cannot read back {key}: {exc.strerror}") from exc
+            raise StorageError(_("cannot read back {key}: {strerror}").format(
+                key=key, strerror=exc.strerror)) from exc
         require_copy(key, sha256=sha256, size_bytes=size_bytes, read_back=read_back,
                      how="SHA-256 of the stored file")
         return StoredObject(key=key, size_bytes=size_bytes, sha256=sha256,
@@ -188,7 +196,8 @@ class FilesystemArchive:
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> None:
         target = self._path(key)
         if target.exists():
-            raise ObjectExistsError(f"{key} already exists in {self.root}")
+            raise ObjectExistsError(_("{key} already exists in {root}").format(
+                key=key, root=self.root))
         with self._staging_file() as temp:
             try:
                 with temp.open("xb", buffering=0) as handle:
@@ -198,15 +207,18 @@ class FilesystemArchive:
                 self._publish(temp, target)
             except OSError as exc:
                 temp.unlink(missing_ok=True)
-                raise StorageError(f"cannot write {key} in {self.root}: {exc.strerror}") from exc
+                raise StorageError(_("cannot write {key} in {root}: {strerror}").format(
+                    key=key, root=self.root, strerror=exc.strerror)) from exc
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise ObjectMissingError(f"{key} is not in the archive {self.root}") from None
+            raise ObjectMissingError(_("{key} is not in the archive {root}").format(
+                key=key, root=self.root)) from None
         except OSError as exc:
-            raise StorageError(f"cannot read {key}: {exc.strerror}") from exc
+            raise StorageError(_("cannot read {key}: {strerror}").format(
+                key=key, strerror=exc.strerror)) from exc
 
     def iter_chunks(
         self,
@@ -220,9 +232,11 @@ class FilesystemArchive:
         try:
             handle = path.open("rb", buffering=0)
         except FileNotFoundError:
-            raise ObjectMissingError(f"{key} is not in the archive {self.root}") from None
+            raise ObjectMissingError(_("{key} is not in the archive {root}").format(
+                key=key, root=self.root)) from None
         except OSError as exc:
-            raise StorageError(f"cannot read {key}: {exc.strerror}") from exc
+            raise StorageError(_("cannot read {key}: {strerror}").format(
+                key=key, strerror=exc.strerror)) from exc
         with handle:
             if offset:
                 handle.seek(offset)
@@ -241,19 +255,23 @@ class FilesystemArchive:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot stat {key}: {exc.strerror}") from exc
+            raise StorageError(_("cannot stat {key}: {strerror}").format(
+                key=key, strerror=exc.strerror)) from exc
         if not stat_module.S_ISREG(info.st_mode):
-            raise StorageError(f"{key} in {self.root} is not a regular file")
+            raise StorageError(_("{key} in {root} is not a regular file").format(
+                key=key, root=self.root))
         return StoredObject(key=key, size_bytes=info.st_size)
 
     def set_legal_hold(self, key: str, on: bool) -> bool:
         if self.stat(key) is None:
-            raise ObjectMissingError(f"{key} is not in the archive {self.root}")
+            raise ObjectMissingError(_("{key} is not in the archive {root}").format(
+                key=key, root=self.root))
         return False  # a directory has no Object Lock: the hold is the ledger event
 
     def extend_retention(self, key: str, until: datetime) -> str | None:
         if self.stat(key) is None:
-            raise ObjectMissingError(f"{key} is not in the archive {self.root}")
+            raise ObjectMissingError(_("{key} is not in the archive {root}").format(
+                key=key, root=self.root))
         return None
 
     def remove_leftovers(self, older_than: datetime) -> list[Leftover]:
@@ -270,7 +288,8 @@ class FilesystemArchive:
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
-            raise StorageError(f"cannot list {staging}: {exc.strerror}") from exc
+            raise StorageError(_("cannot list {staging}: {strerror}").format(
+                staging=staging, strerror=exc.strerror)) from exc
         in_flight = self._in_flight.names()  # after listing: see InFlight
         removed: list[Leftover] = []
         for entry in entries:
@@ -281,7 +300,8 @@ class FilesystemArchive:
             except FileNotFoundError:
                 continue  # finished meanwhile
             except OSError as exc:
-                raise StorageError(f"cannot stat {entry.path}: {exc.strerror}") from exc
+                raise StorageError(_("cannot stat {path}: {strerror}").format(
+                    path=entry.path, strerror=exc.strerror)) from exc
             if not stat_module.S_ISREG(info.st_mode):
                 continue
             changed = datetime.fromtimestamp(max(info.st_mtime, info.st_ctime), timezone.utc)
@@ -293,7 +313,8 @@ class FilesystemArchive:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise StorageError(f"cannot remove {entry.path}: {exc.strerror}") from exc
+                raise StorageError(_("cannot remove {path}: {strerror}").format(
+                    path=entry.path, strerror=exc.strerror)) from exc
             removed.append(Leftover("staging", entry.name, changed))
         if removed:
             durable.sync_dir(staging)

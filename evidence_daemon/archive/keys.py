@@ -17,6 +17,7 @@ a device file name, so no name on a card can steer where anything is written.
 from __future__ import annotations
 
 import re
+from ..i18n import _
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
@@ -32,13 +33,13 @@ _TIMESTAMP_NAME = re.compile(r"^(\d{12})\.tsr$")
 
 def check_sha256(sha256: str) -> str:
     if not _SHA256.fullmatch(sha256):
-        raise ValueError(f"not a lower-case hex SHA-256: {sha256!r}")
+        raise ValueError(_("not a lower-case hex SHA-256: {sha256!r}").format(sha256=sha256))
     return sha256
 
 
 def check_writer(writer: str) -> str:
     if not _WRITER.fullmatch(writer):
-        raise ValueError(f"not a valid writer id: {writer!r}")
+        raise ValueError(_("not a valid writer id: {writer!r}").format(writer=writer))
     return writer
 
 
@@ -64,7 +65,7 @@ def recording_prefix(sha256: str) -> str:
 
 def original_key(sha256: str, extension: str) -> str:
     if extension and not _EXTENSION.fullmatch(extension):
-        raise ValueError(f"not a safe extension: {extension!r}")
+        raise ValueError(_("not a safe extension: {extension!r}").format(extension=extension))
     suffix = f".{extension}" if extension else ""
     return f"{recording_prefix(sha256)}original{suffix}"
 
@@ -76,7 +77,7 @@ def manifest_key(sha256: str) -> str:
 def proxy_key(sha256: str, extension: str = "mp4") -> str:
     """The viewing copy: ``proxy.mp4`` (video) or ``proxy.m4a`` (audio only)."""
     if extension not in ("mp4", "m4a"):
-        raise ValueError(f"not a proxy extension: {extension!r}")
+        raise ValueError(_("not a proxy extension: {extension!r}").format(extension=extension))
     return f"{recording_prefix(sha256)}proxy.{extension}"
 
 
@@ -91,7 +92,7 @@ def ledger_prefix(writer: str) -> str:
 def _seq_name(seq: int, extension: str) -> str:
     """``<seq:012d>.<extension>``: the file name of a ledger entry or of its token."""
     if seq < 1:
-        raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
+        raise ValueError(_("ledger sequence numbers start at 1, got {seq}").format(seq=seq))
     return f"{seq:012d}.{extension}"
 
 

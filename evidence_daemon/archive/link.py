@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ..i18n import _
 
 BYTES_PER_MBIT = 125_000  # a megabit per second (10^6 bits), as links are sold
 # Below this much uploaded, a rate says more about per-file overhead than about the link.
@@ -43,7 +44,7 @@ class TokenBucket:
 
     def __init__(self, rate_bytes_per_s: float, burst_bytes: float, now_s: float) -> None:
         if rate_bytes_per_s <= 0 or burst_bytes <= 0:
-            raise ValueError("a token bucket needs a positive rate and burst")
+            raise ValueError(_("a token bucket needs a positive rate and burst"))
         self.rate_bytes_per_s = rate_bytes_per_s
         self.burst_bytes = burst_bytes
         self.tokens = burst_bytes

@@ -28,11 +28,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, i18n
 from ..api.cli import HANDLERS as API_HANDLERS
 from ..api.cli import add_commands as add_api_commands
 from ..config import load_config
 from ..errors import ConfigError, EvidenceError
+from ..i18n import _
 from ..terminal import safe
 from .custody import cmd_checkpoint, cmd_verify
 from .devices import cmd_devices
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
                         dest="overrides", help="override one configuration key (repeatable)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--lang", choices=("auto", "en", "zh_CN"),
+                        help="language of messages for people: en or zh_CN (简体中文); default: "
+                        "station.language, whose default follows LANG")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", help="archive every file under PATH and wait")
@@ -136,18 +140,23 @@ def main(argv: Sequence[str] | None = None) -> ExitCode:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The locale (or --lang) speaks until the configuration is read: its own errors included.
+    i18n.use(args.lang or "auto")
     try:
         config = load_config(args.config, overrides=_parse_overrides(args.overrides))
+        if args.lang is None and config.station.language != "auto":
+            i18n.use(config.station.language)
         handler = {"ingest": cmd_ingest, "recordings": cmd_recordings, "verify": cmd_verify,
                    "checkpoint": cmd_checkpoint,
                    "status": cmd_status, "devices": cmd_devices, "run": cmd_run,
                    "proxies": cmd_proxies, "report": cmd_report, **API_HANDLERS}[args.command]
         return ExitCode(handler(config, args))
     except EvidenceError as exc:
-        print(f"evidence-daemon: error: {safe(exc.message)}", file=sys.stderr)
+        print(_("evidence-daemon: error: {message}").format(message=safe(exc.message)),
+              file=sys.stderr)
         return ExitCode(exc.exit_code)
     except KeyboardInterrupt:
-        print("evidence-daemon: interrupted; finished work is kept, the rest resumes next run",
+        print(_("evidence-daemon: interrupted; finished work is kept, the rest resumes next run"),
               file=sys.stderr)
         return ExitCode.INTERRUPTED
 
@@ -157,6 +166,6 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE")
+            raise ConfigError(_("--set {item}: expected SECTION.KEY=VALUE").format(item=item))
         overrides[key.strip()] = value
     return overrides

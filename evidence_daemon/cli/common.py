@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..errors import ConfigError
+from ..i18n import _
 
 
 def _parse_time(text: str, option: str, zone: ZoneInfo) -> datetime:
@@ -15,8 +16,9 @@ def _parse_time(text: str, option: str, zone: ZoneInfo) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(f"{option} {text!r}: not an ISO 8601 time (for example "
-                          "2026-11-25T08:30, or 2026-11-25T08:30+08:00)") from None
+        raise ConfigError(_("{option} {text!r}: not an ISO 8601 time (for example "
+                            "2026-11-25T08:30, or 2026-11-25T08:30+08:00)").format(
+                                option=option, text=text)) from None
     return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 

@@ -20,13 +20,14 @@ from ..archive.factory import build_store
 from ..terminal import safe
 from .common import _operator
 from .exit_codes import ExitCode
+from ..i18n import _
 
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> ExitCode:
     """Exit 0 when everything checked holds (without trust anchors that means consistent,
     and the output says so), 7 when anything does not."""
     if args.all and args.ids:
-        raise ConfigError("verify: give --all or recording ids, not both")
+        raise ConfigError(_("verify: give --all or recording ids, not both"))
     trust = anchors_from(args.trust, config.verify.trusted_keys)
     tsa = (load_tsa_trust(config.timestamp.tsa_cert_file)
            if config.timestamp.tsa_cert_file is not None else None)
@@ -43,28 +44,34 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> ExitCode:
     for writer, fingerprint in sorted(report.writers.items()):
         judgement = report.judgements.get(writer)
         note = f" ({judgement.note()})" if judgement is not None else ""
-        print(f"ledger writer {writer}: key {fingerprint}{note}")
+        print(_("ledger writer {writer}: key {fingerprint}").format(
+            writer=writer, fingerprint=fingerprint) + note)
     if saved is not None:
-        print(f"compared with the checkpoint saved {saved.made_at} by {saved.made_by} "
-              f"({len(saved.seen)} writer(s)); file {saved.signature_note}")
-    print(f"chains compared with {report.checkpoints_compared} checkpoint(s) seen of them "
-          "(witnessed by other writers, saved, time-stamped)")
+        print(_("compared with the checkpoint saved {time} by {maker} ({count} writer(s)); "
+                "file {note}").format(time=saved.made_at, maker=saved.made_by,
+                                      count=len(saved.seen), note=saved.signature_note))
+    print(_("chains compared with {count} checkpoint(s) seen of them "
+            "(witnessed by other writers, saved, time-stamped)").format(
+                count=report.checkpoints_compared))
     for note in report.notes:
-        print(f"info: {safe(note)}")
+        print(_("info: {note}").format(note=safe(note)))
     for problem in report.problems:
-        print(f"FAIL {safe(problem)}")
+        print(_("FAIL {problem}").format(problem=safe(problem)))
     if not report.trust_checked:
-        print("WARNING: no trust anchors given (--trust or [verify] trusted_keys): only the "
-              "archive's consistency was checked. Anyone able to write to the archive can add a "
-              "writer with a fresh key or re-sign a whole chain consistently; compare the key "
-              "fingerprints above with those your agency published.")
+        print(_("WARNING: no trust anchors given (--trust or [verify] trusted_keys): only the "
+                "archive's consistency was checked. Anyone able to write to the archive can add "
+                "a writer with a fresh key or re-sign a whole chain consistently; compare the "
+                "key fingerprints above with those your agency published."))
     else:
-        print(f"writers' keys compared with {len(trust.fingerprints)} trust anchor(s) from "
-              f"{trust.source}")
-    verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-    scope = "" if report.trust_checked else " (consistency only)"
-    print(f"verified {report.recordings_checked} recording(s) and {report.entries_checked} ledger "
-          f"entries from {len(report.writers)} writer(s) in {store.location}{scope}: {verdict}")
+        print(_("writers' keys compared with {count} trust anchor(s) from {source}").format(
+            count=len(trust.fingerprints), source=trust.source))
+    verdict = _("OK") if report.ok else _("{count} problem(s)").format(count=len(report.problems))
+    scope = "" if report.trust_checked else _(" (consistency only)")
+    print(_("verified {recordings} recording(s) and {entries} ledger entries from {writers} "
+            "writer(s) in {location}{scope}: {verdict}").format(
+                recordings=report.recordings_checked, entries=report.entries_checked,
+                writers=len(report.writers), location=store.location, scope=scope,
+                verdict=verdict))
     return ExitCode.OK if report.ok else ExitCode.PROBLEMS_FOUND
 
 
@@ -102,26 +109,32 @@ def cmd_checkpoint(config: Config, args: argparse.Namespace) -> ExitCode:
                 signing_key, made_by = load_private_key(path), maker
                 break
             except ConfigError as exc:
-                key_note = f" (cannot use {path}: {exc.message})"
+                key_note = _(" (cannot use {path}: {error})").format(path=path, error=exc.message)
     saved = saved_checkpoint(store, made_by=made_by, signing_key=signing_key)
-    print(f"checkpoint of {store.location}, {saved.document['made_at']}")
+    print(_("checkpoint of {location}, {time}").format(location=store.location,
+                                                       time=saved.document['made_at']))
     for item in saved.checkpoints:
         details = item.entry["details"]
-        print(f"  writer {item.writer}: checkpoint {item.seq} ({item.entry['time']}), tree of "
-              f"{details['tree_size']} entries, root {details['root_hash']}, key "
-              f"{item.fingerprint}")
+        print("  " + _("writer {writer}: checkpoint {seq} ({time}), tree of {size} entries, "
+                       "root {root}, key {fingerprint}").format(
+                           writer=item.writer, seq=item.seq, time=item.entry['time'],
+                           size=details['tree_size'], root=details['root_hash'],
+                           fingerprint=item.fingerprint))
     for writer in saved.without:
-        print(f"  writer {writer}: no checkpoint yet: its entries are covered by nothing saved "
-              "here (it signs one at its next start)")
+        print("  " + _("writer {writer}: no checkpoint yet: its entries are covered by nothing "
+                       "saved here (it signs one at its next start)").format(writer=writer))
     if args.out is not None:
         text = json.dumps(saved.document, ensure_ascii=False, indent=2) + "\n"
         try:
             save_replacing(args.out, text.encode("utf-8"))
         except OSError as exc:
-            raise ConfigError(f"--out: cannot write {args.out}: {exc.strerror}") from exc
-        signed = (f"signed by {made_by}" if signing_key is not None
-                  else f"unsigned{key_note}; the checkpoints inside are signed by their writers")
-        print(f"saved {len(saved.checkpoints)} checkpoint(s) to {args.out} ({signed}). Keep it "
-              "away from the archive; `evidence-daemon verify --checkpoint "
-              f"{args.out}` later shows any entry removed or rewritten up to here.")
+            raise ConfigError(_("--out: cannot write {out}: {strerror}").format(
+                out=args.out, strerror=exc.strerror)) from exc
+        signed = (_("signed by {maker}").format(maker=made_by) if signing_key is not None
+                  else _("unsigned{note}; the checkpoints inside are signed by their "
+                         "writers").format(note=key_note))
+        print(_("saved {count} checkpoint(s) to {path} ({signed}). Keep it away from the "
+                "archive; `evidence-daemon verify --checkpoint {path}` later shows any entry "
+                "removed or rewritten up to here.").format(
+                    count=len(saved.checkpoints), path=args.out, signed=signed))
     return ExitCode.OK

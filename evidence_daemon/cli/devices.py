@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 
 from ..config import Config
 from ..errors import StorageError
+from ..i18n import _, word
 from ..station import open_station
+from ..terminal import clip, columns, pad
 from .common import _operator, _parse_time
 from .exit_codes import ExitCode
 
@@ -39,15 +41,17 @@ def cmd_devices(config: Config, args: argparse.Namespace) -> ExitCode:
     finally:
         station.close()
     if outcome.registered:
-        print(f"device {outcome.assignment.device_id} was not registered: registered it now "
-              "(it has not docked here yet)")
+        print(_("device {device} was not registered: registered it now "
+                "(it has not docked here yet)").format(device=outcome.assignment.device_id))
     for closed in outcome.closed:
-        print(f"closed: {closed.describe()}")
-    print(f"assigned device {outcome.assignment.device_id} to {outcome.assignment.describe()}")
+        print(_("closed: {assignment}").format(assignment=closed.describe()))
+    print(_("assigned device {device} to {assignment}").format(
+        device=outcome.assignment.device_id, assignment=outcome.assignment.describe()))
     if waiting:
-        print(f"evidence-daemon: error: the assignment is saved and in effect, but {waiting} device "
-              f"event(s) are not yet in the custody ledger: {archive_error or 'see the log'}\n"
-              "They are appended at the next dock or devices assign once the archive is reachable.",
+        print(_("evidence-daemon: error: the assignment is saved and in effect, but {count} "
+                "device event(s) are not yet in the custody ledger: {error}\n"
+                "They are appended at the next dock or devices assign once the archive is "
+                "reachable.").format(count=waiting, error=archive_error or _("see the log")),
               file=sys.stderr)
         return ExitCode.ARCHIVE_UNREACHABLE
     return ExitCode.OK
@@ -59,26 +63,32 @@ def _print_devices(devices: list[dict[str, Any]], waiting: int, as_json: bool, o
         out.write("\n")
         return
     if not devices:
-        out.write("no devices registered yet\n")
+        out.write(_("no devices registered yet") + "\n")
     else:
-        out.write(f"{'DEVICE':20}  {'MODEL':12}  {'ROLE':8}  {'DOCKS':>5}  "
-                  f"{'LAST DOCKED (local)':19}  {'CLOCK':>10}  OFFICER NOW\n")
+        out.write(columns([(_("DEVICE"), 20), (_("MODEL"), 12), (_("ROLE"), 8),
+                           (_("DOCKS"), 5, ">"), (_("LAST DOCKED (local)"), 19),
+                           (_("CLOCK"), 10, ">"), (_("OFFICER NOW"), 0)]) + "\n")
+    never, out_of_service = _("never"), "  " + _("(out of service)")
     for device in devices:
-        out.write(f"{device['device_id'][:20]:20}  {(device['model'] or '-')[:12]:12}  "
-                  f"{(device['role'] or '-')[:8]:8}  {device['docks']:>5}  "
-                  f"{_minutes(device['last_docked_at']) or 'never':19}  "
-                  f"{_offset(device['clock_offset_s']):>10}  "
+        out.write(f"{pad(clip(device['device_id'], 20), 20)}  "
+                  f"{pad(clip(device['model'] or '-', 12), 12)}  "
+                  f"{pad(clip(word(device['role']) if device['role'] else '-', 8), 8)}  "
+                  f"{device['docks']:>5}  "
+                  f"{pad(_minutes(device['last_docked_at']) or never, 19)}  "
+                  f"{pad(_offset(device['clock_offset_s']), 10, '>')}  "
                   f"{device['current_officer'] or '-'}"
-                  f"{'' if device['in_service'] else '  (out of service)'}\n")
+                  f"{'' if device['in_service'] else out_of_service}\n")
         for assignment in device["assignments"]:
             note = f"  {assignment['note']}" if assignment["note"] else ""
-            out.write(f"    officer {assignment['officer_id']}  from {_minutes(assignment['valid_from'])}"
-                      f"  to {_minutes(assignment['valid_to']) or 'open-ended'}{note}\n")
+            out.write("    " + _("officer {officer}  from {start}  to {end}").format(
+                officer=assignment['officer_id'], start=_minutes(assignment['valid_from']),
+                end=_minutes(assignment['valid_to']) or _("open-ended")) + f"{note}\n")
     if any(device["clock_offset_s"] is not None for device in devices):
-        out.write("CLOCK: newest file time on the device minus its last dock time (a little "
-                  "negative is normal; + means ahead)\n")
+        out.write(_("CLOCK: newest file time on the device minus its last dock time (a little "
+                    "negative is normal; + means ahead)") + "\n")
     if waiting:
-        out.write(f"{waiting} device event(s) wait for the archive before entering the ledger\n")
+        out.write(_("{count} device event(s) wait for the archive before entering the "
+                    "ledger").format(count=waiting) + "\n")
 
 
 def _offset(seconds: float | None) -> str:
@@ -86,10 +96,10 @@ def _offset(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if abs(seconds) < 3600:
-        return f"{seconds / 60:+.0f} min"
+        return _("{minutes:+.0f} min").format(minutes=seconds / 60)
     if abs(seconds) < 72 * 3600:
-        return f"{seconds / 3600:+.1f} h"
-    return f"{seconds / 86400:+,.0f} d"
+        return _("{hours:+.1f} h").format(hours=seconds / 3600)
+    return _("{days:+,.0f} d").format(days=seconds / 86400)
 
 
 def _minutes(text: str | None) -> str | None:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..config import Config
+from ..i18n import _, word
 from ..media.jobs import ProxyQueue, ProxyState
 from ..media.proxy import ProxyWorker
 from ..station import open_station
@@ -31,13 +32,17 @@ def cmd_proxies(config: Config, args: argparse.Namespace) -> ExitCode:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return ExitCode.OK
     if args.retry_failed:
-        print(f"requeued {requeued} failed proxy job(s)")
+        print(_("requeued {count} failed proxy job(s)").format(count=requeued))
     if ran is not None:
-        print("made now: " + (", ".join(f"{n} {state}" for state, n in sorted(ran.items()))
-                              or "nothing was due"))
-    print("proxies  " + "  ".join(f"{state} {n}" for state, n in report["counts"].items()))
+        print(_("made now: ") + (", ".join(f"{n} {word(state)}" for state, n in sorted(ran.items()))
+                                 or _("nothing was due")))
+    print(_("proxies") + "  "
+          + "  ".join(f"{word(state)} {n}" for state, n in report["counts"].items()))
     for problem in report["problems"]:
-        retry = f", next try {problem['next_attempt_at']}" if problem["next_attempt_at"] else ""
-        print(f"  {problem['sha256'][:12]}  {problem['state']} after {problem['attempts']} "
-              f"attempt(s){retry}: {problem['reason']}")
+        retry = (_(", next try {time}").format(time=problem['next_attempt_at'])
+                 if problem["next_attempt_at"] else "")
+        print(f"  {problem['sha256'][:12]}  " + _(
+            "{state} after {attempts} attempt(s){retry}: {reason}").format(
+                state=word(problem['state']), attempts=problem['attempts'], retry=retry,
+                reason=problem['reason']))
     return ExitCode.OK

@@ -8,12 +8,15 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from ..compliance.report import UNKNOWN
 from ..config import Config
 from ..errors import ConfigError, UsageError
 from ..state.catalog import Catalog
 from ..station import open_station
 from .common import _parse_time
 from .exit_codes import ExitCode
+from ..i18n import _, word
+from ..terminal import clip, columns, pad
 
 
 REPORT_COLUMNS = ("group", "total", "on_time", "late", "overdue", "pending", "at_risk",
@@ -42,21 +45,21 @@ def cmd_report(config: Config, args: argparse.Namespace) -> ExitCode:
         print_reviews(config, output_format=args.output_format)
         return ExitCode.OK
     if args.period_from is None or args.period_to is None:
-        raise UsageError("report needs --from and --to (except with --reviews)")
+        raise UsageError(_("report needs --from and --to (except with --reviews)"))
     zone = ZoneInfo(config.station.timezone)
     start = _period_bound(args.period_from, "--from", zone, end=False)
     end = _period_bound(args.period_to, "--to", zone, end=True)
     if end <= start:
-        raise ConfigError("--to must be after --from")
+        raise ConfigError(_("--to must be after --from"))
     if args.coverage:
         from ..api.incidents_cli import print_coverage
 
         if args.by == "device":
-            raise UsageError("--coverage groups by officer, station or type")
+            raise UsageError(_("--coverage groups by officer, station or type"))
         print_coverage(config, by=args.by, start=start, end=end, output_format=args.output_format)
         return ExitCode.OK
     if args.by == "type":
-        raise UsageError("--by type goes with --coverage (recordings have no incident type)")
+        raise UsageError(_("--by type goes with --coverage (recordings have no incident type)"))
     station = open_station(config, connect_archive=False)
     try:
         recordings = station.recordings()
@@ -76,24 +79,28 @@ def cmd_report(config: Config, args: argparse.Namespace) -> ExitCode:
         writer.writeheader()
         writer.writerows(groups)
     else:
-        print(f"24-hour compliance by {args.by}, {start.isoformat()} to {end.isoformat()}")
+        print(_("24-hour compliance by {by}, {start} to {end}").format(
+            by=word(args.by), start=start.isoformat(), end=end.isoformat()))
         if not groups:
-            print("no recordings in this period")
+            print(_("no recordings in this period"))
             return ExitCode.OK
-        print(f"{args.by.upper():20} {'TOTAL':>6} {'ON TIME':>8} {'LATE':>6} {'OVERDUE':>8} "
-              f"{'PENDING':>8} {'AT RISK':>8} {'LATE H MEDIAN':>14} {'LATE H MAX':>11} "
-              f"{'BAD CLOCK':>10}")
+        print(columns([(word(args.by).upper(), 20), (_("TOTAL"), 6, ">"), (_("ON TIME"), 8, ">"),
+                       (_("LATE"), 6, ">"), (_("OVERDUE"), 8, ">"), (_("PENDING"), 8, ">"),
+                       (_("AT RISK"), 8, ">"), (_("LATE H MEDIAN"), 14, ">"),
+                       (_("LATE H MAX"), 11, ">"), (_("BAD CLOCK"), 10, ">")], sep=" "))
         for group in groups:
             median = "-" if group["late_hours_median"] is None else f"{group['late_hours_median']:.1f}"
             longest = "-" if group["late_hours_max"] is None else f"{group['late_hours_max']:.1f}"
             bad_clock = str(group["time_implausible"])
             if group["time_implausible_late"]:
-                bad_clock += f" ({group['time_implausible_late']} late)"
-            print(f"{group['group'][:20]:20} {group['total']:>6} {group['on_time']:>8} "
+                bad_clock += " " + _("({count} late)").format(count=group['time_implausible_late'])
+            name = _(group["group"]) if group["group"] == UNKNOWN else group["group"]
+            print(f"{pad(clip(name, 20), 20)} {group['total']:>6} {group['on_time']:>8} "
                   f"{group['late']:>6} {group['overdue']:>8} {group['pending']:>8} "
-                  f"{group['at_risk']:>8} {median:>14} {longest:>11} {bad_clock:>10}")
+                  f"{group['at_risk']:>8} {median:>14} {longest:>11} {pad(bad_clock, 10, '>')}")
         if any(group["time_implausible"] for group in groups):
-            print("BAD CLOCK: recordings whose recorder clock was not believed (flag "
-                  "time_implausible), counted in no other column; \"late\" there means more than "
-                  f"{config.compliance.deadline_hours:g} h after the station first saw them.")
+            print(_("BAD CLOCK: recordings whose recorder clock was not believed (flag "
+                    "time_implausible), counted in no other column; \"late\" there means more "
+                    "than {hours:g} h after the station first saw them.").format(
+                        hours=config.compliance.deadline_hours))
     return ExitCode.OK

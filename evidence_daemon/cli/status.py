@@ -15,7 +15,8 @@ from ..config import Config
 from ..state import transitions as st
 from ..state.queue import WorkQueue
 from ..station import open_station
-from ..terminal import safe
+from ..i18n import N_, _, word
+from ..terminal import clip, columns, pad, safe
 from .exit_codes import ExitCode
 
 
@@ -30,18 +31,20 @@ def cmd_recordings(config: Config, args: argparse.Namespace) -> ExitCode:
         sys.stdout.write("\n")
         return ExitCode.OK
     if not recordings:
-        print("no recordings yet")
+        print(_("no recordings yet"))
         return ExitCode.OK
-    print(f"{'ID':12}  {'SIZE':>10}  {'DEVICE':10}  {'OFFICER':8}  {'RECORDED END (local)':25}  "
-          f"{'COMPLIANCE':10}  FLAGS / FIRST SOURCE")
+    print(columns([(_("ID"), 12), (_("SIZE"), 10, ">"), (_("DEVICE"), 10), (_("OFFICER"), 8),
+                   (_("RECORDED END (local)"), 25), (_("COMPLIANCE"), 10),
+                   (_("FLAGS / FIRST SOURCE"), 0)]))
     for recording in recordings:
         source = recording["sources"][0]["path"] if recording["sources"] else ""
         end = recording["recorded_end"] or "-"
         flags = ",".join(recording["flags"])
         print(f"{recording['id'][:12]}  {recording['size_bytes']:>10,}  "
-              f"{safe(recording['device_id'] or '-')[:10]:10}  "
-              f"{safe(recording['officer_id'] or '-')[:8]:8}  "
-              f"{end[:25]:25}  {recording['compliance']:10}  {flags + ' ' if flags else ''}{safe(source)}")
+              f"{pad(clip(safe(recording['device_id'] or '-'), 10), 10)}  "
+              f"{pad(clip(safe(recording['officer_id'] or '-'), 8), 8)}  "
+              f"{end[:25]:25}  {pad(word(recording['compliance']), 10)}  "
+              f"{flags + ' ' if flags else ''}{safe(source)}")
     return ExitCode.OK
 
 
@@ -76,21 +79,24 @@ def cmd_status(config: Config, args: argparse.Namespace) -> ExitCode:
         print(json.dumps(report, indent=2))
         return ExitCode.OK
     if daemon_status is None:
-        print("daemon not running")
+        print(_("daemon not running"))
     else:
-        print(f"daemon running (pid {daemon_status['pid']})")
+        print(_("daemon running (pid {pid})").format(pid=daemon_status['pid']))
         for job in daemon_status.get("jobs", []):
             print("  " + safe(_describe_job(job)))
-    print(f"station {config.station.id}  archive {config.archive.backend}  "
-          f"recordings {len(recordings)}")
-    print("queue    " + "  ".join(f"{state} {count}" for state, count in queue_counts.items()))
+    print(_("station {station}  archive {backend}  recordings {count}").format(
+        station=config.station.id, backend=config.archive.backend, count=len(recordings)))
+    print(pad(_("queue"), 8) + " "
+          + "  ".join(f"{word(state)} {count}" for state, count in queue_counts.items()))
     if oldest_pending:
         age_s = (station.clock() - datetime.fromisoformat(oldest_pending)).total_seconds()
-        print(f"oldest pending since {oldest_pending} ({age_s / 3600:.1f} h)")
+        print(_("oldest pending since {since} ({hours:.1f} h)").format(
+            since=oldest_pending, hours=age_s / 3600))
     else:
-        print("oldest pending: none")
-    print("compliance " + "  ".join(f"{state} {count}" for state, count in compliance_counts.items()))
-    print(f"overdue {report['overdue']}")
+        print(_("oldest pending: none"))
+    print(pad(_("compliance"), 10) + " "
+          + "  ".join(f"{word(state)} {count}" for state, count in compliance_counts.items()))
+    print(_("overdue") + f" {report['overdue']}")
     for line in _describe_backlog(report["backlog"]):
         print(line)
     return ExitCode.OK
@@ -111,25 +117,36 @@ def _backlog_report(outlook: Forecast, cap_mbps: float) -> dict[str, Any]:
     }
 
 
-def _describe_backlog(backlog: dict[str, Any]) -> list[str]:
-    """The backlog, the upload rate and the forecast, for humans."""
-    lines = [f"backlog  {backlog['recordings']} recording(s), "
-             f"{_size(backlog['size_bytes'])} waiting in the spool for upload"]
+def _describe_backlog(backlog: dict[str, Any], width: int = 8) -> list[str]:
+    """The backlog, the upload rate and the forecast, for humans; labels ``width`` columns."""
+    lines = [pad(_("backlog"), width) + " " + _(
+        "{count} recording(s), {size} waiting in the spool for upload").format(
+            count=backlog['recordings'], size=_size(backlog['size_bytes']))]
     rate = backlog["upload_rate_bytes_per_s"]
     if rate is None:
-        lines.append("upload   rate not measured yet (no upload since the daemon started, and "
-                     "archive.max_upload_mbps = 0): no forecast")
+        lines.append(pad(_("upload"), width) + " " + _(
+            "rate not measured yet (no upload since the daemon started, and "
+            "archive.max_upload_mbps = 0): no forecast"))
         return lines
-    lines.append(f"upload   {_size(rate)}/s ({rate * 8 / 1e6:,.4g} Mbit/s, "
-                 f"{backlog['rate_source']}); backlog archived in {_duration(backlog['drain_s'])}")
+    lines.append(pad(_("upload"), width) + " " + _(
+        "{rate}/s ({megabits:,.4g} Mbit/s, {source}); backlog archived in {duration}").format(
+            rate=_size(rate), megabits=rate * 8 / 1e6, source=_(backlog['rate_source']),
+            duration=_duration(backlog['drain_s'])))
     missed = backlog["forecast_missed_recordings"]
     if not missed:
-        lines.append("forecast every waiting recording meets its deadline")
+        lines.append(pad(_("forecast"), width) + " "
+                     + _("every waiting recording meets its deadline"))
     else:
-        lines.append(f"forecast {missed} recording(s), {_size(backlog['forecast_missed_bytes'])} "
-                     f"would miss their deadline (the first at {backlog['first_missed_deadline']}): "
-                     "raise archive.max_upload_mbps or the link, or archive them elsewhere")
+        lines.append(pad(_("forecast"), width) + " " + _(
+            "{count} recording(s), {size} would miss their deadline (the first at {first}): "
+            "raise archive.max_upload_mbps or the link, or archive them elsewhere").format(
+                count=missed, size=_size(backlog['forecast_missed_bytes']),
+                first=backlog['first_missed_deadline']))
     return lines
+
+
+# The sources of an upload rate (``Forecast.rate_source``), for the catalogue.
+_RATE_SOURCES = (N_("measured"), N_("cap"), N_("measured, held to the cap"))
 
 
 def _size(count: float) -> str:
@@ -144,26 +161,30 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return _("{seconds:.0f} s").format(seconds=seconds)
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return _("{minutes:.0f} min").format(minutes=seconds / 60)
+    return _("{hours:.1f} h").format(hours=seconds / 3600)
 
 
 def _describe_job(job: dict[str, Any]) -> str:
     """One docked device (or inbox batch) with its progress, for humans."""
-    line = f"{job['kind']} {job['name']}: {job['state']}"
+    line = f"{word(job['kind'])} {job['name']}: {word(job['state'])}"
     if job["state"] == "ingesting":
         percent = 100 * job["bytes_done"] / job["bytes_total"] if job["bytes_total"] else 100.0
-        line += (f"  {job['files_done']}/{job['files_total']} files  "
-                 f"{job['bytes_done'] / 1e6:,.1f}/{job['bytes_total'] / 1e6:,.1f} MB ({percent:.0f} %)  "
-                 f"{job['rate_bytes_per_s'] / 1e6:,.1f} MB/s")
+        line += "  " + _(
+            "{done}/{total} files  {megabytes_done:,.1f}/{megabytes_total:,.1f} MB ({percent:.0f} %)"
+            "  {rate:,.1f} MB/s").format(
+                done=job['files_done'], total=job['files_total'],
+                megabytes_done=job['bytes_done'] / 1e6, megabytes_total=job['bytes_total'] / 1e6,
+                percent=percent, rate=job['rate_bytes_per_s'] / 1e6)
         if job["current_file"]:
-            line += f"  now {job['current_file']}"
+            line += "  " + _("now {path}").format(path=job['current_file'])
     elif job["result"]:
-        line += "  " + ", ".join(f"{count} {name}" for name, count in sorted(job["result"].items()))
+        line += "  " + ", ".join(f"{count} {word(name)}"
+                                 for name, count in sorted(job["result"].items()))
     if job["removed"]:
-        line += "  (removed before the end: the rest is taken at the next dock)"
+        line += "  " + _("(removed before the end: the rest is taken at the next dock)")
     if job["error"]:
-        line += f"  error: {job['error']}"
+        line += "  " + _("error: {error}").format(error=job['error'])
     return line

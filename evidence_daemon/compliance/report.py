@@ -21,9 +21,10 @@ from typing import Any
 
 from ..clock import parse_optional
 from .rules import AT_RISK, FLAG_TIME_IMPLAUSIBLE, LATE, ON_TIME, OVERDUE, PENDING, late_hours
+from ..i18n import N_, _
 
 GROUPINGS = ("officer", "device", "station")
-UNKNOWN = "(unknown)"
+UNKNOWN = N_("(unknown)")  # a group key (JSON, CSV); shown translated
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def compliance_report(
     start: datetime, end: datetime,
 ) -> list[GroupReport]:
     if by not in GROUPINGS:
-        raise ValueError(f"by must be one of {GROUPINGS}, not {by!r}")
+        raise ValueError(_("by must be one of {GROUPINGS}, not {by!r}").format(
+            GROUPINGS=GROUPINGS, by=by))
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for recording in recordings:
         if not in_period(recording, start, end):

@@ -47,6 +47,7 @@ from .sections import (
     WatchConfig,
 )
 from .values import After, Invalid
+from ..i18n import _
 
 __all__ = [
     "After",
@@ -84,13 +85,13 @@ def load_config(
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
             continue
-        section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+        section, _sep, key = name[len(ENV_PREFIX):].lower().partition("_")
         if section in SECTIONS and key in SECTIONS[section].model_fields:
             raw[section][key] = value
     for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
+        section, _dot, key = dotted.partition(".")
         if section not in SECTIONS or key not in SECTIONS[section].model_fields:
-            raise ConfigError(f"--set {dotted}: no such configuration key")
+            raise ConfigError(_("--set {dotted}: no such configuration key").format(dotted=dotted))
         raw[section][key] = value
 
     try:
@@ -106,22 +107,27 @@ def _file_sections(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             tables = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+        raise ConfigError(_("configuration file {path} is not valid TOML: {exc}").format(
+            path=path, exc=exc)) from exc
     except OSError as exc:
         missing = isinstance(exc, FileNotFoundError)
-        raise ConfigError(f"configuration file {path} does not exist" if missing
-                          else f"cannot read configuration file {path}: {exc.strerror}") from exc
+        raise ConfigError(_("configuration file {path} does not exist").format(path=path) if missing
+                          else _("cannot read configuration file {path}: {strerror}").format(
+                              path=path, strerror=exc.strerror)) from exc
     watch = tables.get("watch", [])
     if not isinstance(watch, list):
-        raise ConfigError(f"{path}: watch folders are [[watch]] tables")
+        raise ConfigError(_("{path}: watch folders are [[watch]] tables").format(path=path))
     for index, table in enumerate(watch):
         if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [[watch]] {index} must be a table")
+            raise ConfigError(_("{path}: [[watch]] {index} must be a table").format(
+                path=path, index=index))
     for section, values in tables.items():
         if section != "watch" and section not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}]")
+            raise ConfigError(_("{path}: unknown section [{section}]").format(
+                path=path, section=section))
         if section != "watch" and not isinstance(values, dict):
-            raise ConfigError(f"{path}: [{section}] must be a table")
+            raise ConfigError(_("{path}: [{section}] must be a table").format(
+                path=path, section=section))
     return tables
 
 
@@ -133,7 +139,8 @@ def _read_secrets(config: Config) -> Config:
         secret = Path(archive.secret_key_file).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(
-            f"archive.secret_key_file: cannot read {archive.secret_key_file}: {exc.strerror}"
+            _("archive.secret_key_file: cannot read {secret_key_file}: {strerror}").format(
+                secret_key_file=archive.secret_key_file, strerror=exc.strerror)
         ) from exc
     return config.model_copy(update={"archive": archive.model_copy(update={"secret_key": secret})})
 

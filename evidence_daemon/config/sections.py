@@ -35,6 +35,7 @@ from .values import (
     UsbId,
     WriterId,
 )
+from ..i18n import _
 
 DEFAULT_SKIP = (
     ".DS_Store",
@@ -93,8 +94,8 @@ class Section(BaseModel):
         """``retries = true`` is a mistake, not 1 (pydantic would take it)."""
         wanted = cls.model_fields[info.field_name or ""].annotation
         if isinstance(value, bool) and wanted in (int, float):
-            raise Invalid(f"expected {'an integer' if wanted is int else 'a number'}, "
-                          f"got {value!r}")
+            raise Invalid(_("expected {value}, got {value2!r}").format(
+                value='an integer' if wanted is int else 'a number', value2=value))
         return value
 
 
@@ -107,6 +108,9 @@ class StationConfig(Section):
         description="SQLite state, the spool and the station's private signing key")
     timezone: str = Field(
         default="Asia/Shanghai", description="the zone of recorders' local times")
+    language: Literal["auto", "en", "zh_CN"] = Field(
+        default="auto", description="the language of what the station prints and logs for "
+        "people: auto (from LC_ALL / LC_MESSAGES / LANG), en or zh_CN; --lang wins")
 
     @field_validator("timezone")
     @classmethod
@@ -114,7 +118,7 @@ class StationConfig(Section):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise Invalid(f"unknown time zone {value!r}") from None
+            raise Invalid(_("unknown time zone {value!r}").format(value=value)) from None
         return value
 
 
@@ -158,12 +162,13 @@ class ArchiveConfig(Section):
         if self.backend != "s3":
             return self
         if not self.endpoint:
-            raise Invalid("required when archive.backend = 's3'", key="endpoint")
+            raise Invalid(_("required when archive.backend = 's3'"), key="endpoint")
         if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", self.bucket):
-            raise Invalid(f"{self.bucket!r} is not a valid bucket name", key="bucket")
+            raise Invalid(_("{bucket!r} is not a valid bucket name").format(
+                bucket=self.bucket), key="bucket")
         if self.ca_file and not os.access(self.ca_file, os.R_OK):
-            raise Invalid(f"cannot read {self.ca_file} (a PEM file of the certificates to trust "
-                          "for archive.endpoint)", key="ca_file")
+            raise Invalid(_("cannot read {ca_file} (a PEM file of the certificates to trust for "
+                            "archive.endpoint)").format(ca_file=self.ca_file), key="ca_file")
         return self
 
 
@@ -206,8 +211,8 @@ class ComplianceConfig(Section):
         try:
             datetime.fromisoformat(value.strip())
         except ValueError:
-            raise Invalid(f"{value!r} is not an ISO 8601 date or time "
-                          "(for example \"2015-01-01\")") from None
+            raise Invalid(_("{value!r} is not an ISO 8601 date or time (for example "
+                            "\"2015-01-01\")").format(value=value)) from None
         return value
 
     def earliest_plausible_at(self, zone: tzinfo) -> datetime:
@@ -236,8 +241,8 @@ class DockRule(Section):
     @model_validator(mode="after")
     def _matches_something(self) -> DockRule:
         if not (self.vendor_id or self.product_id or self.serial_pattern or self.label_pattern):
-            raise Invalid("give at least one of vendor_id, product_id, serial_pattern, "
-                          "label_pattern (a rule matching everything is unsafe)")
+            raise Invalid(_("give at least one of vendor_id, product_id, serial_pattern, "
+                            "label_pattern (a rule matching everything is unsafe)"))
         return self
 
 
@@ -381,11 +386,11 @@ class TimestampConfig(Section):
     @model_validator(mode="after")
     def _url_and_certificate(self) -> TimestampConfig:
         if self.url and not re.match(r"^https?://[^/\s]+", self.url):
-            raise Invalid("expected an http:// or https:// URL of a time-stamping authority, "
-                          f"got {self.url!r}", key="url")
+            raise Invalid(_("expected an http:// or https:// URL of a time-stamping authority, "
+                            "got {url!r}").format(url=self.url), key="url")
         if self.url and self.tsa_cert_file is None:
-            raise Invalid("required when timestamp.url is set (the TSA's certificate and its CA, "
-                          "PEM): a token nobody can check proves nothing", key="tsa_cert_file")
+            raise Invalid(_("required when timestamp.url is set (the TSA's certificate and its "
+                            "CA, PEM): a token nobody can check proves nothing"), key="tsa_cert_file")
         return self
 
 
@@ -408,8 +413,8 @@ class Config(Section):
     @model_validator(mode="after")
     def _writer_ids_differ(self) -> Config:
         if self.api.id == self.station.id:
-            raise Invalid(f"{self.api.id!r} is also station.id; an API node needs a writer id "
-                          "of its own", key="api.id")
+            raise Invalid(_("{id!r} is also station.id; an API node needs a writer id of its own").format(
+                id=self.api.id), key="api.id")
         return self
 
     @property

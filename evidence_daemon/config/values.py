@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
+from ..i18n import _
 
 
 class Invalid(ValueError):
@@ -36,7 +37,7 @@ def _listed(value: Any) -> Any:
 
 def _given_path(value: Any) -> Any:
     if value == "":
-        raise Invalid("expected a path, got ''")
+        raise Invalid(_("expected a path, got ''"))
     return value
 
 
@@ -46,8 +47,8 @@ def _unset_if_empty(value: Any) -> Any:
 
 def _writer_id(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-        raise Invalid(f"{value!r} must be 1-64 letters, digits, '.', '_' or '-' (it names a "
-                      "writer's ledger in the archive)")
+        raise Invalid(_("{value!r} must be 1-64 letters, digits, '.', '_' or '-' (it names a "
+                        "writer's ledger in the archive)").format(value=value))
     return value
 
 
@@ -61,13 +62,13 @@ def _regex(value: str) -> str:
 
 def _filename_pattern(value: str) -> str:
     if "start" not in re.compile(_regex(value)).groupindex:
-        raise Invalid("needs a (?P<start>...) group")
+        raise Invalid(_("needs a (?P<start>...) group"))
     return value
 
 
 def _usb_id(value: str) -> str:
     if value and not re.fullmatch(r"[0-9a-fA-F]{4}", value):
-        raise Invalid("expected 4 hex digits")
+        raise Invalid(_("expected 4 hex digits"))
     return value
 
 
@@ -75,8 +76,8 @@ def _ip_network(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
-        raise Invalid(f"{value!r} is not an IP address or network "
-                      "(e.g. \"10.0.0.5\" or \"10.0.0.0/24\")") from None
+        raise Invalid(_("{value!r} is not an IP address or network (e.g. \"10.0.0.5\" or "
+                        "\"10.0.0.0/24\")").format(value=value)) from None
     return value
 
 
@@ -84,32 +85,32 @@ def _mount_commands(value: Any) -> Any:
     """A TOML table ``{ vfat = "..." }`` becomes sorted (type, command) pairs."""
     if isinstance(value, dict):
         if not all(isinstance(command, str) for command in value.values()):
-            raise Invalid("expected a table of strings, e.g. { vfat = \"...\" }")
+            raise Invalid(_("expected a table of strings, e.g. { vfat = \"...\" }"))
         value = sorted(value.items())
     if not isinstance(value, (list, tuple)):
-        raise Invalid("expected a table of strings, e.g. { vfat = \"...\" }")
+        raise Invalid(_("expected a table of strings, e.g. { vfat = \"...\" }"))
     for fstype, command in value:
         if "{device}" not in command and "{busnum}" not in command or "{mountpoint}" not in command:
-            raise Invalid("needs {device} and {mountpoint}", key=fstype)
+            raise Invalid(_("needs {device} and {mountpoint}"), key=fstype)
     return value
 
 
 def _unmount_command(value: str) -> str:
     if "{mountpoint}" not in value:
-        raise Invalid("needs {mountpoint}")
+        raise Invalid(_("needs {mountpoint}"))
     return value
 
 
 def _host_port(value: str) -> str:
-    host, _, port = value.rpartition(":")
+    host, _colon, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise Invalid(f"expected host:port, got {value!r}")
+        raise Invalid(_("expected host:port, got {value!r}").format(value=value))
     return value
 
 
 def _readable_file(value: Path | None) -> Path | None:
     if value is not None and not value.is_file():
-        raise Invalid(f"{value} is not a readable file")
+        raise Invalid(_("{value} is not a readable file").format(value=value))
     return value
 
 

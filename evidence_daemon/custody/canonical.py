@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+from ..i18n import _
 
 ENTRY_FIELDS = ("seq", "prev", "time", "writer", "event", "recording", "actor", "details")
 GENESIS_PREV = "0" * 64
@@ -30,7 +31,7 @@ def canonical_bytes(entry: Mapping[str, Any]) -> bytes:
     """The signed bytes: only the entry fields, whatever else the dict carries."""
     missing = [name for name in ENTRY_FIELDS if name not in entry]
     if missing:
-        raise ValueError(f"ledger entry lacks {', '.join(missing)}")
+        raise ValueError(_("ledger entry lacks {join}").format(join=', '.join(missing)))
     return canonical_json({name: entry[name] for name in ENTRY_FIELDS})
 
 
@@ -50,18 +51,18 @@ def parse_stored(data: bytes) -> tuple[dict[str, Any], bytes]:
     try:
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
+        raise ValueError(_("not JSON: {exc}").format(exc=exc)) from None
     except RecursionError:  # nested past the interpreter's limit: hostile, never written by us
-        raise ValueError("not JSON this software writes: nested too deeply") from None
+        raise ValueError(_("not JSON this software writes: nested too deeply")) from None
     if not isinstance(body, dict) or not isinstance(body.get("sig"), str):
-        raise ValueError("not a signed ledger entry")
+        raise ValueError(_("not a signed ledger entry"))
     try:
         signature = base64.b64decode(body.pop("sig"), validate=True)
     except ValueError:
-        raise ValueError("signature is not base64") from None
+        raise ValueError(_("signature is not base64")) from None
     extra = set(body) - set(ENTRY_FIELDS)
     if extra:
-        raise ValueError(f"unexpected fields {sorted(extra)}")
+        raise ValueError(_("unexpected fields {extra}").format(extra=sorted(extra)))
     canonical_bytes(body)  # raises on missing fields
     return body, signature
 

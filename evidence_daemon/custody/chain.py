@@ -53,6 +53,7 @@ from ..archive import keys
 from . import canonical
 from .merkle import CompactTree, entry_leaf_hash
 from .signing import signature_valid
+from ..i18n import _, word
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -250,21 +251,26 @@ def read_entry(writer: str, seq: int, data: bytes, public_key: Ed25519PublicKey 
     except ValueError as exc:
         return ReadEntry(writer, seq, None, None, b"", hashlib.sha256(data).hexdigest(), False,
                          (problem(ProblemKind.UNREADABLE,
-                                  f"not a valid ledger entry ({exc}): altered or damaged"),))
+                                  _("not a valid ledger entry ({exc}): altered or damaged").format(
+                                      exc=exc)),))
     recording = body["recording"] if isinstance(body["recording"], str) else None
     problems: list[Problem] = []
     wrong = _typed(body)
     if wrong:
         problems.append(problem(ProblemKind.MALFORMED,
-                                f"fields of the wrong type: {', '.join(wrong)}", recording))
+                                _("fields of the wrong type: {join}").format(
+                                    join=', '.join(wrong)), recording))
     elif body["seq"] != seq or body["writer"] != writer:
-        problems.append(problem(ProblemKind.MISPLACED, f"seq or writer inside ({body['writer']}#"
-                                f"{body['seq']}) does not match its key", recording))
+        problems.append(problem(ProblemKind.MISPLACED, _("seq or writer inside ({writer}#{seq}) "
+                                                         "does not match its key").format(
+                                                             writer=body['writer'], seq=body['seq']), recording))
     canonical_body = canonical.canonical_bytes(body)
     signed = public_key is not None and signature_valid(public_key, signature, canonical_body)
     if public_key is not None and not signed:
-        problems.append(problem(ProblemKind.SIGNATURE, "signature does not verify with the "
-                                f"writer's key: the entry was altered{key_note}", recording))
+        problems.append(problem(ProblemKind.SIGNATURE, _("signature does not verify with the "
+                                                         "writer's key: the entry was "
+                                                         "altered{key_note}").format(
+                                                             key_note=key_note), recording))
     entry: Entry | None = None
     if not wrong:
         entry = Entry(seq=body["seq"], prev=body["prev"], time=body["time"],
@@ -309,12 +315,13 @@ def link_problems(read: ReadEntry, head: Head) -> list[Problem]:
                                 recording, ProblemKind.GAP, read.writer))
     elif read.raw is not None and head.hash is not None:
         if not head.hash:
-            problems.append(Problem(subject, f"prev cannot be checked: entry {head.seq} before "
-                                    "it is unreadable", recording, ProblemKind.UNLINKABLE,
+            problems.append(Problem(subject, _("prev cannot be checked: entry {seq} before it is "
+                                               "unreadable").format(
+                                                   seq=head.seq), recording, ProblemKind.UNLINKABLE,
                                     read.writer))
         elif read.raw["prev"] != head.hash:
-            problems.append(Problem(subject, f"prev does not match the hash of entry "
-                                    f"{head.seq}: the chain is broken", recording,
+            problems.append(Problem(subject, _("prev does not match the hash of entry {seq}: the "
+                                               "chain is broken").format(seq=head.seq), recording,
                                     ProblemKind.BROKEN_LINK, read.writer))
     return problems
 
@@ -381,12 +388,14 @@ def compare_with_witness(writer: str, heads: Mapping[int, str], witnessed: Head,
     subject = keys.ledger_prefix(writer)
     last = max(heads, default=0)
     if last < witnessed.seq:
-        return Problem(subject, f"the archive holds {last} entries of writer {writer} but "
-                       f"{witness} saw {witnessed.seq}: entries were removed",
+        return Problem(subject, _("the archive holds {last} entries of writer {writer} but "
+                                  "{witness} saw {seq}: entries were removed").format(
+                                      last=last, writer=writer, witness=witness, seq=witnessed.seq),
                        kind=ProblemKind.WITNESS, writer=writer)
     if witnessed.hash and witnessed.seq and heads.get(witnessed.seq) not in (None, witnessed.hash):
-        return Problem(subject, f"entry {witnessed.seq} of writer {writer} is not the one "
-                       f"{witness} saw: the chain was rewritten",
+        return Problem(subject, _("entry {seq} of writer {writer} is not the one {witness} saw: "
+                                  "the chain was rewritten").format(
+                                      seq=witnessed.seq, writer=writer, witness=witness),
                        kind=ProblemKind.WITNESS, writer=writer)
     return None
 
@@ -404,7 +413,8 @@ def compare_with_witness(writer: str, heads: Mapping[int, str], witnessed: Head,
 def checkpoint_details(tree: CompactTree, head: Head) -> dict[str, Any]:
     """What a checkpoint entry says: the tree head of entries 1..N and entry N itself."""
     if tree.size != head.seq or not head.hash:
-        raise ValueError(f"tree of {tree.size} entries does not end at entry {head.seq}")
+        raise ValueError(_("tree of {size} entries does not end at entry {seq}").format(
+            size=tree.size, seq=head.seq))
     return {"tree_size": tree.size, "root_hash": tree.root().hex(), "head_seq": head.seq,
             "head_hash": head.hash}
 
@@ -526,9 +536,10 @@ def check_checkpoints(result: ChainResult, key_fingerprint: str | None,
         if (size != seq - 1 or details.get("head_seq") != seq - 1 or root is None
                 or (seq - 1 in heads and head_hash != heads[seq - 1])
                 or (size in roots and roots[size] != root)):
-            problems.append(Problem(keys.ledger_key(writer, seq), f"checkpoint entry {seq} of "
-                                    f"writer {writer} does not sign the tree head of the "
-                                    f"{seq - 1} entries before it", kind=ProblemKind.WITNESS,
+            problems.append(Problem(keys.ledger_key(writer, seq), _("checkpoint entry {seq} of writer "
+                                                                    "{writer} does not sign the tree head "
+                                                                    "of the {seq2} entries before it").format(
+                                                                        seq=seq, writer=writer, seq2=seq - 1), kind=ProblemKind.WITNESS,
                                     writer=writer))
             break
 
@@ -562,10 +573,11 @@ def check_checkpoints(result: ChainResult, key_fingerprint: str | None,
     if diverged:
         item, how = diverged[0]
         more = f"; {len(diverged) - 1} other seen checkpoint(s) differ too" if len(diverged) > 1 else ""
-        problems.append(Problem(subject, f"the chain of writer {writer} diverges from its "
-                                f"checkpoint {item.checkpoint_seq} (tree of {item.tree_size} "
-                                f"entries) seen by {item.witness}: {how}; the chain was "
-                                f"rewritten or re-signed{more}", kind=ProblemKind.WITNESS,
+        problems.append(Problem(subject, _("the chain of writer {writer} diverges from its "
+                                           "checkpoint {checkpoint_seq} (tree of {tree_size} "
+                                           "entries) seen by {witness}: {how}; the chain was "
+                                           "rewritten or re-signed{more}").format(
+                                               writer=writer, checkpoint_seq=item.checkpoint_seq, tree_size=item.tree_size, witness=item.witness, how=how, more=more), kind=ProblemKind.WITNESS,
                                 writer=writer))
 
     if key_fingerprint is not None:
@@ -573,19 +585,23 @@ def check_checkpoints(result: ChainResult, key_fingerprint: str | None,
                  and item.fingerprint != key_fingerprint]
         if named:
             item = named[0]
-            problems.append(Problem(keys.public_key_key(writer), f"key of writer {writer} "
-                                    f"changed: {item.witness} knew {item.fingerprint}, the archive "
-                                    f"holds {key_fingerprint}", kind=ProblemKind.WITNESS,
+            problems.append(Problem(keys.public_key_key(writer), _("key of writer {writer} changed: "
+                                                                   "{witness} knew {fingerprint}, the "
+                                                                   "archive holds {key_fingerprint}").format(
+                                                                       writer=writer, witness=item.witness, fingerprint=item.fingerprint, key_fingerprint=key_fingerprint), kind=ProblemKind.WITNESS,
                                     writer=writer))
         elif intact:
             latest = intact[-1]
             registered = _registered_key(result, latest.checkpoint_seq)
             if registered is not None and registered[1] != key_fingerprint:
                 problems.append(Problem(
-                    keys.public_key_key(writer), f"key of writer {writer} changed: its chain "
-                    f"up to checkpoint {latest.checkpoint_seq} (seen by {latest.witness}) "
-                    f"registers key {registered[1]} (entry {registered[0]}), the archive holds "
-                    f"{key_fingerprint}; no witnessed key registration explains the change",
+                    keys.public_key_key(writer), _("key of writer {writer} changed: its chain up "
+                                                   "to checkpoint {checkpoint_seq} (seen by "
+                                                   "{witness}) registers key {registered} (entry "
+                                                   "{registered2}), the archive holds "
+                                                   "{key_fingerprint}; no witnessed key "
+                                                   "registration explains the change").format(
+                                                       writer=writer, checkpoint_seq=latest.checkpoint_seq, witness=latest.witness, registered=registered[1], registered2=registered[0], key_fingerprint=key_fingerprint),
                     kind=ProblemKind.WITNESS, writer=writer))
     return problems
 
@@ -606,11 +622,13 @@ class WriterJudgement:
     counts: frozenset[int]  # seqs of the entries that count (trusted and in role)
 
     def note(self) -> str:
-        role = (f"role {self.role}" if self.role is not None else "role unknown")
-        how = "registered" if self.registered else "inferred from its events (no key-registered entry)"
-        trust = ("trusted" if self.trusted else "NOT TRUSTED" if self.trusted is False
-                 else "not compared with trust anchors")
-        return f"{role}, {how}; key {trust}"
+        role = (_("role {role}").format(role=word(self.role)) if self.role is not None
+                else _("role unknown"))
+        how = (_("registered") if self.registered
+               else _("inferred from its events (no key-registered entry)"))
+        trust = (_("trusted") if self.trusted else _("NOT TRUSTED") if self.trusted is False
+                 else _("not compared with trust anchors"))
+        return _("{role}, {how}; key {trust}").format(role=role, how=how, trust=trust)
 
 
 def registration_details(role: Role, key_fingerprint: str, writer: str) -> dict[str, Any]:
@@ -666,9 +684,10 @@ def judge_entry(writer: str, key_fingerprint: str, role: Role | None, registered
 
 
 def untrusted_problem(writer: str, key_fingerprint: str) -> Problem:
-    return Problem(keys.public_key_key(writer), f"key of writer {writer} is not trusted: "
-                   f"fingerprint {key_fingerprint} is not one of the trust anchors; nothing it "
-                   "signed counts", kind=ProblemKind.UNTRUSTED, writer=writer)
+    return Problem(keys.public_key_key(writer), _("key of writer {writer} is not trusted: "
+                                                  "fingerprint {key_fingerprint} is not one of "
+                                                  "the trust anchors; nothing it signed counts").format(
+                                                      writer=writer, key_fingerprint=key_fingerprint), kind=ProblemKind.UNTRUSTED, writer=writer)
 
 
 def judge_writer(writer: str, key_fingerprint: str, entries: Sequence[Entry],

@@ -40,6 +40,7 @@ from .ledger import LedgerWriter
 from ..clock import Clock, format_time, utc_now
 from .signing import fingerprint, load_public_pem, signature_valid
 from .timestamp import TsaTrust, load_tsa_trust, request_timestamp
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Stamping:
         if not config.url:
             return None
         if config.tsa_cert_file is None:
-            raise ConfigError("timestamp.tsa_cert_file: required when timestamp.url is set")
+            raise ConfigError(_("timestamp.tsa_cert_file: required when timestamp.url is set"))
         return cls(config.url, load_tsa_trust(config.tsa_cert_file), config.timeout_s)
 
 
@@ -112,8 +113,8 @@ class Checkpointer:
                 trust=self.stamping.trust, timeout_s=self.stamping.timeout_s)
             self.store.put_bytes(key, token, content_type="application/timestamp-reply")
         except EvidenceError as exc:
-            log.error("ledger %s: checkpoint %d has no trusted timestamp (%s); the next "
-                      "checkpoint asks again", self.ledger.writer, entry["seq"], exc.message)
+            log.error(_("ledger %s: checkpoint %d has no trusted timestamp (%s); the next "
+                        "checkpoint asks again"), self.ledger.writer, entry["seq"], exc.message)
             if self.metrics is not None:
                 self.metrics.timestamp_failed()
             return False
@@ -271,25 +272,27 @@ def read_saved(path: Path, store: ArchiveStore) -> ReadSaved:
     try:
         document = json.loads(path.read_bytes())
     except OSError as exc:
-        raise ConfigError(f"--checkpoint: cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(_("--checkpoint: cannot read {path}: {strerror}").format(
+            path=path, strerror=exc.strerror)) from exc
     except (ValueError, RecursionError):
-        raise ConfigError(f"--checkpoint: {path} is not JSON") from None
+        raise ConfigError(_("--checkpoint: {path} is not JSON").format(path=path)) from None
     if not isinstance(document, dict) or document.get("format") != SAVED_FORMAT:
-        raise ConfigError(f"--checkpoint: {path} is not a saved checkpoint ({SAVED_FORMAT})")
+        raise ConfigError(_("--checkpoint: {path} is not a saved checkpoint ({SAVED_FORMAT})").format(
+            path=path, SAVED_FORMAT=SAVED_FORMAT))
     writers = document.get("writers")
     made_at, made_by = str(document.get("made_at")), str(document.get("made_by"))
     if not isinstance(writers, dict):
-        raise ConfigError(f"--checkpoint: {path} lists no writers")
+        raise ConfigError(_("--checkpoint: {path} lists no writers").format(path=path))
     seen: list[SeenCheckpoint] = []
     witness = f"the checkpoint saved {made_at} by {made_by} ({path.name})"
     for writer, item in sorted(writers.items()):
         entry = item.get("checkpoint") if isinstance(item, dict) else None
         try:
             data = canonical.canonical_json(entry) if isinstance(entry, dict) else b""
-            body, _ = canonical.parse_stored(data)
+            body, _signature = canonical.parse_stored(data)
         except ValueError:
-            raise ConfigError(f"--checkpoint: {path}: the entry of writer {writer} is not a "
-                              "signed ledger entry") from None
+            raise ConfigError(_("--checkpoint: {path}: the entry of writer {writer} is not a "
+                                "signed ledger entry").format(path=path, writer=writer)) from None
         checkpoint = (checkpoint_seen(writer, int(body["seq"]), canonical.entry_hash(body),
                                       body["details"], witness=witness,
                                       fingerprint=_text(item.get("fingerprint")))
@@ -297,8 +300,8 @@ def read_saved(path: Path, store: ArchiveStore) -> ReadSaved:
                       and body.get("writer") == writer and isinstance(body.get("details"), dict)
                       else None)
         if checkpoint is None:
-            raise ConfigError(f"--checkpoint: {path}: the entry of writer {writer} is not a "
-                              "checkpoint")
+            raise ConfigError(_("--checkpoint: {path}: the entry of writer {writer} is not a "
+                                "checkpoint").format(path=path, writer=writer))
         seen.append(checkpoint)
     return ReadSaved(made_at, made_by, seen, _signature_note(document, store))
 

@@ -66,6 +66,7 @@ from .chain import (
 from ..clock import Clock, format_time, utc_now
 from .merkle import CompactTree, entry_leaf_hash
 from .signing import fingerprint, public_pem
+from ..i18n import _, untranslated
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,17 @@ def refuse_known_writer_without_key(
     try:
         published = store.stat(public_key)
     except StorageError as exc:
-        log.warning("cannot ask the archive whether writer %s already has a key (%s); making a "
-                    "new key: if %s already holds another, archiving is refused until the key "
-                    "file is restored", writer, exc.message, public_key)
+        log.warning(_("cannot ask the archive whether writer %s already has a key (%s); making a "
+                      "new key: if %s already holds another, archiving is refused until the key "
+                      "file is restored"), writer, exc.message, public_key)
         return
     if published is not None:
         raise StateError(
-            f"{state_setting}: no signing key at {key_path}, but the archive {store.location} "
-            f"already holds {public_key}: this {what}'s state was lost, or another {what} uses "
-            f"the id {writer!r}. Restore the state directory (at least the key file) from its "
-            f"backup, or configure a new {id_setting}. Nothing was created."
+            _("{state_setting}: no signing key at {key_path}, but the archive {location} already "
+              "holds {public_key}: this {what}'s state was lost, or another {what} uses the id "
+              "{writer!r}. Restore the state directory (at least the key file) from its backup, "
+              "or configure a new {id_setting}. Nothing was created.").format(
+                  state_setting=state_setting, key_path=key_path, location=store.location, public_key=public_key, what=what, writer=writer, id_setting=id_setting)
         )
 
 
@@ -150,9 +152,10 @@ class LedgerWriter:
         theirs = self.store.get_bytes(key)
         if theirs != ours:
             raise IntegrityError(
-                f"the archive already holds a different public key for writer {self.writer!r} "
-                f"({key}). Another station uses this id, or this station's key was lost: restore "
-                "the key file from backup or configure a new station.id"
+                _("the archive already holds a different public key for writer {writer!r} "
+                  "({key}). Another station uses this id, or this station's key was lost: restore "
+                  "the key file from backup or configure a new station.id").format(
+                      writer=self.writer, key=key)
             )
 
     def sync(self) -> int:
@@ -161,7 +164,7 @@ class LedgerWriter:
             return self._sync_locked()
 
     def _sync_locked(self) -> int:
-        head_seq, _ = self._head()
+        head_seq, _head_hash = self._head()
         self.publish_key()
         public = self.private_key.public_key()
         added = 0
@@ -177,7 +180,8 @@ class LedgerWriter:
             checked = check_entry(self.writer, seq, self.store.get_bytes(key), public, head)
             if not checked.verified or checked.read.entry is None:
                 problems = "; ".join(problem.message for problem in checked.problems)
-                raise IntegrityError(f"{key}: does not continue this writer's chain ({problems})")
+                raise IntegrityError(_("{key}: does not continue this writer's chain ({problems})").format(
+                    key=key, problems=problems))
             self._index(dict(checked.read.entry))
             self._noted(dict(checked.read.entry))
             added += 1
@@ -193,7 +197,7 @@ class LedgerWriter:
         missing = [seq for seq in (head_seq, self._latest_checkpoint_seq())
                    if seq and seq not in listed]
         if missing:
-            self._tail_lost(head_seq, missing[0], "is gone")
+            self._tail_lost(head_seq, missing[0], _("is gone"))
         self._tail_fine()
 
     def check_tail(self) -> None:
@@ -216,34 +220,34 @@ class LedgerWriter:
         try:
             stored = self.store.get_bytes(keys.ledger_key(self.writer, head_seq))
         except ObjectMissingError:
-            self._tail_lost(head_seq, head_seq, "is gone")
+            self._tail_lost(head_seq, head_seq, _("is gone"))
         try:
-            body, _ = canonical.parse_stored(stored)
+            body, _signature = canonical.parse_stored(stored)
             same = canonical.entry_hash(body) == head_hash
         except ValueError:
             same = False
         if not same:
-            self._tail_lost(head_seq, head_seq, "was replaced by another")
+            self._tail_lost(head_seq, head_seq, _("was replaced by another"))
         checkpoint = self._latest_checkpoint_seq()
         if checkpoint and checkpoint != head_seq and self.store.stat(
                 keys.ledger_key(self.writer, checkpoint)) is None:
-            self._tail_lost(head_seq, checkpoint, "is gone")
+            self._tail_lost(head_seq, checkpoint, _("is gone"))
         self._tail_fine()
 
     def _tail_fine(self) -> None:
         if self.tail_missing is not None:
-            log.warning("ledger %s: the end of the chain is back in the archive; appending "
-                        "again", self.writer)
+            log.warning(_("ledger %s: the end of the chain is back in the archive; appending again"), self.writer)
         self.tail_missing = None
         self._tail_checked_at = self.monotonic()
 
     def _tail_lost(self, head_seq: int, seq: int, how: str) -> NoReturn:
-        message = (
-            f"ledger {self.writer}: entry {seq} of this writer's chain {how} in the archive "
-            f"{self.store.location}, but this node wrote {head_seq} entries: entries were "
+        message = _(
+            "ledger {writer}: entry {seq} of this writer's chain {how} in the archive "
+            "{location}, but this node wrote {head_seq} entries: entries were "
             "removed from the end of its custody chain. Refusing to append (that would hide "
             "the gap). Restore the missing ledger objects from a replica or backup and run "
-            "`evidence-daemon verify`.")
+            "`evidence-daemon verify`.").format(writer=self.writer, seq=seq, how=how,
+                                                location=self.store.location, head_seq=head_seq)
         if self.tail_missing != message:
             log.error("%s", message)
         self.tail_missing = message
@@ -290,8 +294,8 @@ class LedgerWriter:
         rows = self.database.query(
             "SELECT seq, entry_hash FROM ledger WHERE writer = ? ORDER BY seq", (self.writer,))
         if [int(row["seq"]) for row in rows] != list(range(1, len(rows) + 1)):
-            raise IntegrityError(f"ledger {self.writer}: the local index does not hold entries "
-                                 "1..head without gaps; run verify")
+            raise IntegrityError(_("ledger {writer}: the local index does not hold entries "
+                                   "1..head without gaps; run verify").format(writer=self.writer))
         return [str(row["entry_hash"]) for row in rows]
 
     def find(self, event: str, recording: str | None, details: dict[str, Any]) -> dict[str, Any] | None:
@@ -325,8 +329,9 @@ class LedgerWriter:
         """
         event = Event(event)
         if not may_sign(self.role, event):
-            raise IntegrityError(f"ledger {self.writer}: a {self.role} does not sign "
-                                 f"'{event}' events")
+            raise IntegrityError(_("ledger {writer}: a {role} does not sign '{event}' events").format(
+                writer=self.writer, role=self.role, event=event))
+        details = _english(details)  # a reason quoted from an error: its English source
         with self._lock:
             self._ready_locked(register=event is not Event.KEY_REGISTERED)
             return self._append_locked(event, recording=recording, actor=actor,
@@ -397,11 +402,12 @@ class LedgerWriter:
                 "SELECT seq, entry_hash FROM ledger WHERE writer = ? AND seq > ? AND seq <= ?"
                 " ORDER BY seq", (self.writer, tree.size, size)):
             if row["seq"] != tree.size + 1:
-                raise StateError(f"ledger index of {self.writer} lacks entry {tree.size + 1}: "
-                                 "cannot sign a checkpoint")
+                raise StateError(_("ledger index of {writer} lacks entry {size}: cannot sign a "
+                                   "checkpoint").format(writer=self.writer, size=tree.size + 1))
             tree = tree.append(entry_leaf_hash(str(row["entry_hash"])))
         if tree.size != size:
-            raise StateError(f"ledger index of {self.writer} ends at {tree.size}, not {size}")
+            raise StateError(_("ledger index of {writer} ends at {size}, not {size2}").format(
+                writer=self.writer, size=tree.size, size2=size))
         self._tree = tree
         return tree
 
@@ -415,7 +421,7 @@ class LedgerWriter:
             existing = self.find(event, recording, details)
             if existing is not None:
                 return existing
-        for _ in range(3):
+        for _attempt in range(3):
             seq, prev = self._head()
             entry = {
                 "seq": seq + 1,
@@ -444,7 +450,8 @@ class LedgerWriter:
             self._index(entry)
             self._noted(entry)
             return entry
-        raise StorageError(f"ledger {self.writer}: could not append {event} after 3 tries")
+        raise StorageError(_("ledger {writer}: could not append {event} after 3 tries").format(
+            writer=self.writer, event=event))
 
     def _noted(self, entry: dict[str, Any]) -> None:
         """Keep the cached latest checkpoint and witnesses in step with an indexed entry."""
@@ -455,3 +462,13 @@ class LedgerWriter:
             writer, seq = details.get("writer"), details.get("checkpoint_seq")
             if isinstance(writer, str) and isinstance(seq, int):
                 self._witnessed[writer] = max(seq, self._witnessed.get(writer, 0))
+
+
+def _english(value: Any) -> Any:
+    """``value`` with every translated text replaced by its English source (``i18n``): entries
+    read the same whatever language the station speaks."""
+    if isinstance(value, dict):
+        return {key: _english(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_english(item) for item in value]
+    return str(untranslated(value)) if isinstance(value, str) else value

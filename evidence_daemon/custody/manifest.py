@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import IntegrityError
+from ..i18n import _
 
 MANIFEST_VERSION = 1
 
@@ -77,36 +78,37 @@ class Manifest:
         try:
             parsed = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IntegrityError(f"manifest is not JSON ({exc})") from None
+            raise IntegrityError(_("manifest is not JSON ({exc})").format(exc=exc)) from None
         except RecursionError:  # nested past the interpreter's limit: never one we wrote
-            raise IntegrityError("manifest is not JSON this software writes: nested too deeply") from None
+            raise IntegrityError(_("manifest is not JSON this software writes: nested too deeply")) from None
         if not isinstance(parsed, dict):
-            raise IntegrityError("manifest is not a JSON object")
+            raise IntegrityError(_("manifest is not a JSON object"))
         return cls.from_dict(parsed)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Manifest:
         version = _field(raw, "manifest_version", int, default=MANIFEST_VERSION)
         if version > MANIFEST_VERSION:
-            raise IntegrityError(f"manifest_version {version} is newer than this software "
-                                 f"reads ({MANIFEST_VERSION}); upgrade evidence-daemon")
+            raise IntegrityError(_("manifest_version {version} is newer than this software reads "
+                                   "({MANIFEST_VERSION}); upgrade evidence-daemon").format(
+                                       version=version, MANIFEST_VERSION=MANIFEST_VERSION))
         station = raw.get("station")
         if station is None or station == "":
-            raise IntegrityError("manifest has no station (field 'station' is missing or empty)")
+            raise IntegrityError(_("manifest has no station (field 'station' is missing or empty)"))
         size_bytes = _field(raw, "size_bytes", int)
         if size_bytes < 0:
-            raise IntegrityError("manifest field 'size_bytes' is not a byte count: "
-                                 f"{size_bytes!r}")
+            raise IntegrityError(_("manifest field 'size_bytes' is not a byte count: "
+                                   "{size_bytes!r}").format(size_bytes=size_bytes))
         verified_at = _field(raw, "verified_at", str)
         try:
             datetime.fromisoformat(verified_at)
         except ValueError:
-            raise IntegrityError(f"manifest field 'verified_at' is not a date/time: "
-                                 f"{verified_at!r}") from None
+            raise IntegrityError(_("manifest field 'verified_at' is not a date/time: "
+                                   "{verified_at!r}").format(verified_at=verified_at)) from None
         flags = _field(raw, "flags", list, default=[])
         if not all(isinstance(flag, str) for flag in flags):
-            raise IntegrityError("manifest field 'flags' has the wrong type: expected a list "
-                                 "of text")
+            raise IntegrityError(_("manifest field 'flags' has the wrong type: expected a list of "
+                                   "text"))
         storage = _field(raw, "storage", dict, default={})
         return cls(
             manifest_version=version,
@@ -153,11 +155,12 @@ def _field(raw: Mapping[str, Any], name: str, kind: type, *, default: Any = _REQ
     label = label or name
     if value is None:
         if default is _REQUIRED:
-            raise IntegrityError(f"manifest field '{label}' is missing")
+            raise IntegrityError(_("manifest field '{label}' is missing").format(label=label))
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise IntegrityError(f"manifest field '{label}' has the wrong type: expected "
-                             f"{_TYPE_NAMES[kind]}, found {type(value).__name__}")
+        raise IntegrityError(_("manifest field '{label}' has the wrong type: expected "
+                               "{TYPE_NAMES}, found {name}").format(
+                                   label=label, TYPE_NAMES=_TYPE_NAMES[kind], name=type(value).__name__))
     return value
 
 

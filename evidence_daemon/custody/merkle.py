@@ -40,6 +40,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from ..i18n import _
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -61,7 +62,8 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 def entry_leaf_hash(entry_hash: str) -> bytes:
     """The leaf hash of a ledger entry, from its entry hash (64 lower-case hex digits)."""
     if not isinstance(entry_hash, str) or not _HEX_HASH.fullmatch(entry_hash):
-        raise ValueError(f"not an entry hash (64 lower-case hex digits): {entry_hash!r}")
+        raise ValueError(_("not an entry hash (64 lower-case hex digits): {entry_hash!r}").format(
+            entry_hash=entry_hash))
     return leaf_hash(bytes.fromhex(entry_hash))
 
 
@@ -90,7 +92,8 @@ def tree_head(leaf_hashes: Sequence[bytes]) -> bytes:
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """PATH(m, D[n]) of RFC 9162 2.1.3.1: the audit path of leaf ``index`` in the whole tree."""
     if not 0 <= index < len(leaf_hashes):
-        raise ValueError(f"leaf index {index} is outside a tree of {len(leaf_hashes)} leaves")
+        raise ValueError(_("leaf index {index} is outside a tree of {count} leaves").format(
+            index=index, count=len(leaf_hashes)))
     path: list[bytes] = []
     start, end = 0, len(leaf_hashes)
     # Walk down from the root; each level contributes the sibling subtree's root. Collected
@@ -114,7 +117,8 @@ def consistency_proof(old_size: int, leaf_hashes: Sequence[bytes]) -> list[bytes
     """
     new_size = len(leaf_hashes)
     if not 0 <= old_size <= new_size:
-        raise ValueError(f"old size {old_size} is outside 0..{new_size}")
+        raise ValueError(_("old size {old_size} is outside 0..{new_size}").format(
+            old_size=old_size, new_size=new_size))
     if old_size in (0, new_size):
         return []
     return _subproof(old_size, leaf_hashes, 0, new_size, True)
@@ -242,12 +246,13 @@ class CompactTree:
 
     def __post_init__(self) -> None:
         if not _is_size(self.size):
-            raise ValueError(f"tree size must be a non-negative integer, got {self.size!r}")
+            raise ValueError(_("tree size must be a non-negative integer, got {size!r}").format(
+                size=self.size))
         if len(self.peaks) != bin(self.size).count("1"):
-            raise ValueError(f"a tree of {self.size} leaves has {bin(self.size).count('1')} "
-                             f"subtree roots, not {len(self.peaks)}")
+            raise ValueError(_("a tree of {size} leaves has {count} subtree roots, not {count2}").format(
+                size=self.size, count=bin(self.size).count('1'), count2=len(self.peaks)))
         if not all(_is_hash(peak) for peak in self.peaks):
-            raise ValueError("subtree roots must be 32-byte hashes")
+            raise ValueError(_("subtree roots must be 32-byte hashes"))
 
     @classmethod
     def of(cls, leaf_hashes: Iterable[bytes]) -> CompactTree:
@@ -256,7 +261,7 @@ class CompactTree:
     def append(self, leaf: bytes) -> CompactTree:
         """The tree with one more leaf (given as its leaf hash)."""
         if not _is_hash(leaf):
-            raise ValueError("a leaf hash must be 32 bytes")
+            raise ValueError(_("a leaf hash must be 32 bytes"))
         peaks = list(self.peaks)
         carry, bits = leaf, self.size
         # Every trailing 1 bit of the size is a peak as large as what is being carried.
@@ -288,9 +293,9 @@ class CompactTree:
     def from_json(cls, data: Any) -> CompactTree:
         """The inverse of ``to_json``; ValueError for anything else."""
         if not isinstance(data, dict) or set(data) != {"size", "peaks"}:
-            raise ValueError("a compact tree is {\"size\": n, \"peaks\": [hex, ...]}")
+            raise ValueError(_("a compact tree is {\"size\": n, \"peaks\": [hex, ...]}"))
         peaks = data["peaks"]
         if not isinstance(peaks, list) or not all(
                 isinstance(peak, str) and _HEX_HASH.fullmatch(peak) for peak in peaks):
-            raise ValueError("compact tree peaks must be 64 lower-case hex digits each")
+            raise ValueError(_("compact tree peaks must be 64 lower-case hex digits each"))
         return cls(data["size"], tuple(bytes.fromhex(peak) for peak in peaks))

@@ -38,6 +38,7 @@ from typing import Any
 
 from . import canonical, merkle
 from .chain import Entry, Event, Head, checkpoint_details
+from ..i18n import _
 
 CHECKPOINT_FIELDS = ("tree_size", "root_hash", "head_seq", "head_hash")
 PROOF_FIELDS = frozenset({"writer", "seq", "checkpoint_seq", "audit_path"})
@@ -49,7 +50,7 @@ def checkpoint_entry_details(entry_hashes: Sequence[str]) -> dict[str, Any]:
     (``canonical.entry_hash``): ``chain.checkpoint_details``, the one place that writes them.
     ValueError for an empty chain or a malformed hash."""
     if not entry_hashes:
-        raise ValueError("a checkpoint signs at least one entry")
+        raise ValueError(_("a checkpoint signs at least one entry"))
     tree = merkle.CompactTree().extend(merkle.entry_leaf_hash(h) for h in entry_hashes)
     return checkpoint_details(tree, Head(len(entry_hashes), entry_hashes[-1]))
 
@@ -76,23 +77,24 @@ def tree_head_of(entry: Entry) -> SignedTreeHead:
     The entry must come after the tree it signs; when it is the very next entry, its ``prev``
     is the head it names (one more check a verifier gets for free)."""
     if entry["event"] != Event.CHECKPOINT:
-        raise ValueError(f"entry {entry['seq']} is a '{entry['event']}' event, not a checkpoint")
+        raise ValueError(_("entry {seq} is a '{event}' event, not a checkpoint").format(
+            seq=entry['seq'], event=entry['event']))
     details = entry["details"]
     missing = [name for name in CHECKPOINT_FIELDS if name not in details]
     if missing:
-        raise ValueError(f"checkpoint details lack {', '.join(missing)}")
+        raise ValueError(_("checkpoint details lack {join}").format(join=', '.join(missing)))
     tree_size, head_seq = details["tree_size"], details["head_seq"]
     root_hash, head_hash = details["root_hash"], details["head_hash"]
     if not _is_count(tree_size) or head_seq != tree_size:
-        raise ValueError("checkpoint tree_size is not a positive count equal to head_seq")
+        raise ValueError(_("checkpoint tree_size is not a positive count equal to head_seq"))
     if not all(isinstance(value, str) and _HEX_HASH.fullmatch(value)
                for value in (root_hash, head_hash)):
-        raise ValueError("checkpoint root_hash or head_hash is not a SHA-256 in lower-case hex")
+        raise ValueError(_("checkpoint root_hash or head_hash is not a SHA-256 in lower-case hex"))
     if entry["seq"] <= tree_size:
-        raise ValueError(f"checkpoint entry {entry['seq']} signs a tree of {tree_size} entries, "
-                         "which would hold itself")
+        raise ValueError(_("checkpoint entry {seq} signs a tree of {tree_size} entries, which "
+                           "would hold itself").format(seq=entry['seq'], tree_size=tree_size))
     if entry["seq"] == tree_size + 1 and entry["prev"] != head_hash:
-        raise ValueError("checkpoint head_hash is not the entry before it (its prev)")
+        raise ValueError(_("checkpoint head_hash is not the entry before it (its prev)"))
     return SignedTreeHead(entry["writer"], entry["seq"], tree_size, bytes.fromhex(root_hash),
                           head_hash, canonical.entry_hash(entry))
 
@@ -122,20 +124,21 @@ def parse_proof(data: bytes) -> InclusionProof:
     try:
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
+        raise ValueError(_("not JSON: {exc}").format(exc=exc)) from None
     except RecursionError:
-        raise ValueError("not JSON this software writes: nested too deeply") from None
+        raise ValueError(_("not JSON this software writes: nested too deeply")) from None
     if not isinstance(body, dict) or set(body) != PROOF_FIELDS:
-        raise ValueError(f"its fields must be exactly {', '.join(sorted(PROOF_FIELDS))}")
+        raise ValueError(_("its fields must be exactly {join}").format(
+            join=', '.join(sorted(PROOF_FIELDS))))
     if not isinstance(body["writer"], str) or not all(
             _is_count(body[name]) for name in ("seq", "checkpoint_seq")):
-        raise ValueError("writer, seq or checkpoint_seq is malformed")
+        raise ValueError(_("writer, seq or checkpoint_seq is malformed"))
     path = body["audit_path"]
     if not isinstance(path, list) or not all(
             isinstance(step, str) and _HEX_HASH.fullmatch(step) for step in path):
-        raise ValueError("audit_path is not a list of SHA-256 hashes in lower-case hex")
+        raise ValueError(_("audit_path is not a list of SHA-256 hashes in lower-case hex"))
     if canonical.canonical_json(body) != data:
-        raise ValueError("not in canonical form")
+        raise ValueError(_("not in canonical form"))
     return InclusionProof(body["writer"], body["seq"], body["checkpoint_seq"],
                           tuple(bytes.fromhex(step) for step in path))
 

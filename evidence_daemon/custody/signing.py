@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..durable import save_new
 from ..errors import ConfigError, EvidenceError, IntegrityError
+from ..i18n import _
 
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
@@ -40,14 +41,16 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
-            raise ConfigError(f"{path}: private key is readable by others (mode {mode:o}); chmod 600")
+            raise ConfigError(_("{path}: private key is readable by others (mode {mode:o}); chmod "
+                                "600").format(path=path, mode=mode))
         pem = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read signing key {path}: {exc.strerror}") from exc
+        raise ConfigError(_("cannot read signing key {path}: {strerror}").format(
+            path=path, strerror=exc.strerror)) from exc
     key = _read_pem(lambda: serialization.load_pem_private_key(pem, password=None),
                     f"{path} is not a PEM private key", ConfigError)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{path} is not an Ed25519 key")
+        raise ConfigError(_("{path} is not an Ed25519 key").format(path=path))
     return key
 
 
@@ -70,7 +73,7 @@ def load_public_pem(data: bytes, *, what: str) -> Ed25519PublicKey:
     key = _read_pem(lambda: serialization.load_pem_public_key(data),
                     f"{what} is not a PEM public key", IntegrityError)
     if not isinstance(key, Ed25519PublicKey):
-        raise IntegrityError(f"{what} is not an Ed25519 public key")
+        raise IntegrityError(_("{what} is not an Ed25519 public key").format(what=what))
     return key
 
 

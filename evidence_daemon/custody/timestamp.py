@@ -54,6 +54,7 @@ from rfc3161_client import (
 
 from ..errors import ConfigError, IntegrityError, StorageError
 from ..http_errors import describe
+from ..i18n import _
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -81,7 +82,7 @@ class TsaTrust:
         try:
             certificates = x509.load_pem_x509_certificates(data)
         except ValueError:
-            raise ValueError(f"{source} holds no PEM certificate") from None
+            raise ValueError(_("{source} holds no PEM certificate").format(source=source)) from None
         return cls.of(certificates, source=source)
 
     @classmethod
@@ -98,11 +99,13 @@ class TsaTrust:
             else:
                 intermediates.append(certificate)
         if not roots:
-            raise ValueError(f"{source} holds no root (self-signed) CA certificate: a TSA "
-                             "certificate alone cannot be checked; add the CA that issued it")
+            raise ValueError(_("{source} holds no root (self-signed) CA certificate: a TSA "
+                               "certificate alone cannot be checked; add the CA that issued it").format(
+                                   source=source))
         if len(signers) > 1:
-            raise ValueError(f"{source} holds {len(signers)} time-stamping certificates; keep "
-                             "the one this TSA signs with (or none, to accept any under the CA)")
+            raise ValueError(_("{source} holds {count} time-stamping certificates; keep the one "
+                               "this TSA signs with (or none, to accept any under the CA)").format(
+                                   source=source, count=len(signers)))
         return cls(tuple(roots), tuple(intermediates), signers[0] if signers else None, source)
 
     def describe(self) -> str:
@@ -116,7 +119,8 @@ def load_tsa_trust(path: Path, *, setting: str = "timestamp.tsa_cert_file") -> T
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(_("{setting}: cannot read {path}: {strerror}").format(
+            setting=setting, path=path, strerror=exc.strerror)) from exc
     try:
         return TsaTrust.from_pem(data, source=str(path))
     except ValueError as exc:
@@ -179,8 +183,9 @@ def _verify(response: TimeStampResponse, message: bytes, trust: TsaTrust,
         signer = _signer_subject(response, trust)
     except (VerificationError, ValueError) as exc:
         raise IntegrityError(
-            f"timestamp token does not verify against {trust.describe()} ({trust.source}): "
-            f"{_verification_reason(exc)}") from None
+            _("timestamp token does not verify against {describe} ({source}): "
+              "{verification_reason}").format(
+                  describe=trust.describe(), source=trust.source, verification_reason=_verification_reason(exc))) from None
     return StampedTime(time=info.gen_time, tsa=signer, serial_number=info.serial_number,
                        policy=info.policy.dotted_string)
 
@@ -245,19 +250,21 @@ def request_timestamp(
         finally:
             reply.release_conn()
     except urllib3.exceptions.HTTPError as exc:
-        raise StorageError(f"time-stamping authority {url} unreachable: {describe(exc)}; "
-                           "nothing was stamped") from exc
+        raise StorageError(_("time-stamping authority {url} unreachable: {describe}; nothing was "
+                             "stamped").format(url=url, describe=describe(exc))) from exc
     if reply.status != 200:
-        raise StorageError(f"time-stamping authority {url} answered HTTP {reply.status}; "
-                           "nothing was stamped")
+        raise StorageError(_("time-stamping authority {url} answered HTTP {status}; nothing was "
+                             "stamped").format(url=url, status=reply.status))
     if len(data) > MAX_REPLY_BYTES:
-        raise StorageError(f"time-stamping authority {url} answered more than "
-                           f"{MAX_REPLY_BYTES} bytes: not a timestamp response")
+        raise StorageError(_("time-stamping authority {url} answered more than {MAX_REPLY_BYTES} "
+                             "bytes: not a timestamp response").format(
+                                 url=url, MAX_REPLY_BYTES=MAX_REPLY_BYTES))
     response = _parse(data, what=f"the answer of {url}", error=StorageError)
     if response.status != PKIStatus.GRANTED:
         # grantedWithMods too: a token whose terms the TSA changed is not one we asked for.
         reason = "; ".join(response.status_string) or "no reason given"
-        raise StorageError(f"time-stamping authority {url} did not grant the request "
-                           f"(status {response.status}: {reason}); nothing was stamped")
+        raise StorageError(_("time-stamping authority {url} did not grant the request (status "
+                             "{status}: {reason}); nothing was stamped").format(
+                                 url=url, status=response.status, reason=reason))
     stamped = _verify(response, message, trust, nonce=request.nonce)
     return data, stamped

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..i18n import _
 
 
 def normal_fingerprint(text: str) -> str:
@@ -67,11 +68,12 @@ def parse_trust_file(text: str, *, source: str) -> TrustAnchors:
         candidate = words[0]
         body = candidate.removeprefix("SHA256:").rstrip("=")
         if not candidate.startswith("SHA256:") or len(body) != 43:
-            raise ConfigError(f"{source}:{number}: {candidate[:60]!r} is not a key fingerprint "
-                              "(SHA256:<base64>, as verify prints it)")
+            raise ConfigError(_("{source}:{number}: {candidate!r} is not a key fingerprint "
+                                "(SHA256:<base64>, as verify prints it)").format(
+                                    source=source, number=number, candidate=candidate[:60]))
         found.append(candidate)
     if not found:
-        raise ConfigError(f"{source}: no fingerprints in the trust file")
+        raise ConfigError(_("{source}: no fingerprints in the trust file").format(source=source))
     return TrustAnchors.of(found, source)
 
 
@@ -79,9 +81,11 @@ def load_trust_file(path: Path, *, setting: str = "verify.trusted_keys") -> Trus
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{setting}: cannot read trust file {path}: {exc.strerror}") from exc
+        raise ConfigError(_("{setting}: cannot read trust file {path}: {strerror}").format(
+            setting=setting, path=path, strerror=exc.strerror)) from exc
     except UnicodeDecodeError:
-        raise ConfigError(f"{setting}: {path} is not a UTF-8 text file") from None
+        raise ConfigError(_("{setting}: {path} is not a UTF-8 text file").format(
+            setting=setting, path=path)) from None
     return parse_trust_file(text, source=str(path))
 
 

@@ -51,6 +51,7 @@ from .manifest import Manifest
 from .signing import fingerprint, load_public_pem
 from .timestamp import TsaTrust, verify_timestamp
 from .trust import TrustAnchors
+from ..i18n import _
 
 __all__ = ["Problem", "Report", "verify_archive", "verify_ledgers", "verify_recording"]
 
@@ -111,8 +112,8 @@ def verify_archive(
         wanted = sorted(present)
         for recording in sorted(set(archived) - set(present)):
             report.problems.append(
-                Problem(keys.recording_prefix(recording), "archived per the ledger but missing "
-                        "from the archive", recording)
+                Problem(keys.recording_prefix(recording), _("archived per the ledger but missing "
+                                                            "from the archive"), recording)
             )
     else:
         wanted = []
@@ -120,9 +121,10 @@ def verify_archive(
             candidates = set(present) | set(archived)
             matches = [sha for sha in candidates if sha.startswith(requested.lower())]
             if len(requested) < 12 or len(matches) != 1:
-                reason = "no such recording" if not matches else "ambiguous id, give more digits"
+                reason = (_("no such recording") if not matches
+                          else _("ambiguous id, give more digits"))
                 if len(requested) < 12:
-                    reason = "give at least 12 hex digits of the id"
+                    reason = _("give at least 12 hex digits of the id")
                 report.problems.append(Problem(requested, reason))
                 continue
             wanted.append(matches[0])
@@ -144,7 +146,7 @@ def verify_ledgers(store: ArchiveStore, report: Report, *,
     for key in store.list_keys(keys.LEDGER_PREFIX):
         parsed = keys.parse_ledger_key(key)
         if parsed is None:
-            report.problems.append(Problem(key, "unexpected object in the ledger area"))
+            report.problems.append(Problem(key, _("unexpected object in the ledger area")))
             continue
         by_writer[parsed[0]].append((parsed[1], key))
     for writer, items in sorted(by_writer.items()):
@@ -157,7 +159,8 @@ def _verify_writer(store: ArchiveStore, writer: str, items: list[tuple[int, str]
     try:
         public = load_public_pem(store.get_bytes(key_name), what=key_name)
     except ObjectMissingError:
-        report.problems.append(Problem(key_name, f"public key of writer {writer!r} is missing",
+        report.problems.append(Problem(key_name, _("public key of writer {writer!r} is missing").format(
+            writer=writer),
                                        kind=ProblemKind.KEY, writer=writer))
         return
     except EvidenceError as exc:
@@ -215,8 +218,8 @@ def _timestamps(store: ArchiveStore, report: Report,
     for key in store.list_keys(keys.CHECKPOINTS_PREFIX):
         parsed = keys.parse_timestamp_key(key)
         if parsed is None:
-            report.problems.append(Problem(key, "unexpected object among the checkpoint "
-                                           "timestamps", kind=ProblemKind.TIMESTAMP))
+            report.problems.append(Problem(key, _("unexpected object among the checkpoint "
+                                                  "timestamps"), kind=ProblemKind.TIMESTAMP))
             continue
         writer, seq = parsed
         stamped.add(parsed)
@@ -228,8 +231,9 @@ def _timestamps(store: ArchiveStore, report: Report,
                                               f"the timestamp token {key}"))
             continue
         if item.read.raw.get("event") != Event.CHECKPOINT:
-            report.problems.append(Problem(key, f"timestamp token for entry {seq} of writer "
-                                           f"{writer}, which is not a checkpoint",
+            report.problems.append(Problem(key, _("timestamp token for entry {seq} of writer "
+                                                  "{writer}, which is not a checkpoint").format(
+                                                      seq=seq, writer=writer),
                                            kind=ProblemKind.TIMESTAMP, writer=writer))
             continue
         if tsa is None:
@@ -239,12 +243,13 @@ def _timestamps(store: ArchiveStore, report: Report,
             stamped_time = verify_timestamp(store.get_bytes(key),
                                             canonical.canonical_bytes(item.read.raw), tsa)
         except IntegrityError as exc:
-            report.problems.append(Problem(key, f"checkpoint {seq} of writer {writer}: "
-                                           f"{exc.message}", kind=ProblemKind.TIMESTAMP,
+            report.problems.append(Problem(key, _("checkpoint {seq} of writer {writer}: {message}").format(
+                seq=seq, writer=writer, message=exc.message), kind=ProblemKind.TIMESTAMP,
                                            writer=writer))
             continue
         except EvidenceError as exc:
-            report.problems.append(Problem(key, f"cannot be read: {exc.message}",
+            report.problems.append(Problem(key, _("cannot be read: {message}").format(
+                message=exc.message),
                                            kind=ProblemKind.TIMESTAMP, writer=writer))
             continue
         report.timestamps_checked += 1
@@ -291,40 +296,43 @@ def _verify_recording(
     prefix = keys.recording_prefix(recording)
     originals = [name for name in names if keys.is_original_name(name)]
     if len(originals) != 1:
-        problem(prefix, "no original stored" if not originals else f"several originals: {originals}")
+        problem(prefix, _("no original stored") if not originals else _("several originals: {originals}").format(
+            originals=originals))
         return
     original_key = prefix + originals[0]
     try:
         actual_sha256, actual_size = hash_stored(store, original_key)
     except EvidenceError as exc:
-        problem(original_key, f"cannot be read: {exc}")
+        problem(original_key, _("cannot be read: {exc}").format(exc=exc))
         return
     if actual_sha256 != recording:
-        problem(original_key, f"content changed: SHA-256 is now {actual_sha256[:12]}…, "
-                "not the recording id")
+        problem(original_key, _("content changed: SHA-256 is now {actual_sha256}…, not the "
+                                "recording id").format(actual_sha256=actual_sha256[:12]))
 
     manifest_key = keys.manifest_key(recording)
     try:
         manifest_bytes = store.get_bytes(manifest_key)
     except EvidenceError as exc:
-        problem(manifest_key, f"cannot be read: {exc}")
+        problem(manifest_key, _("cannot be read: {exc}").format(exc=exc))
         return
     manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
     claimed = {str(event["details"].get("manifest_sha256")): event for event in archived_events}
     if not archived_events:
         if discounted:
-            problem(prefix, "no 'archived' event that counts: only writers whose entries do not "
-                    f"count (untrusted key or outside its role) archived it: {', '.join(discounted)}")
+            problem(prefix, _("no 'archived' event that counts: only writers whose entries do not "
+                              "count (untrusted key or outside its role) archived it: {join}").format(
+                                  join=', '.join(discounted)))
         else:
-            problem(prefix, "no 'archived' event in any ledger")
+            problem(prefix, _("no 'archived' event in any ledger"))
     elif len(claimed) > 1:
         writers = ", ".join(f"{event['writer']}#{event['seq']}" for event in claimed.values())
-        problem(manifest_key, f"'archived' events disagree about the manifest ({writers} name "
-                f"{len(claimed)} different SHA-256s): a forged manifest or archival",
+        problem(manifest_key, _("'archived' events disagree about the manifest ({writers} name "
+                                "{count} different SHA-256s): a forged manifest or archival").format(
+                                    writers=writers, count=len(claimed)),
                 ProblemKind.CONFLICT)
     elif manifest_sha256 not in claimed:
-        problem(manifest_key, "manifest changed: its SHA-256 differs from the one in the "
-                "'archived' ledger event")
+        problem(manifest_key, _("manifest changed: its SHA-256 differs from the one in the "
+                                "'archived' ledger event"))
     try:
         manifest = Manifest.from_json(manifest_bytes)
     except IntegrityError as exc:
@@ -332,8 +340,8 @@ def _verify_recording(
         return
     if (manifest.sha256, manifest.size_bytes, manifest.original_key) != (
             recording, actual_size, original_key):
-        problem(manifest_key, "manifest does not describe the stored original "
-                "(sha256, size_bytes or original_key differ)")
+        problem(manifest_key, _("manifest does not describe the stored original (sha256, "
+                                "size_bytes or original_key differ)"))
 
 
 DERIVED_NAMES = frozenset({"proxy.mp4", "proxy.m4a", "poster.jpg"})
@@ -359,22 +367,24 @@ def _verify_derived(
     stored = {prefix + name for name in names if name in DERIVED_NAMES}
     for key in sorted(stored | set(expected)):
         if key not in expected:
-            report.problems.append(Problem(key, "viewing copy without a 'derived' ledger event",
+            report.problems.append(Problem(key, _("viewing copy without a 'derived' ledger event"),
                                            recording))
             continue
         if key not in stored:
-            report.problems.append(Problem(key, "named by a 'derived' event but missing from "
-                                           "the archive", recording))
+            report.problems.append(Problem(key, _("named by a 'derived' event but missing from "
+                                                  "the archive"), recording))
             continue
         try:
-            actual_sha256, _ = hash_stored(store, key)
+            actual_sha256, _size = hash_stored(store, key)
         except EvidenceError as exc:
-            report.problems.append(Problem(key, f"cannot be read: {exc}", recording))
+            report.problems.append(Problem(key, _("cannot be read: {exc}").format(
+                exc=exc), recording))
             continue
         if actual_sha256 != expected[key]:
             report.problems.append(Problem(
-                key, f"viewing copy changed: SHA-256 is {actual_sha256[:12]}…, the 'derived' "
-                f"event recorded {expected[key][:12]}…", recording))
+                key, _("viewing copy changed: SHA-256 is {actual_sha256}…, the 'derived' event "
+                       "recorded {expected}…").format(
+                           actual_sha256=actual_sha256[:12], expected=expected[key][:12]), recording))
 
 
 def verify_recording(store: ArchiveStore, recording: str,

@@ -20,6 +20,7 @@ from ..state.db import Database
 from .chain import Role
 from .ledger import LedgerWriter, refuse_known_writer_without_key
 from .signing import load_or_create_private_key
+from ..i18n import _
 
 
 def open_writer_state(
@@ -35,7 +36,8 @@ def open_writer_state(
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
-        raise ConfigError(f"{section}.state_dir: cannot create {state_dir}: {exc.strerror}") from exc
+        raise ConfigError(_("{section}.state_dir: cannot create {state_dir}: {strerror}").format(
+            section=section, state_dir=state_dir, strerror=exc.strerror)) from exc
     database = open_database()
     key = load_or_create_private_key(key_path)
     return database, key, LedgerWriter(store, database, writer, key, role=role, clock=clock)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from ..i18n import _
 
 FLAG_OFFICER_MISMATCH = "officer_mismatch"
 
@@ -38,8 +39,9 @@ class Assignment:
         return self.valid_from <= moment and (self.valid_to is None or moment < self.valid_to)
 
     def describe(self) -> str:
-        until = self.valid_to.isoformat() if self.valid_to is not None else "open-ended"
-        return f"officer {self.officer_id} from {self.valid_from.isoformat()} to {until}"
+        until = self.valid_to.isoformat() if self.valid_to is not None else _("open-ended")
+        return _("officer {officer} from {start} to {end}").format(
+            officer=self.officer_id, start=self.valid_from.isoformat(), end=until)
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,9 @@ def plan_assignment(existing: Sequence[Assignment], new: Assignment) -> list[Cha
         _require_aware(new.valid_to, "valid_to")
         if new.valid_to <= new.valid_from:
             raise ValueError(
-                f"the assignment of device {new.device_id} to officer {new.officer_id} must end "
-                f"after it starts (from {new.valid_from.isoformat()} to {new.valid_to.isoformat()})"
+                _("the assignment of device {device_id} to officer {officer_id} must end after it "
+                  "starts (from {isoformat} to {isoformat2})").format(
+                      device_id=new.device_id, officer_id=new.officer_id, isoformat=new.valid_from.isoformat(), isoformat2=new.valid_to.isoformat())
             )
     changes: list[Change] = []
     for current in sorted(
@@ -123,14 +126,14 @@ def plan_assignment(existing: Sequence[Assignment], new: Assignment) -> list[Cha
                 changes.append(CloseAssignment(current, new.valid_from))
             elif new.valid_to is None or new.valid_to > current.valid_from:
                 raise ValueError(
-                    f"device {new.device_id} is assigned to {current.describe()}; a new "
-                    f"assignment must start after {current.valid_from.isoformat()} (or, for past "
-                    "history, end by then)"
+                    _("device {device_id} is assigned to {describe}; a new assignment must start "
+                      "after {isoformat} (or, for past history, end by then)").format(
+                          device_id=new.device_id, describe=current.describe(), isoformat=current.valid_from.isoformat())
                 )
         elif _overlaps(new, current):
             raise ValueError(
-                f"device {new.device_id}: {new.describe()} overlaps the assignment to "
-                f"{current.describe()}"
+                _("device {device_id}: {describe} overlaps the assignment to {describe2}").format(
+                    device_id=new.device_id, describe=new.describe(), describe2=current.describe())
             )
     changes.append(AddAssignment(new))
     return changes
@@ -145,4 +148,5 @@ def _overlaps(first: Assignment, second: Assignment) -> bool:
 def _require_aware(moment: datetime, what: str) -> None:
     # A naive time means a different instant in each time zone; the caller knows which zone.
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{what} {moment.isoformat()} has no UTC offset")
+        raise ValueError(_("{what} {isoformat} has no UTC offset").format(
+            what=what, isoformat=moment.isoformat()))

@@ -31,6 +31,7 @@ from ..clock import Clock, format_time, parse_time, utc_now
 from ..errors import ConfigError, DeviceError, EvidenceError, StorageError
 from ..state.db import Database
 from .attribution import AddAssignment, Assignment, CloseAssignment, officer_for, plan_assignment
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,8 @@ class DeviceRegistry:
         officer_id = _clean_id(officer_id, "officer id", ConfigError)
         for moment, what in ((valid_from, "--from"), (valid_to, "--to")):
             if moment is not None and moment.utcoffset() is None:
-                raise ConfigError(f"{what} {moment.isoformat()}: a time needs a UTC offset")
+                raise ConfigError(_("{what} {isoformat}: a time needs a UTC offset").format(
+                    what=what, isoformat=moment.isoformat()))
         new = Assignment(
             device_id, officer_id, valid_from.astimezone(self.zone),
             valid_to.astimezone(self.zone) if valid_to is not None else None, note.strip(),
@@ -298,7 +300,7 @@ class DeviceRegistry:
                     details=json.loads(row["details"]), once=True,
                 )
             except StorageError as exc:
-                log.warning("%d device event(s) wait for the archive: %s", len(rows) - appended,
+                log.warning(_("%d device event(s) wait for the archive: %s"), len(rows) - appended,
                             exc.message)
                 break
             self.database.execute("DELETE FROM ledger_outbox WHERE id = ?", (row["id"],))
@@ -331,7 +333,8 @@ def apparent_clock_offset_s(newest_file_time: datetime | None, docked_at: dateti
     if newest_file_time is None:
         return None
     if newest_file_time.utcoffset() is None:
-        raise ValueError(f"newest file time {newest_file_time.isoformat()} has no time zone")
+        raise ValueError(_("newest file time {isoformat} has no time zone").format(
+            isoformat=newest_file_time.isoformat()))
     return round((newest_file_time - docked_at).total_seconds(), 3)
 
 

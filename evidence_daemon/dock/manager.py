@@ -46,6 +46,7 @@ from ..state.db import Database
 from .inbox import inbox_origin, release_inbox_file
 from .release import Outcome
 from .wipe import wipe_device
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class DockManager:
             match = DockMatch(role="recorder", model="unknown", rule=None)
         identity = device_identity(info, match)
         if identity is None:
-            log.warning("ignoring %s: no USB serial and no filesystem UUID to identify it",
+            log.warning(_("ignoring %s: no USB serial and no filesystem UUID to identify it"),
                         info.devnode)
             return
         job = DockJob(name=identity, kind=JobKind.DEVICE, model=match.model, devnode=info.devnode or "")
@@ -223,8 +224,8 @@ class DockManager:
             job = next((j for j in self._active.values() if j.devnode == (info.devnode or "")), None)
         if job is not None and job.state not in ENDED:
             job.removed = True
-            log.warning("%s was removed while %s; what was not yet read stays on the device "
-                        "until its next dock", job.name, job.state)
+            log.warning(_("%s was removed while %s; what was not yet read stays on the device "
+                          "until its next dock"), job.name, job.state)
 
     def inbox_ready(self, watch: WatchConfig, paths: list[bytes]) -> None:
         name = watch.device_id or str(watch.path)
@@ -284,11 +285,11 @@ class DockManager:
             job.state = JobState.DONE if complete else JobState.INCOMPLETE
             log.info("%s: %s %s", job.name, job.state, _describe(summary))
         except EvidenceError as exc:
-            job.state, job.error = JobState.FAILED, exc.message
+            job.state, job.error = JobState.FAILED, exc.untranslated  # status JSON
             log.error("%s: %s", job.name, exc.message)
         except Exception:  # a bug must not kill the dock: log it with the device's name
             job.state, job.error = JobState.FAILED, "internal error (see the log)"
-            log.exception("%s: unexpected error", job.name)
+            log.exception(_("%s: unexpected error"), job.name)
         finally:
             if mountpoint is not None:
                 try:
@@ -319,11 +320,11 @@ class DockManager:
                                  released.reason)
             job.state = JobState.DONE if summary.ok else JobState.INCOMPLETE
         except EvidenceError as exc:
-            job.state, job.error = JobState.FAILED, exc.message
-            log.error("inbox %s: %s", watch.path, exc.message)
+            job.state, job.error = JobState.FAILED, exc.untranslated  # status JSON
+            log.error(_("inbox %s: %s"), watch.path, exc.message)
         except Exception:
             job.state, job.error = JobState.FAILED, "internal error (see the log)"
-            log.exception("inbox %s: unexpected error", watch.path)
+            log.exception(_("inbox %s: unexpected error"), watch.path)
         finally:
             job.finished_at = time.time()
 

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from .records import Incident
+from ..i18n import _
 
 
 class Coverage(StrEnum):
@@ -228,7 +229,8 @@ def summarise(results: Iterable[CoverageResult], *, by: str) -> list[CoverageRow
     """Group results by ``officer`` (each officer of an incident counts it, with their own
     share), ``station`` or ``type``."""
     if by not in ("officer", "station", "type"):
-        raise ValueError(f"cannot group coverage by {by!r}: use officer, station or type")
+        raise ValueError(_("cannot group coverage by {by!r}: use officer, station or type").format(
+            by=by))
     counts: dict[str, dict[Coverage, int]] = {}
     fractions: dict[str, list[float]] = {}
     for result in results:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..custody.canonical import canonical_json
 from .records import Incident
+from ..i18n import _
 
 DOCUMENT_FORMAT = "evidence-daemon dispatch import 1"
 PREFIX = "dispatch/"
@@ -47,16 +48,17 @@ class ImportDocument:
         try:
             raw: Any = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"dispatch document is not JSON: {exc}") from None
+            raise ValueError(_("dispatch document is not JSON: {exc}").format(exc=exc)) from None
         if not isinstance(raw, dict) or raw.get("format") != DOCUMENT_FORMAT:
-            raise ValueError("not a dispatch import document (format "
-                             f"{raw.get('format') if isinstance(raw, dict) else None!r})")
+            raise ValueError(_("not a dispatch import document (format {value!r})").format(
+                value=raw.get('format') if isinstance(raw, dict) else None))
         try:
             incidents = tuple(_incident(item) for item in raw["incidents"])
             return cls(str(raw["source_name"]), str(raw["source_sha256"]),
                        str(raw["imported_by"]), incidents, int(raw.get("rejected_rows", 0)))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"dispatch document field missing or malformed: {exc}") from None
+            raise ValueError(_("dispatch document field missing or malformed: {exc}").format(
+                exc=exc)) from None
 
 
 def _incident(item: dict[str, Any]) -> Incident:

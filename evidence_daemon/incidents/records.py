@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from ..errors import ConfigError
+from ..i18n import _
 
 MAX_INCIDENT_HOURS = 72  # longer than this is a typo in a dispatch export, not an incident
 MAX_ID_LENGTH = 128
@@ -85,8 +86,8 @@ def parse_incidents(data: bytes, *, name: str, zone: tzinfo) -> ParsedIncidents:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{name} is not UTF-8 text (byte {exc.start}); "
-                          "export it from the dispatch system as UTF-8") from None
+        raise ConfigError(_("{name} is not UTF-8 text (byte {start}); export it from the dispatch "
+                            "system as UTF-8").format(name=name, start=exc.start)) from None
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
         return _parse_json(stripped, name=name, zone=zone)
@@ -97,10 +98,12 @@ def _parse_json(text: str, *, name: str, zone: tzinfo) -> ParsedIncidents:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise ConfigError(_("{name} is not valid JSON: {msg} at line {lineno}").format(
+            name=name, msg=exc.msg, lineno=exc.lineno)) from None
     items = document.get("incidents") if isinstance(document, dict) else document
     if not isinstance(items, list):
-        raise ConfigError(f'{name}: expected a list of incidents or {{"incidents": [...]}}')
+        raise ConfigError(_("{name}: expected a list of incidents or {{\"incidents\": [...]}}").format(
+            name=name))
     rows: list[tuple[int, Mapping[str, object]]] = []
     problems: list[RowProblem] = []
     for number, item in enumerate(items, start=1):
@@ -126,8 +129,8 @@ def _parse_csv(text: str, *, name: str, zone: tzinfo) -> ParsedIncidents:
     missing = [column for column in _REQUIRED if column not in columns]
     if missing:
         raise ConfigError(
-            f"{name}: the header has no column for {', '.join(missing)} "
-            f"(found: {', '.join(cell.strip() for cell in header) or 'nothing'})")
+            _("{name}: the header has no column for {join} (found: {value})").format(
+                name=name, join=', '.join(missing), value=', '.join((cell.strip() for cell in header)) or 'nothing'))
     rows: list[tuple[int, Mapping[str, object]]] = []
     for cells in reader:
         if not any(cell.strip() for cell in cells):
@@ -165,20 +168,22 @@ def incident_from(values: Mapping[str, object], zone: tzinfo) -> Incident:
                  for key, value in values.items()}
     incident_id = _text(canonical.get("incident_id"))
     if not incident_id:
-        raise ValueError("incident id is empty")
+        raise ValueError(_("incident id is empty"))
     if len(incident_id) > MAX_ID_LENGTH or not _ID_CHARS.match(incident_id):
-        raise ValueError(f"incident id {incident_id[:40]!r} has characters other than letters, "
-                         "digits and . : - _")
+        raise ValueError(_("incident id {incident_id!r} has characters other than letters, digits "
+                           "and . : - _").format(incident_id=incident_id[:40]))
     officers = _officers(canonical.get("officers"))
     if not officers:
-        raise ValueError(f"incident {incident_id}: no officer id")
+        raise ValueError(_("incident {incident_id}: no officer id").format(incident_id=incident_id))
     start = _moment(canonical.get("start"), zone, f"incident {incident_id}: start")
     end = _moment(canonical.get("end"), zone, f"incident {incident_id}: end")
     if end < start:
-        raise ValueError(f"incident {incident_id}: ends ({end.isoformat()}) before it starts "
-                         f"({start.isoformat()})")
+        raise ValueError(_("incident {incident_id}: ends ({isoformat}) before it starts "
+                           "({isoformat2})").format(
+                               incident_id=incident_id, isoformat=end.isoformat(), isoformat2=start.isoformat()))
     if end - start > timedelta(hours=MAX_INCIDENT_HOURS):
-        raise ValueError(f"incident {incident_id}: lasts more than {MAX_INCIDENT_HOURS} hours")
+        raise ValueError(_("incident {incident_id}: lasts more than {MAX_INCIDENT_HOURS} hours").format(
+            incident_id=incident_id, MAX_INCIDENT_HOURS=MAX_INCIDENT_HOURS))
     return Incident(incident_id, officers, start, end, _text(canonical.get("type")),
                     _text(canonical.get("place")), _text(canonical.get("station")))
 
@@ -194,8 +199,8 @@ def _officers(value: object) -> tuple[str, ...]:
         officer = _text(item)
         if officer:
             if not _ID_CHARS.match(officer):
-                raise ValueError(f"officer id {officer[:40]!r} has characters other than "
-                                 "letters, digits and . : - _")
+                raise ValueError(_("officer id {officer!r} has characters other than letters, "
+                                   "digits and . : - _").format(officer=officer[:40]))
             seen.setdefault(officer, None)
     return tuple(seen)
 
@@ -203,12 +208,13 @@ def _officers(value: object) -> tuple[str, ...]:
 def _moment(value: object, zone: tzinfo, what: str) -> datetime:
     text = _text(value)
     if not text:
-        raise ValueError(f"{what} is empty")
+        raise ValueError(_("{what} is empty").format(what=what))
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("/", "-"))
     except ValueError:
-        raise ValueError(f"{what} {text[:40]!r} is not a date and time "
-                         "(expected e.g. 2026-11-30 08:15:00 or 2026-11-30T08:15:00+08:00)") from None
+        raise ValueError(_("{what} {text!r} is not a date and time (expected e.g. 2026-11-30 "
+                           "08:15:00 or 2026-11-30T08:15:00+08:00)").format(
+                               what=what, text=text[:40])) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(timezone.utc)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..custody.canonical import canonical_json
+from ..i18n import _
 
 SAMPLE_FORMAT = "evidence-daemon review sample 1"
 
@@ -32,9 +33,9 @@ class SamplePeriod:
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
-            raise ValueError("a review period must end after it starts")
+            raise ValueError(_("a review period must end after it starts"))
         if not 1 <= self.per_officer <= 1000:
-            raise ValueError("per officer must be between 1 and 1000 recordings")
+            raise ValueError(_("per officer must be between 1 and 1000 recordings"))
 
     def to_json(self) -> dict[str, object]:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(),

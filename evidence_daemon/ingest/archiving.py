@@ -41,6 +41,7 @@ from ..state.queue import Source, WorkQueue
 from .describe import Describer, manifest_for
 from .outcomes import ALREADY_IN_ARCHIVE, IngestMetrics, Progress, ProgressCallback
 from .spool import Spool
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ class Archiver:
         if not spool_path.exists() and self.store.stat(object_key) is None:
             self.queue.move(source.id, st.FAILED, "spool copy was lost; read again at next dock",
                             at=self._now(), count_attempt=True)
-            raise IngestError(f"{source.rel_path}: spool copy {spool_path} is missing")
+            raise IngestError(_("{rel_path}: spool copy {spool_path} is missing").format(
+                rel_path=source.rel_path, spool_path=spool_path))
         self.progress(Progress.UPLOADING, {"path": source.rel_path, "size_bytes": recording.size_bytes})
         metadata = {"sha256": sha256, "station": self.config.station.id}
         if recording.sm3:
@@ -208,15 +210,17 @@ class Archiver:
             self.spool.discard_damaged(sha256)
             self.queue.fail_spooled_copies(sha256, f"{damage}; read again at the next dock",
                                            at=self._now())
-            raise IngestError(f"{source.rel_path}: {damage}; nothing was archived from it, "
-                              "the file is read again from the device at the next dock")
+            raise IngestError(_("{rel_path}: {damage}; nothing was archived from it, the file is "
+                                "read again from the device at the next dock").format(
+                                    rel_path=source.rel_path, damage=damage))
         # The ledger index (``custody.ledger``) says whether any 'archived' event named it.
         if self.store.stat(keys.manifest_key(sha256)) is not None or self.db.query_one(
             "SELECT 1 FROM ledger WHERE event = 'archived' AND recording = ?", (sha256,)
         ) is not None:
             raise IntegrityError(
-                f"{problem}; the archive holds a manifest or an 'archived' event for it, so "
-                "it is evidence of tampering and stays as it is (run verify)"
+                _("{problem}; the archive holds a manifest or an 'archived' event for it, so it "
+                  "is evidence of tampering and stays as it is (run verify)").format(
+                      problem=problem)
             )
         if self.store.stat(object_key) is None:
             raise refused  # nothing was published under the key: nothing to set aside
@@ -236,8 +240,8 @@ class Archiver:
             },
         )
         aside = self.store.set_aside(object_key, tag=tag)
-        log.warning("%s held a copy that never verified (%s); set aside as %s, storing the "
-                    "spool copy", object_key, problem, aside.location)
+        log.warning(_("%s held a copy that never verified (%s); set aside as %s, storing the "
+                      "spool copy"), object_key, problem, aside.location)
         return put(replacing=aside)
 
     def _write_manifest(self, source: Source, recording: Recording, storage: Storage) -> bytes:

@@ -30,6 +30,7 @@ from ..state.catalog import Recording
 from ..state.queue import Source
 from .naming import parse_file_name
 from .timing import ClockWindow, derive_times, judge_clock, parse_iso_time
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Describer:
             try:
                 media = self.prober(Path(source.spool_path))
             except MediaError as exc:
-                flags["unplayable"] = exc.message
+                flags["unplayable"] = exc.untranslated  # the manifest is English
         file_name = source.rel_path.rpartition("/")[2]
         name_facts = parse_file_name(file_name, self.config.ingest.filename_patterns, zone)
         times = derive_times(
@@ -94,7 +95,7 @@ class Describer:
         if verdict.implausible is not None:
             # Kept apart from real lateness: the deadline counts from when the station saw it.
             flags[FLAG_TIME_IMPLAUSIBLE] = verdict.implausible
-            log.warning("%s: recorder clock not believed: %s", source.rel_path, verdict.implausible)
+            log.warning(_("%s: recorder clock not believed: %s"), source.rel_path, verdict.implausible)
         deadline = archive_deadline(verdict.counts_from, self.config.compliance.deadline_hours)
         device_id = (name_facts.device_id if name_facts else None) or source.device_id
         # The assignment is that of the physical device docked (the source's), at the time the

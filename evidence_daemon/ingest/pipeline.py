@@ -62,6 +62,7 @@ from .outcomes import (
 from .priority import OrderRules, UploadKey, UploadQueue, key_for
 from .scanner import FILE, Found, scan_paths, scan_tree
 from .spool import Copied, Spool, SpoolFullError
+from ..i18n import _
 
 __all__ = [
     "ALREADY_ARCHIVED", "ALREADY_IN_ARCHIVE", "NOT_STARTED", "RETRY_LATER", "SPOOL_FULL",
@@ -152,7 +153,7 @@ class Ingestor:
         progress = progress or self.progress
         root = Path(origin.root)
         if not root.is_dir():
-            raise IngestError(f"{root} is not a directory")
+            raise IngestError(_("{root} is not a directory").format(root=root))
         with self._spool_lock:
             if not self._spool_prepared:
                 # Once per process: a concurrent ingest's .part files are not leftovers.
@@ -179,7 +180,7 @@ class Ingestor:
             with self._held_lock:
                 resume = [entry for entry in self._resume_list() if entry[0] not in self._held]
                 self._held.update(source_id for source_id, _ in resume)
-            for source_id, _ in resume:
+            for source_id, _found in resume:
                 taken.append(source_id)
                 taken_ids.add(source_id)
             skip_names = (*self.config.ingest.skip, *skip)
@@ -263,7 +264,7 @@ class Ingestor:
             return self._take(origin, found, summary, progress, taken_ids)
         except SpoolFullError as first:
             if work.unfinished_tasks:
-                log.warning("%s; waiting for queued files to be archived", first.message)
+                log.warning(_("%s; waiting for queued files to be archived"), first.message)
                 work.join()
                 try:
                     return self._take(origin, found, summary, progress, taken_ids)
@@ -340,7 +341,7 @@ class Ingestor:
             self._set_state(source_id, st.FAILED, exc.message, count_attempt=True)
             summary.counts[st.FAILED] += 1
             summary.problems.append((self._describe_source(source_id), exc.message))
-            log.error("source %s: %s", source_id, exc.message)
+            log.error(_("source %s: %s"), source_id, exc.message)
             return
         self.queue.mark_spooled(source_id, sha256=copied.sha256, sm3=copied.sm3,
                                 spool_path=str(spool_path), at=format_time(self.clock()))
@@ -375,27 +376,27 @@ class Ingestor:
             # This file's stored copy is wrong (or was altered): the archive itself is up.
             summary.counts[RETRY_LATER] += 1
             summary.problems.append((self._describe_source(source_id), exc.message))
-            log.error("source %s: %s", source_id, exc.message)
+            log.error(_("source %s: %s"), source_id, exc.message)
             self.queue.note(source_id, exc.message, count_attempt=True)
             return
         except StorageError as exc:
             self.metrics.upload_failed()
             archive_down.set()
             summary.archive_error = exc.message
-            log.error("archive unreachable, files stay safe in the spool: %s", exc.message)
+            log.error(_("archive unreachable, files stay safe in the spool: %s"), exc.message)
             self.queue.note(source_id, f"not yet archived: {exc.message}", count_attempt=True)
             return
         except IngestError as exc:
             # The spool copy turned out bad: the source is failed, to be read again.
             summary.counts[st.FAILED] += 1
             summary.problems.append((self._describe_source(source_id), exc.message))
-            log.error("source %s: %s", source_id, exc.message)
+            log.error(_("source %s: %s"), source_id, exc.message)
             return
         except EvidenceError as exc:
             # Anything else about this one file (the state database refused, ...): record, go on.
             summary.counts[RETRY_LATER] += 1
             summary.problems.append((self._describe_source(source_id), exc.message))
-            log.error("source %s: %s", source_id, exc.message)
+            log.error(_("source %s: %s"), source_id, exc.message)
             return
         if outcome:
             summary.counts[outcome] += 1

@@ -25,6 +25,7 @@ from ..archive.base import hash_file
 from ..durable import NO_SPACE_ERRNOS, sync_dir, write_all
 from ..errors import IngestError
 from ..failpoints import failpoint
+from ..i18n import _
 
 
 class SpoolFullError(IngestError):
@@ -79,14 +80,14 @@ class Spool:
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise IngestError("became a symbolic link after it was found; not followed") from exc
-            raise IngestError(f"cannot open: {exc.strerror}") from exc
+                raise IngestError(_("became a symbolic link after it was found; not followed")) from exc
+            raise IngestError(_("cannot open: {strerror}").format(strerror=exc.strerror)) from exc
         part = self.incoming / f"{source_id}.part"
         size_bytes = 0
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
-                raise IngestError("is no longer a regular file")
+                raise IngestError(_("is no longer a regular file"))
             sha256 = hashlib.sha256()
             sm3 = hashes.Hash(hashes.SM3()) if self.hash_sm3 else None
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -116,7 +117,8 @@ class Spool:
                             count = os.readv(fd, [buffer])
                         except OSError as exc:
                             raise IngestError(
-                                f"read failed after {size_bytes} bytes: {exc.strerror}"
+                                _("read failed after {size_bytes} bytes: {strerror}").format(
+                                    size_bytes=size_bytes, strerror=exc.strerror)
                             ) from exc
                         if hashing is not None:
                             hashing.result()
@@ -146,18 +148,21 @@ class Spool:
                 or after.st_mtime_ns != expected_mtime_ns
             ):
                 raise IngestError(
-                    f"changed while being read (expected {expected_size} bytes, read {size_bytes}); "
-                    "it will be read again next time"
+                    _("changed while being read (expected {expected_size} bytes, read "
+                      "{size_bytes}); it will be read again next time").format(
+                          expected_size=expected_size, size_bytes=size_bytes)
                 )
             return Copied(sha256.hexdigest(), sm3.finalize().hex() if sm3 else None, size_bytes, part)
         except OSError as exc:
             part.unlink(missing_ok=True)
             if exc.errno in NO_SPACE_ERRNOS:
                 raise SpoolFullError(
-                    f"the spool {self.root} is full ({exc.strerror}) after {size_bytes} of "
-                    f"{expected_size} bytes; the file stays on the device and is read again"
+                    _("the spool {root} is full ({strerror}) after {size_bytes} of "
+                      "{expected_size} bytes; the file stays on the device and is read again").format(
+                          root=self.root, strerror=exc.strerror, size_bytes=size_bytes, expected_size=expected_size)
                 ) from exc
-            raise IngestError(f"cannot write the spool copy in {self.root}: {exc.strerror}") from exc
+            raise IngestError(_("cannot write the spool copy in {root}: {strerror}").format(
+                root=self.root, strerror=exc.strerror)) from exc
         except BaseException:
             part.unlink(missing_ok=True)
             raise
@@ -184,9 +189,11 @@ class Spool:
             copied.part.unlink(missing_ok=True)
             if exc.errno in NO_SPACE_ERRNOS:
                 raise SpoolFullError(
-                    f"the spool {self.root} is full ({exc.strerror}); the file is read again"
+                    _("the spool {root} is full ({strerror}); the file is read again").format(
+                        root=self.root, strerror=exc.strerror)
                 ) from exc
-            raise IngestError(f"cannot make the spool copy durable in {self.root}: {exc.strerror}") from exc
+            raise IngestError(_("cannot make the spool copy durable in {root}: {strerror}").format(
+                root=self.root, strerror=exc.strerror)) from exc
         failpoint("ingest.after_spool")
         return target
 

@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
+from ..i18n import _
 
 SOURCE_FILENAME = "filename"
 SOURCE_METADATA = "metadata"
@@ -131,7 +132,8 @@ def judge_clock(
     """
     for moment in (window.earliest, window.seen_at):
         if moment.utcoffset() is None:
-            raise ValueError(f"clock window time {moment.isoformat()} has no time zone")
+            raise ValueError(_("clock window time {isoformat} has no time zone").format(
+                isoformat=moment.isoformat()))
     reason = None
     if invalid_name_time is not None:
         reason = f"file name says {invalid_name_time}, which is not a valid date"
@@ -207,7 +209,8 @@ def _add(moment: datetime, delta: timedelta) -> datetime | None:
 
 def _utc(value: datetime, source: str) -> datetime | None:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{source} time {value.isoformat()} has no time zone")
+        raise ValueError(_("{source} time {isoformat} has no time zone").format(
+            source=source, isoformat=value.isoformat()))
     try:
         return value.astimezone(timezone.utc)
     except OverflowError:  # year 1 or 9999 at the edge: not a time to count from

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..clock import Clock, format_time, utc_now
+from ..i18n import untranslated
 from ..state.db import Database
 
 
@@ -189,6 +190,7 @@ class ProxyQueue:
 
     def unplayable(self, sha256: str, reason: str) -> None:
         """Job ``unplayable``; the recording flagged with the reason (one transaction)."""
+        reason = untranslated(reason)  # stored reasons are English (i18n)
         now = format_time(self.clock())
         with self.database.transaction() as conn:
             row = conn.execute("SELECT flag_reasons FROM recordings WHERE sha256 = ?",
@@ -204,6 +206,7 @@ class ProxyQueue:
     def retry_later(self, sha256: str, attempts: int, reason: str, retries: int,
                     base_s: float = BACKOFF_BASE_S) -> ProxyState:
         """Record a failed attempt: ``pending`` again after a backoff, or ``failed``."""
+        reason = untranslated(reason)
         now = self.clock()
         state = after_failure(attempts, retries)
         next_at = (format_time(now + timedelta(seconds=backoff_s(attempts, base_s)))

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..errors import MediaError
 from ..ingest.timing import parse_iso_time
+from ..i18n import _
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -77,11 +78,11 @@ def probe_file(
     try:
         file_stat = path.stat()
     except OSError as exc:
-        raise MediaError(f"cannot read file: {exc.strerror or exc}") from exc
+        raise MediaError(_("cannot read file: {value}").format(value=exc.strerror or exc)) from exc
     if not stat.S_ISREG(file_stat.st_mode):
-        raise MediaError("not a regular file")
+        raise MediaError(_("not a regular file"))
     if file_stat.st_size == 0:
-        raise MediaError("empty file (0 bytes)")
+        raise MediaError(_("empty file (0 bytes)"))
 
     url = f"file:{path}"
     args = [
@@ -104,9 +105,11 @@ def probe_file(
             check=False,
         )
     except subprocess.TimeoutExpired as exc:  # run() has already killed ffprobe
-        raise MediaError(f"ffprobe did not finish within {timeout_s:g} s") from exc
+        raise MediaError(_("ffprobe did not finish within {timeout_s:g} s").format(
+            timeout_s=timeout_s)) from exc
     except OSError as exc:
-        raise MediaError(f"cannot run {ffprobe_cmd}: {exc.strerror or exc}") from exc
+        raise MediaError(_("cannot run {ffprobe_cmd}: {value}").format(
+            ffprobe_cmd=ffprobe_cmd, value=exc.strerror or exc)) from exc
 
     if completed.returncode != 0:
         raise MediaError(
@@ -116,17 +119,18 @@ def probe_file(
     try:
         probe_json = json.loads(completed.stdout.decode("utf-8", errors="replace"))
     except ValueError as exc:
-        raise MediaError("ffprobe printed output that is not JSON") from exc
+        raise MediaError(_("ffprobe printed output that is not JSON")) from exc
     if not isinstance(probe_json, dict):
-        raise MediaError("ffprobe printed output that is not a JSON object")
+        raise MediaError(_("ffprobe printed output that is not a JSON object"))
 
     summary = summarize(probe_json)
     if summary["format_name"] in REFERENCING_FORMATS:
         raise MediaError(
-            f"a {summary['format_name']} playlist that refers to other files, not a recording"
+            _("a {format_name} playlist that refers to other files, not a recording").format(
+                format_name=summary['format_name'])
         )
     if not any(stream["codec_type"] in ("audio", "video") for stream in summary["streams"]):
-        raise MediaError("no audio or video streams")
+        raise MediaError(_("no audio or video streams"))
     return summary
 
 

@@ -58,6 +58,7 @@ from .transcode import (
     poster_arguments,
     proxy_arguments,
 )
+from ..i18n import _
 
 if TYPE_CHECKING:
     from ..station import Station
@@ -104,7 +105,8 @@ class ProxyMaker:
             return local, "spool"
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise ProxyEnvironmentError(f"cannot link the spool copy: {exc.strerror}") from exc
+                raise ProxyEnvironmentError(_("cannot link the spool copy: {strerror}").format(
+                    strerror=exc.strerror)) from exc
         original_key = keys.original_key(sha256, extension)
         digest = hashlib.sha256()
         try:
@@ -113,11 +115,14 @@ class ProxyMaker:
                     digest.update(chunk)
                     write_all(handle.fileno(), chunk)
         except OSError as exc:
-            raise ProxyEnvironmentError(f"cannot download {original_key}: {exc.strerror}") from exc
+            raise ProxyEnvironmentError(_("cannot download {original_key}: {strerror}").format(
+                original_key=original_key, strerror=exc.strerror)) from exc
         except EvidenceError as exc:
-            raise ProxyEnvironmentError(f"cannot download {original_key}: {exc.message}") from exc
+            raise ProxyEnvironmentError(_("cannot download {original_key}: {message}").format(
+                original_key=original_key, message=exc.message)) from exc
         if digest.hexdigest() != sha256:  # never make a "copy" of bytes that are not the evidence
-            raise ProxyEnvironmentError(f"{original_key}: downloaded bytes do not hash to the id")
+            raise ProxyEnvironmentError(_("{original_key}: downloaded bytes do not hash to the id").format(
+                original_key=original_key))
         return local, "archive"
 
     def _timeout_s(self, media: Mapping[str, Any]) -> float:
@@ -159,11 +164,13 @@ class ProxyMaker:
         try:
             summary = probe_file(proxy_path)
         except MediaError as exc:
-            raise ProxyInputError(f"ffmpeg made nothing playable: {exc.message}") from exc
+            raise ProxyInputError(_("ffmpeg made nothing playable: {message}").format(
+                message=exc.message)) from exc
         codecs = {stream["codec_name"] for stream in summary["streams"]}
         wanted = "h264" if kind == ProxyKind.VIDEO else "aac"
         if wanted not in codecs:
-            raise ProxyInputError(f"no {kind} could be decoded (proxy has {sorted(codecs)})")
+            raise ProxyInputError(_("no {kind} could be decoded (proxy has {codecs})").format(
+                kind=kind, codecs=sorted(codecs)))
 
     def _store_file(self, key: str, path: Path) -> tuple[str, int]:
         sha256, size_bytes = hash_file(path)
@@ -174,7 +181,8 @@ class ProxyMaker:
             # An earlier attempt stored it and crashed before its event: keep that one.
             return hash_stored(self.store, key)
         except EvidenceError as exc:
-            raise ProxyEnvironmentError(f"cannot store {key}: {exc.message}") from exc
+            raise ProxyEnvironmentError(_("cannot store {key}: {message}").format(
+                key=key, message=exc.message)) from exc
         return sha256, size_bytes
 
     def _poster(self, sha256: str, proxy_path: Path, media: Mapping[str, Any],
@@ -198,9 +206,10 @@ class ProxyMaker:
                 try:
                     self.store.put_bytes(key, data, content_type="image/jpeg")
                 except ObjectExistsError:
-                    poster_sha256, _ = hash_stored(self.store, key)
+                    poster_sha256, _size = hash_stored(self.store, key)
                 except EvidenceError as exc:
-                    raise ProxyEnvironmentError(f"cannot store {key}: {exc.message}") from exc
+                    raise ProxyEnvironmentError(_("cannot store {key}: {message}").format(
+                        key=key, message=exc.message)) from exc
                 return {"key": key, "sha256": poster_sha256, "size_bytes": len(data),
                         "at_s": at_s, "derived_from": "proxy", "arguments": arguments}
         return reason
@@ -259,7 +268,7 @@ class ProxyWorker:
             log.info("proxies are off (media.proxy = false)")
             return
         if not self._acquire():
-            log.warning("another process is making proxies for this station; not starting")
+            log.warning(_("another process is making proxies for this station; not starting"))
             return
         for number in range(max(1, self.config.media.proxy_workers)):
             thread = threading.Thread(target=self._loop, name=f"proxy-{number}", daemon=True)
@@ -279,7 +288,7 @@ class ProxyWorker:
             try:
                 worked = self.step()
             except EvidenceError as exc:  # the database itself failed: wait, try again
-                log.error("proxy worker: %s", exc.message)
+                log.error(_("proxy worker: %s"), exc.message)
                 worked = False
             if not worked:
                 self._stop.wait(self.poll_s)
@@ -288,7 +297,7 @@ class ProxyWorker:
                     ) -> dict[ProxyState, int]:
         """Process every job that is due now, on ``proxy_workers`` threads; then return."""
         if not self._acquire():
-            raise StateError("another process (the daemon?) is making proxies for this station")
+            raise StateError(_("another process (the daemon?) is making proxies for this station"))
         results: dict[ProxyState, int] = {}
         results_lock = threading.Lock()
 
@@ -331,7 +340,7 @@ class ProxyWorker:
                 return sha256, ProxyState.PENDING
             state = self.queue.retry_later(sha256, job.attempts, reason,
                                            self.config.media.proxy_retries, self.backoff_base_s)
-            log.warning("proxy of %s: %s (%s)", sha256[:12], reason, state)
+            log.warning(_("proxy of %s: %s (%s)"), sha256[:12], reason, state)
             return sha256, state
         self.queue.done(sha256, made)
         log.info("proxy of %s stored: %s", sha256[:12], made.proxy_key)
@@ -349,5 +358,5 @@ class ProxyWorker:
                                           f"{exc.message})", self.config.media.proxy_retries + 1,
                                           self.backoff_base_s)
         self.queue.unplayable(sha256, reason)
-        log.warning("recording %s is unplayable: %s", sha256[:12], reason)
+        log.warning(_("recording %s is unplayable: %s"), sha256[:12], reason)
         return ProxyState.UNPLAYABLE

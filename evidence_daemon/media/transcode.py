@@ -29,6 +29,7 @@ from ..config import MediaConfig
 from ..errors import EvidenceError, MediaError
 from .jobs import ProxyKind
 from .probe import error_reason
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def proxy_arguments(kind: ProxyKind, settings: MediaConfig) -> list[str]:
         output = {**audio, "vn": None, "sn": None, "dn": None, "map_metadata": 0,
                   "movflags": "+faststart", "f": "ipod"}
     else:
-        raise ValueError(f"no proxy for kind {kind!r}")
+        raise ValueError(_("no proxy for kind {kind!r}").format(kind=kind))
     stream = ffmpeg.input(INPUT_PLACEHOLDER, protocol_whitelist="file").output(
         OUTPUT_PLACEHOLDER, **output)
     return ["-hide_banner", "-nostdin", "-v", "error", "-y", *stream.get_args()]
@@ -121,7 +122,8 @@ class FfmpegRunner:
                 completed = subprocess.run([self.ffmpeg_cmd, "-version"], capture_output=True,
                                            timeout=30, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
-                raise ProxyEnvironmentError(f"cannot run {self.ffmpeg_cmd}: {exc}") from exc
+                raise ProxyEnvironmentError(_("cannot run {ffmpeg_cmd}: {exc}").format(
+                    ffmpeg_cmd=self.ffmpeg_cmd, exc=exc)) from exc
             first = completed.stdout.decode("utf-8", "replace").splitlines()
             self._version = first[0].strip() if first else "unknown"
         return self._version
@@ -136,18 +138,19 @@ class FfmpegRunner:
         command = [*priority_prefix(self.niceness, shutil.which), self.ffmpeg_cmd, *arguments]
         with self._lock:
             if self._stopped:
-                raise ProxyEnvironmentError("stopping")
+                raise ProxyEnvironmentError(_("stopping"))
             try:
                 process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             except OSError as exc:
-                raise ProxyEnvironmentError(f"cannot run {self.ffmpeg_cmd}: {exc.strerror}") from exc
+                raise ProxyEnvironmentError(_("cannot run {ffmpeg_cmd}: {strerror}").format(
+                    ffmpeg_cmd=self.ffmpeg_cmd, strerror=exc.strerror)) from exc
             self._running.add(process)
         active_s, paused = 0.0, False
         try:
             while True:
                 try:
-                    _, stderr = process.communicate(timeout=PAUSE_CHECK_S)
+                    _output, stderr = process.communicate(timeout=PAUSE_CHECK_S)
                     break
                 except subprocess.TimeoutExpired:
                     pass
@@ -155,7 +158,8 @@ class FfmpegRunner:
                 if active_s > timeout_s:
                     process.kill()
                     process.communicate()
-                    raise ProxyEnvironmentError(f"ffmpeg did not finish within {timeout_s:g} s")
+                    raise ProxyEnvironmentError(_("ffmpeg did not finish within {timeout_s:g} s").format(
+                        timeout_s=timeout_s))
                 busy = _safely(pause_while)
                 if busy != paused:
                     process.send_signal(signal.SIGSTOP if busy else signal.SIGCONT)
@@ -183,5 +187,5 @@ def _safely(check: Callable[[], bool] | None) -> bool:
     try:
         return check()
     except EvidenceError as exc:  # cannot tell: let ffmpeg run rather than stall forever
-        log.warning("proxy worker: %s", exc.message)
+        log.warning(_("proxy worker: %s"), exc.message)
         return False

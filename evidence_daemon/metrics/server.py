@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from ..errors import ConfigError
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """``host:port`` (``[v6]:port`` too) -> (host, port)."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
-        raise ConfigError(f"metrics.listen: expected HOST:PORT, got {listen!r}")
+        raise ConfigError(_("metrics.listen: expected HOST:PORT, got {listen!r}").format(
+            listen=listen))
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
@@ -43,7 +45,7 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            log.error("metrics: cannot listen on %s:%d: %s", host, port, exc.strerror)
+            log.error(_("metrics: cannot listen on %s:%d: %s"), host, port, exc.strerror)
             return
         log.info("metrics served on http://%s:%d/metrics", host, self.port or port)
 

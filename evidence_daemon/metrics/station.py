@@ -31,6 +31,7 @@ from ..clock import Clock
 from .ledger import CheckpointCounters, tail_missing_metric
 from ..state import transitions as st
 from ..state.db import Database
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class StationCollector(Collector):
         try:
             free_bytes, total_bytes = self.disk(spool if spool.exists() else spool.parent)
         except OSError as exc:
-            log.warning("cannot measure the spool disk %s: %s", spool, exc.strerror)
+            log.warning(_("cannot measure the spool disk %s: %s"), spool, exc.strerror)
         else:
             yield GaugeMetricFamily("evidence_spool_free_bytes", "Free bytes on the spool's "
                                     "filesystem", value=free_bytes)

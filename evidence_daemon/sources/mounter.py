@@ -28,6 +28,7 @@ from pathlib import Path
 from ..config import DockConfig
 from ..errors import DeviceError
 from .rules import DeviceInfo, DockMatch
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ def substitute(template: str, values: Mapping[str, str]) -> list[str]:
     try:
         words = shlex.split(template)
     except ValueError as exc:
-        raise DeviceError(f"cannot parse command {template!r}: {exc}") from exc
+        raise DeviceError(_("cannot parse command {template!r}: {exc}").format(
+            template=template, exc=exc)) from exc
     return [_PLACEHOLDER.sub(lambda found: values.get(found.group(1), found.group(0)), word)
             for word in words]
 
@@ -126,10 +128,11 @@ class Mounter:
         template = self._commands.get(info.fs_type)
         if template is None:
             known = ", ".join(sorted(self._commands)) or "none"
-            raise DeviceError(f"{info.devnode}: no mount command for filesystem type "
-                              f"{info.fs_type or 'unknown'!r} (dock.mount_commands has {known})")
+            raise DeviceError(_("{devnode}: no mount command for filesystem type {value!r} "
+                                "(dock.mount_commands has {known})").format(
+                                    devnode=info.devnode, value=info.fs_type or 'unknown', known=known))
         if not _IDENTITY.fullmatch(identity):
-            raise DeviceError(f"{identity!r} cannot name a mountpoint")
+            raise DeviceError(_("{identity!r} cannot name a mountpoint").format(identity=identity))
         mountpoint = self.mount_root / identity
         values = {
             "device": info.devnode, "mountpoint": str(mountpoint), "identity": identity,
@@ -147,19 +150,22 @@ class Mounter:
         entry = find_mount(self._mounts(), mountpoint)
         if entry is None:
             _remove_empty_dir(mountpoint)
-            raise DeviceError(f"mounting {info.devnode} ({info.fs_type}) reported success, "
-                              f"but nothing is mounted at {mountpoint}")
+            raise DeviceError(_("mounting {devnode} ({fs_type}) reported success, but nothing is "
+                                "mounted at {mountpoint}").format(
+                                    devnode=info.devnode, fs_type=info.fs_type, mountpoint=mountpoint))
         if not entry.read_only:
-            log.error("%s was mounted writable at %s (%s); unmounting it at once",
+            log.error(_("%s was mounted writable at %s (%s); unmounting it at once"),
                       info.devnode, mountpoint, ",".join(sorted(entry.options)))
             try:
                 self.unmount(mountpoint)
             except DeviceError as exc:
-                raise DeviceError(f"{info.devnode} was mounted writable at {mountpoint} and could "
-                                  f"not be unmounted: {exc}") from exc
-            raise DeviceError(f"refusing {info.devnode}: the {info.fs_type} mount command mounted "
-                              "it writable; evidence is only ever mounted read-only "
-                              "(check dock.mount_commands)")
+                raise DeviceError(_("{devnode} was mounted writable at {mountpoint} and could not "
+                                    "be unmounted: {exc}").format(
+                                        devnode=info.devnode, mountpoint=mountpoint, exc=exc)) from exc
+            raise DeviceError(_("refusing {devnode}: the {fs_type} mount command mounted it "
+                                "writable; evidence is only ever mounted read-only (check "
+                                "dock.mount_commands)").format(
+                                    devnode=info.devnode, fs_type=info.fs_type))
         self._harden(mountpoint, entry)
         log.info("mounted %s (%s) read-only at %s", info.devnode, info.fs_type, mountpoint)
         return mountpoint
@@ -176,7 +182,7 @@ class Mounter:
                 self._execute(command, f"unmounting {mountpoint}")
             except DeviceError as exc:
                 if find_mount(self._mounts(), mountpoint) is not None:
-                    log.warning("%s; detaching it lazily", exc)
+                    log.warning(_("%s; detaching it lazily"), exc)
                     try:
                         self._execute(["umount", "-l", str(mountpoint)], f"lazy unmount of {mountpoint}")
                     except DeviceError:
@@ -192,16 +198,18 @@ class Mounter:
         """
         entry = find_mount(self._mounts(), mountpoint)
         if entry is None:
-            raise DeviceError(f"{mountpoint} is not mounted")
+            raise DeviceError(_("{mountpoint} is not mounted").format(mountpoint=mountpoint))
         if entry.is_fuse:
-            raise DeviceError(f"remounting read-write is not supported for {info.fs_type} "
-                              f"({entry.fs_type} mount at {mountpoint})")
+            raise DeviceError(_("remounting read-write is not supported for {fs_type} ({fs_type2} "
+                                "mount at {mountpoint})").format(
+                                    fs_type=info.fs_type, fs_type2=entry.fs_type, mountpoint=mountpoint))
         self._execute(["mount", "-o", "remount,rw,nosuid,nodev,noexec", str(mountpoint)],
                       f"remounting {mountpoint} read-write")
         entry = find_mount(self._mounts(), mountpoint)
         if entry is None or entry.read_only:
-            raise DeviceError(f"{mountpoint} is still read-only after remounting it read-write")
-        log.warning("%s (%s) remounted read-write for the wipe", mountpoint, info.devnode)
+            raise DeviceError(_("{mountpoint} is still read-only after remounting it read-write").format(
+                mountpoint=mountpoint))
+        log.warning(_("%s (%s) remounted read-write for the wipe"), mountpoint, info.devnode)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -210,7 +218,7 @@ class Mounter:
         mounted somewhere else (an automounter may have it writable)."""
         mounts = self._mounts()
         if find_mount(mounts, mountpoint) is not None:
-            log.warning("%s is still mounted from an earlier dock; unmounting it", mountpoint)
+            log.warning(_("%s is still mounted from an earlier dock; unmounting it"), mountpoint)
             self.unmount(mountpoint)
             mounts = self._mounts()
         if info.devnode:
@@ -218,8 +226,9 @@ class Mounter:
             elsewhere = [entry.mountpoint for entry in mounts
                          if entry.source.startswith("/") and os.path.realpath(entry.source) == device]
             if elsewhere:
-                raise DeviceError(f"{info.devnode} is already mounted at {', '.join(elsewhere)}; "
-                                  "unmount it first (an automounter may hold it writable)")
+                raise DeviceError(_("{devnode} is already mounted at {join}; unmount it first (an "
+                                    "automounter may hold it writable)").format(
+                                        devnode=info.devnode, join=', '.join(elsewhere)))
 
     def _make_mountpoint(self, mountpoint: Path) -> None:
         try:
@@ -227,9 +236,11 @@ class Mounter:
             mountpoint.mkdir(mode=0o750, exist_ok=True)
             os.chmod(mountpoint, 0o750)  # mkdir's mode is filtered by the umask
             if any(mountpoint.iterdir()):
-                raise DeviceError(f"mountpoint {mountpoint} is not empty; not mounting over it")
+                raise DeviceError(_("mountpoint {mountpoint} is not empty; not mounting over it").format(
+                    mountpoint=mountpoint))
         except OSError as exc:
-            raise DeviceError(f"cannot create mountpoint {mountpoint}: {exc.strerror}") from exc
+            raise DeviceError(_("cannot create mountpoint {mountpoint}: {strerror}").format(
+                mountpoint=mountpoint, strerror=exc.strerror)) from exc
 
     def _harden(self, mountpoint: Path, entry: MountEntry) -> None:
         missing = [option for option in HARDENED_OPTIONS if option not in entry.options]
@@ -250,14 +261,16 @@ class Mounter:
             raise DeviceError(f"{what}: {cannot_run(argv[0], exc, self._timeout_s)}") from exc
         if result.returncode != 0:
             detail = (result.stderr or result.stdout or "").strip() or "no message"
-            raise DeviceError(f"{what} failed (exit {result.returncode}): {detail}")
+            raise DeviceError(_("{what} failed (exit {returncode}): {detail}").format(
+                what=what, returncode=result.returncode, detail=detail))
 
     def _mounts(self) -> list[MountEntry]:
         try:
             return parse_mountinfo(self._mountinfo_path.read_text(encoding="utf-8",
                                                                   errors="surrogateescape"))
         except OSError as exc:
-            raise DeviceError(f"cannot read {self._mountinfo_path}: {exc.strerror}") from exc
+            raise DeviceError(_("cannot read {mountinfo_path}: {strerror}").format(
+                mountinfo_path=self._mountinfo_path, strerror=exc.strerror)) from exc
 
 
 def cannot_run(program: str, exc: OSError | subprocess.TimeoutExpired, timeout_s: float) -> str:
@@ -284,4 +297,4 @@ def _remove_empty_dir(path: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        log.warning("cannot remove mountpoint %s: %s", path, exc.strerror)
+        log.warning(_("cannot remove mountpoint %s: %s"), path, exc.strerror)

@@ -24,6 +24,7 @@ import pyudev
 
 from ..errors import DeviceError
 from .rules import DeviceInfo, has_media
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class UdevSource:
                 *context.list_devices(subsystem="usb", ID_MTP_DEVICE="1"),
             ]
         except (OSError, ImportError) as exc:
-            raise DeviceError(f"cannot listen to udev: {exc}") from exc
+            raise DeviceError(_("cannot listen to udev: {exc}").format(exc=exc)) from exc
         for device in present:
             self._dispatch("add", device)
         observer = pyudev.MonitorObserver(monitor, callback=self._on_event, name="udev-source")
@@ -110,7 +111,7 @@ class UdevSource:
         try:
             self._handle(action, device.properties)
         except Exception:
-            log.exception("udev event for %s could not be handled", getattr(device, "device_node", "?"))
+            log.exception(_("udev event for %s could not be handled"), getattr(device, "device_node", "?"))
 
     def _handle(self, action: str, properties: Mapping[str, str]) -> None:
         info = DeviceInfo.from_properties(dict(properties))
@@ -148,5 +149,5 @@ class UdevSource:
         try:
             callback(info)
         except Exception:
-            log.exception("handling media %s on %s failed", what, info.devnode)
+            log.exception(_("handling media %s on %s failed"), what, info.devnode)
 

@@ -58,6 +58,7 @@ from watchdog.observers.api import BaseObserver
 from ..config import DEFAULT_SKIP, WatchConfig
 from ..errors import ConfigError, DeviceError
 from ..ingest.scanner import display_path, is_junk
+from ..i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -284,8 +285,8 @@ class WatchFolders:
         except OSError as exc:
             observer.stop()
             raise DeviceError(
-                f"cannot watch the inbox folders: {exc.strerror or exc}"
-                + (" (raise fs.inotify.max_user_watches)" if exc.errno == errno.ENOSPC else "")
+                _("cannot watch the inbox folders: {error}").format(error=exc.strerror or exc)
+                + (_(" (raise fs.inotify.max_user_watches)") if exc.errno == errno.ENOSPC else "")
             ) from exc
         self._observer = observer
         # After the watches are in place, so a file arriving meanwhile is seen by one or both.
@@ -298,19 +299,20 @@ class WatchFolders:
         real: list[str] = []
         for index, watch in enumerate(self.watches):
             if not watch.path.is_dir():
-                what = "is not a directory" if watch.path.exists() else "does not exist"
+                what = _("is not a directory") if watch.path.exists() else _("does not exist")
                 raise ConfigError(
-                    f"watch[{index}].path: inbox {watch.path} {what}; create it (or mount its "
-                    "share) first — it is not created automatically"
+                    _("watch[{index}].path: inbox {path} {what}; create it (or mount its share) "
+                      "first — it is not created automatically").format(
+                          index=index, path=watch.path, what=what)
                 )
             real.append(os.path.realpath(watch.path))
         for index, path in enumerate(real):
             for other_index, other in enumerate(real):
                 if index != other_index and (path == other or path.startswith(other + os.sep)):
                     raise ConfigError(
-                        f"watch[{index}].path: {self.watches[index].path} lies inside "
-                        f"watch[{other_index}].path {self.watches[other_index].path}; a file "
-                        "would be claimed by both"
+                        _("watch[{index}].path: {path} lies inside watch[{other_index}].path "
+                          "{path2}; a file would be claimed by both").format(
+                              index=index, path=self.watches[index].path, other_index=other_index, path2=self.watches[other_index].path)
                     )
 
     def stop(self) -> None:
@@ -328,7 +330,7 @@ class WatchFolders:
             try:
                 self.poll()
             except Exception:  # the thread must outlive a bad poll, or the inbox goes deaf
-                log.exception("watch folders: poll failed; retrying")
+                log.exception(_("watch folders: poll failed; retrying"))
 
     # -- events (observer thread) -------------------------------------------------------------
 
@@ -396,8 +398,8 @@ class WatchFolders:
                 try:
                     self._on_ready(watch, ready)
                 except Exception:
-                    log.exception("watch folder %s: handling %d ready file(s) failed; "
-                                  "retrying in %.1f s", watch.path, len(ready), watch.stable_s)
+                    log.exception(_("watch folder %s: handling %d ready file(s) failed; retrying "
+                                    "in %.1f s"), watch.path, len(ready), watch.stable_s)
                     with self._lock:
                         readiness.retry(ready, self._clock())
 
@@ -435,7 +437,7 @@ def _walk(root: bytes, skip: Sequence[str]) -> Iterator[tuple[bytes, Signature]]
             with os.scandir(os.path.join(root, relative_dir) if relative_dir else root) as entries:
                 listed = list(entries)
         except OSError as exc:
-            log.warning("watch folder %s: cannot list %s: %s", display_path(root),
+            log.warning(_("watch folder %s: cannot list %s: %s"), display_path(root),
                         display_path(relative_dir or b"."), exc.strerror)
             continue
         for entry in listed:

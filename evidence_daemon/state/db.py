@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateError
+from ..i18n import _
 
 # The index of the entries one ledger writer has stored (custody.ledger.LedgerWriter reads
 # and writes it); stations and API nodes both have one.
@@ -204,7 +205,8 @@ class Database:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open {what} {path}: {exc}{self._hint(exc)}") from exc
+            raise StateError(_("cannot open {what} {path}: {exc}{hint}").format(
+                what=what, path=path, exc=exc, hint=self._hint(exc))) from exc
         self._lock = threading.RLock()
         self._migrate()
 
@@ -213,8 +215,9 @@ class Database:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > len(self.migrations):
                 raise StateError(
-                    f"{self.what} {self.path} has schema {version}, newer than this "
-                    f"evidence-daemon ({len(self.migrations)}); upgrade the software"
+                    _("{what} {path} has schema {version}, newer than this evidence-daemon "
+                      "({count}); upgrade the software").format(
+                          what=self.what, path=self.path, version=version, count=len(self.migrations))
                 )
             for number, script in enumerate(self.migrations[version:], start=version + 1):
                 for statement in script.split(";"):
@@ -245,7 +248,8 @@ class Database:
                 if self._conn.in_transaction:  # SQLite may keep it open: never leave it so
                     self._conn.execute("ROLLBACK")
                 raise StateError(
-                    f"{self.what} {self.path}: commit failed: {exc}{self._hint(exc)}"
+                    _("{what} {path}: commit failed: {exc}{hint}").format(
+                        what=self.what, path=self.path, exc=exc, hint=self._hint(exc))
                 ) from exc
 
     def _hint(self, exc: BaseException) -> str:

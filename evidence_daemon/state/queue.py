@@ -20,6 +20,7 @@ from ..clock import format_time
 from ..errors import IngestError
 from .db import Database
 from .transitions import FAILED, SKIPPED, SPOOLED, SourceState, can_move
+from ..i18n import _, untranslated
 
 _BATCH = 500  # ids per ``IN (...)``: far below SQLite's limit on bound parameters
 
@@ -174,10 +175,12 @@ class WorkQueue:
              count_attempt: bool = False) -> None:
         """Move a source to ``state``; IngestError when ``transitions`` does not allow it.
         A source that becomes failed or skipped is reported (``quarantined``) again."""
+        reason = untranslated(reason)  # stored reasons are English (i18n)
         with self.db.transaction() as conn:
             current = conn.execute("SELECT state FROM sources WHERE id = ?", (source_id,)).fetchone()
             if current["state"] != state and not can_move(current["state"], state):
-                raise IngestError(f"source {source_id}: cannot move from {current['state']} to {state}")
+                raise IngestError(_("source {source_id}: cannot move from {state} to {state2}").format(
+                    source_id=source_id, state=current['state'], state2=state))
             conn.execute(
                 "UPDATE sources SET state = ?, reason = ?, reported = CASE WHEN ? THEN 0 ELSE reported END,"
                 " attempts = attempts + ?, updated_at = ? WHERE id = ?",
@@ -196,6 +199,7 @@ class WorkQueue:
     def note(self, source_id: int, reason: str, *, at: str | None = None,
              count_attempt: bool = False) -> None:
         """Record why a source did not move on, leaving its state as it is."""
+        reason = untranslated(reason)
         if at is not None:
             self.db.execute(
                 "UPDATE sources SET reason = ?, attempts = attempts + ?, updated_at = ? WHERE id = ?",
@@ -208,6 +212,7 @@ class WorkQueue:
     def fail_spooled_copies(self, sha256: str, reason: str, *, at: str) -> None:
         """The spool copy of this content was damaged and dropped: its spooled sources are
         failed, to be read again from the device."""
+        reason = untranslated(reason)
         self.db.execute(
             "UPDATE sources SET state = ?, reason = ?, reported = 0, attempts = attempts + 1,"
             " updated_at = ? WHERE sha256 = ? AND state = ?",

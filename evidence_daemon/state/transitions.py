@@ -15,6 +15,7 @@ again. ``failed`` is retried the next time the file is seen (a card re-docked, a
 from __future__ import annotations
 
 from enum import StrEnum
+from ..i18n import _
 
 
 class SourceState(StrEnum):
@@ -55,9 +56,9 @@ _ALLOWED: dict[str, frozenset[SourceState]] = {
 def can_move(current: str, target: str) -> bool:
     """True when a source in ``current`` may move to ``target``."""
     if current not in _ALLOWED:
-        raise ValueError(f"unknown source state {current!r}")
+        raise ValueError(_("unknown source state {current!r}").format(current=current))
     if target not in _ALLOWED:
-        raise ValueError(f"unknown source state {target!r}")
+        raise ValueError(_("unknown source state {target!r}").format(target=target))
     return target in _ALLOWED[current]
 
 

@@ -40,6 +40,7 @@ from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageE
 from ..ingest.pipeline import Ingestor
 from ..metrics.station import ArchiveHealth, PipelineMetrics
 from ..state import transitions as st
+from ..i18n import _
 
 if TYPE_CHECKING:  # upkeep is given a station by station.py; it never builds one
     from ..station import Station
@@ -164,10 +165,10 @@ class Upkeep:
             function()
         except EvidenceError as exc:
             result = "error"
-            log.error("upkeep %s: %s", name, exc.message)
+            log.error(_("upkeep %s: %s"), name, exc.message)
         except Exception:  # a scheduler thread must not die silently; the next run tries again
             result = "error"
-            log.exception("upkeep %s failed", name)
+            log.exception(_("upkeep %s failed"), name)
         self.station.database.execute(
             "UPDATE upkeep_runs SET finished_at = ?, result = ? WHERE job = ?",
             (format_time(self.wall_clock()), result, name))
@@ -183,14 +184,14 @@ class Upkeep:
             self.health.set(True)
         except StorageError as exc:
             self.health.set(False)
-            log.error("archive unreachable: %s", exc.message)
+            log.error(_("archive unreachable: %s"), exc.message)
         now = self.station.clock()
         snapshot = compliance_snapshot(
             recording_facts(self.station.database), now=now,
             at_risk_margin_hours=self.config.compliance.at_risk_margin_hours)
         overdue = set(snapshot.overdue)
         for sha256 in sorted(overdue - self.known_overdue):
-            log.error("recording %s is overdue: not archived within %g h of its end",
+            log.error(_("recording %s is overdue: not archived within %g h of its end"),
                       sha256[:12], self.config.compliance.deadline_hours)
         self.known_overdue = overdue
         undocked = set()
@@ -199,7 +200,7 @@ class Upkeep:
             if device.dock_overdue:
                 undocked.add(device.device_id)
                 if device.device_id not in self.known_undocked:
-                    log.warning("device %s has not docked for %.1f h", device.device_id,
+                    log.warning(_("device %s has not docked for %.1f h"), device.device_id,
                                 device.seconds_since_dock / 3600)
         self.known_undocked = undocked
 
@@ -231,7 +232,7 @@ class Upkeep:
 
     def _back_off(self, reason: str) -> None:
         delay_s = self.backoff.failed()
-        log.warning("archive unreachable (%s); uploads retried in %.0f s (attempt %d)",
+        log.warning(_("archive unreachable (%s); uploads retried in %.0f s (attempt %d)"),
                     reason, delay_s, self.backoff.failures)
         if self.scheduler.running:
             self.scheduler.modify_job(RETRY_UPLOADS,
@@ -296,7 +297,7 @@ class Upkeep:
                 problem = "the archived original is missing"
             except StorageError as exc:
                 self.health.set(False)
-                log.warning("fixity audit paused, archive unreachable: %s", exc.message)
+                log.warning(_("fixity audit paused, archive unreachable: %s"), exc.message)
                 break
             checked += 1
             now = format_time(self.station.clock())
@@ -310,7 +311,7 @@ class Upkeep:
             if problem is None:
                 continue
             failed += 1
-            log.error("fixity: %s (%s): %s", sha256[:12], key, problem)
+            log.error(_("fixity: %s (%s): %s"), sha256[:12], key, problem)
             try:
                 self.station.ledger.append(
                     Event.FIXITY_FAILED, recording=sha256, actor=self.actor,
@@ -318,7 +319,7 @@ class Upkeep:
                              "archive": self.station.store.location})
             except (StorageError, IntegrityError) as exc:
                 # The failure is kept locally (and alerted on); the next audit records it again.
-                log.error("fixity: cannot record the failure in the ledger: %s", exc.message)
+                log.error(_("fixity: cannot record the failure in the ledger: %s"), exc.message)
         return checked, failed
 
 

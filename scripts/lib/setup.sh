@@ -56,3 +56,13 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# compile_catalogues: the gettext .mo files of the development tree from the checked-in .po
+# files (a package build compiles them itself, setup.py). Cheap; run every time.
+compile_catalogues() {
+  .venv/bin/pybabel compile --domain evidence-daemon --directory evidence_daemon/locale \
+    --statistics >/dev/null 2>&1 ||
+    { echo "evidence-daemon: compiling the message catalogues failed:" >&2
+      .venv/bin/pybabel compile --domain evidence-daemon --directory evidence_daemon/locale >&2
+      exit 1; }
+}

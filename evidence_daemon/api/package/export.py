@@ -56,6 +56,7 @@ from .plan import PlannedRecording, ledger_runs, plan_recording, proven_entries,
 from .prove import ProvenWriter, checkpoint_own_chain, prove_writer
 from .readme import readme_text
 from .writer import PackageWriter, package_file, refuse_existing
+from ...i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +110,16 @@ def export_recordings(
     """
     reason = checked_reason(reason)
     if format_version not in WRITABLE_FORMAT_VERSIONS:
-        raise UsageError(f"evidence packages are written in format version "
-                         f"{' or '.join(map(str, sorted(WRITABLE_FORMAT_VERSIONS)))}, not "
-                         f"{format_version}")
+        raise UsageError(_("evidence packages are written in format version {join}, not "
+                           "{format_version}").format(
+                               join=' or '.join(map(str, sorted(WRITABLE_FORMAT_VERSIONS))), format_version=format_version))
     planned = [plan_recording(row, include_proxies=include_proxies)
                for row in resolve_recordings(database, recording_ids)]
     signer = signing_key or ledger.private_key
     if public_pem(signer) != public_pem(ledger.private_key):
-        raise ConfigError(f"the package signing key is not the key of ledger writer "
-                          f"{ledger.writer!r}; packages are signed with the API node's key")
+        raise ConfigError(_("the package signing key is not the key of ledger writer {writer!r}; "
+                            "packages are signed with the API node's key").format(
+                                writer=ledger.writer))
     out = Path(out)
     refuse_existing(out)
     recordings = [plan.sha256 for plan in planned]
@@ -132,11 +134,12 @@ def export_recordings(
     indexed = database.scalar("SELECT entry_hash FROM events WHERE writer = ? AND seq = ?",
                               (ledger.writer, exported_seq))
     if indexed is None:  # safe in the archive: the next poll indexes it
-        log.warning("export %s: the 'exported' event %s#%d is not in the catalog yet",
+        log.warning(_("export %s: the 'exported' event %s#%d is not in the catalog yet"),
                     package_id, ledger.writer, exported_seq)
     elif indexed != canonical.entry_hash(exported):
-        raise IntegrityError(f"the catalog indexed another entry as {ledger.writer}#"
-                             f"{exported_seq} than the 'exported' event just written")
+        raise IntegrityError(_("the catalog indexed another entry as {writer}#{exported_seq} than "
+                               "the 'exported' event just written").format(
+                                   writer=ledger.writer, exported_seq=exported_seq))
 
     runs: dict[str, tuple[int, int]] = {}
     selected: dict[str, set[int]] = {}
@@ -153,13 +156,14 @@ def export_recordings(
     exporter = {"writer": ledger.writer, "fingerprint": fingerprints[ledger.writer],
                 "public_key": keys.public_key_key(ledger.writer)}
     if public_keys[ledger.writer][0] != public_pem(signer):
-        raise IntegrityError(f"{keys.public_key_key(ledger.writer)} in the archive is not this "
-                             "node's key")
+        raise IntegrityError(_("{public_key_key} in the archive is not this node's key").format(
+            public_key_key=keys.public_key_key(ledger.writer)))
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StorageError(f"cannot create {out.parent}: {exc.strerror}") from exc
+        raise StorageError(_("cannot create {parent}: {strerror}").format(
+            parent=out.parent, strerror=exc.strerror)) from exc
     with package_file(out, datetime.fromisoformat(created_at)) as writer:
         # The ledger first: README.txt states how many entries were redacted or are
         # unproven, and a ledger that does not verify fails the export before any
@@ -190,7 +194,7 @@ def export_recordings(
         ).encode("utf-8"))
         for plan in planned:
             _add_recording(store, writer, plan)
-        for ledger_writer, (pem, _) in public_keys.items():
+        for ledger_writer, (pem, _key) in public_keys.items():
             writer.add_bytes(keys.public_key_key(ledger_writer), pem)
         body = package_json(
             package_id=package_id, created_at=created_at, actor=actor, reason=reason,
@@ -220,18 +224,20 @@ def _archived_public_key(store: ArchiveStore, database: Database,
     try:
         key_name = keys.public_key_key(writer)
     except ValueError as exc:
-        raise IntegrityError(f"catalog names an invalid ledger writer: {exc}") from None
+        raise IntegrityError(_("catalog names an invalid ledger writer: {exc}").format(
+            exc=exc)) from None
     try:
         pem = store.get_bytes(key_name)
     except ObjectMissingError as exc:
-        raise IntegrityError(f"{key_name}: public key of writer {writer!r} is not in the "
-                             "archive") from exc
+        raise IntegrityError(_("{key_name}: public key of writer {writer!r} is not in the archive").format(
+            key_name=key_name, writer=writer)) from exc
     public = load_public_pem(pem, what=key_name)
     pinned = database.scalar("SELECT public_key FROM writers WHERE writer = ?", (writer,))
     if pinned is not None and public_pem(
             load_public_pem(str(pinned).encode(), what=f"indexed key of {writer}")) != public_pem(public):
-        raise IntegrityError(f"{key_name}: differs from the key the catalog indexed for writer "
-                             f"{writer!r}; the archive's key was replaced. Run verify")
+        raise IntegrityError(_("{key_name}: differs from the key the catalog indexed for writer "
+                               "{writer!r}; the archive's key was replaced. Run verify").format(
+                                   key_name=key_name, writer=writer))
     return pem, public
 
 
@@ -243,24 +249,25 @@ def _add_recording(store: ArchiveStore, writer: PackageWriter, plan: PlannedReco
                                            expected_size=original.size_bytes)
     if sha256 != plan.sha256 or size_bytes != original.size_bytes:
         raise IntegrityError(
-            f"{original.key}: the archived original does not hash to its id (SHA-256 "
-            f"{sha256[:12]}…, {size_bytes} bytes); refusing to export it. Run verify on the "
-            "archive"
+            _("{key}: the archived original does not hash to its id (SHA-256 {sha256}…, "
+              "{size_bytes} bytes); refusing to export it. Run verify on the archive").format(
+                  key=original.key, sha256=sha256[:12], size_bytes=size_bytes)
         )
     manifest_bytes = store.get_bytes(plan.manifest.key)
     if hashlib.sha256(manifest_bytes).hexdigest() != plan.manifest.sha256:
-        raise IntegrityError(f"{plan.manifest.key}: the manifest differs from the one its "
-                             "'archived' event recorded; refusing to export it")
+        raise IntegrityError(_("{key}: the manifest differs from the one its 'archived' event "
+                               "recorded; refusing to export it").format(key=plan.manifest.key))
     writer.add_bytes(plan.manifest.key, manifest_bytes)
     for part in plan.derived:
         stored = store.stat(part.key)
         if stored is None:
-            raise IntegrityError(f"{part.key}: named by the catalog but not in the archive")
-        sha256, _ = writer.add_stream(part.key, store.iter_chunks(part.key),
+            raise IntegrityError(_("{key}: named by the catalog but not in the archive").format(
+                key=part.key))
+        sha256, _size = writer.add_stream(part.key, store.iter_chunks(part.key),
                                       expected_size=stored.size_bytes)
         if sha256 != part.sha256:
-            raise IntegrityError(f"{part.key}: the viewing copy differs from the one its "
-                                 "'derived' event recorded; refusing to export it")
+            raise IntegrityError(_("{key}: the viewing copy differs from the one its 'derived' "
+                                   "event recorded; refusing to export it").format(key=part.key))
 
 
 
@@ -285,21 +292,23 @@ def _add_ledger_run(store: ArchiveStore, database: Database, writer: PackageWrit
         try:
             data = store.get_bytes(key)
         except ObjectMissingError as exc:
-            raise IntegrityError(f"{key}: ledger entry missing from the archive") from exc
+            raise IntegrityError(_("{key}: ledger entry missing from the archive").format(
+                key=key)) from exc
         checked = chain.check_entry(ledger_writer, seq, data, public_key, head)
         entry = checked.read.entry
         if not checked.verified or entry is None:
             why = "; ".join(problem.message for problem in checked.problems)
-            raise IntegrityError(f"{key}: ledger entry does not verify ({why}); run verify on "
-                                 "the archive")
+            raise IntegrityError(_("{key}: ledger entry does not verify ({why}); run verify on "
+                                   "the archive").format(key=key, why=why))
         if seq in indexed and indexed[seq] != checked.read.entry_hash:
-            raise IntegrityError(f"{key}: differs from the entry the catalog indexed")
+            raise IntegrityError(_("{key}: differs from the entry the catalog indexed").format(
+                key=key))
         head = checked.head
         if is_relevant(entry, recordings, exported):
             writer.add_bytes(key, data)
         elif seq in (first_seq, last_seq):  # the runs come from the catalog
-            raise IntegrityError(f"{key}: the catalog says this entry concerns the package, "
-                                 "the archived entry does not; run reindex")
+            raise IntegrityError(_("{key}: the catalog says this entry concerns the package, the "
+                                   "archived entry does not; run reindex").format(key=key))
         else:
             writer.add_bytes(redacted_key(ledger_writer, seq), stub_bytes(entry))
             redacted += 1

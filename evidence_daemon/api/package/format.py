@@ -22,6 +22,7 @@ from typing import Any, TypeGuard
 
 from ...archive import keys
 from ...custody import canonical
+from ...i18n import _
 
 FORMAT = "evidence-daemon-package"
 # 2: ledger runs may hold redaction stubs. Version 1 packages (all entries in full) still verify.
@@ -100,7 +101,7 @@ def parse_redacted_key(name: str) -> tuple[str, int] | None:
 def proof_name(writer: str, seq: int) -> str:
     """``proofs/<writer>/<seq:012d>.json``: the inclusion proof of ledger entry ``seq``."""
     if seq < 1:
-        raise ValueError(f"ledger sequence numbers start at 1, got {seq}")
+        raise ValueError(_("ledger sequence numbers start at 1, got {seq}").format(seq=seq))
     return f"{PROOFS_PREFIX}{keys.check_writer(writer)}/{seq:012d}.json"
 
 
@@ -137,14 +138,15 @@ def parse_stub(data: bytes) -> dict[str, Any]:
     try:
         body = load_json(data)
     except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
+        raise ValueError(_("not JSON: {exc}").format(exc=exc)) from None
     # Byte-exact canonical form first: then the fields below are all a stub can say.
     if canonical.canonical_json(body) != data:
-        raise ValueError("not in canonical form")
+        raise ValueError(_("not in canonical form"))
     if not isinstance(body, dict) or set(body) != STUB_FIELDS:
-        raise ValueError(f"its fields must be exactly {', '.join(sorted(STUB_FIELDS))}")
+        raise ValueError(_("its fields must be exactly {join}").format(
+            join=', '.join(sorted(STUB_FIELDS))))
     malformed = [name for name, valid in STUB_VALUES.items() if not valid(body[name])]
     if malformed:
-        raise ValueError(f"{', '.join(malformed)} malformed (entry_hash and prev: SHA-256 in "
-                         "lower-case hex; redacted: true; seq: from 1)")
+        raise ValueError(_("{join} malformed (entry_hash and prev: SHA-256 in lower-case hex; "
+                           "redacted: true; seq: from 1)").format(join=', '.join(malformed)))
     return body

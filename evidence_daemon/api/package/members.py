@@ -24,6 +24,7 @@ from ...archive.base import READ_CHUNK_BYTES
 from ...custody.timestamp import TsaTrust
 from .format import MAX_PACKAGE_JSON_BYTES, MAX_SMALL_MEMBER_BYTES, PACKAGE_JSON, PACKAGE_SIG, PROOFS_PREFIX
 from .report import PackageReport
+from ...i18n import _
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 Parsed = TypeVar("Parsed")
@@ -107,11 +108,12 @@ def read_members(archive: zipfile.ZipFile, report: PackageReport) -> tuple[dict[
                     size_bytes += len(chunk)
                     if kept is not None and limit is not None:
                         if size_bytes > limit:
-                            raise ValueError(f"larger than {limit} bytes")
+                            raise ValueError(_("larger than {limit} bytes").format(limit=limit))
                         kept += chunk
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
                 RuntimeError, NotImplementedError) as exc:
-            report.problem(name, f"cannot be read from the zip ({exc}): damaged or altered")
+            report.problem(name, _("cannot be read from the zip ({exc}): damaged or altered").format(
+                exc=exc))
             reported.add(name)
             continue
         members[name] = Member(size_bytes, digest.hexdigest(),
@@ -158,7 +160,7 @@ class CheckState:
         try:
             return parse(self.data(name))
         except (ValueError, RecursionError) as exc:  # json's error for too deep nesting
-            self.problem(name, f"not a valid {what} ({exc}): altered")
+            self.problem(name, _("not a valid {what} ({exc}): altered").format(what=what, exc=exc))
             return None
 
     def verified_events(self, event: str, recording: str) -> list[dict[str, Any]]:

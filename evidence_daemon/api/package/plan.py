@@ -19,6 +19,7 @@ from ...custody.chain import Event
 from ...errors import ConflictError, IntegrityError, NotFoundError, UsageError
 from ...state.db import Database
 from .format import is_sha256_hex
+from ...i18n import _
 
 _ID_PREFIX = re.compile(r"^[0-9a-f]{12,64}$")
 
@@ -51,14 +52,15 @@ def resolve_recordings(database: Database, requested: Sequence[str]) -> list[Any
     ``UsageError`` (malformed), ``NotFoundError`` (unknown), ``ConflictError`` (ambiguous).
     """
     if not requested:
-        raise UsageError("name at least one recording to export")
+        raise UsageError(_("name at least one recording to export"))
     rows: list[Any] = []
     seen: set[str] = set()
     for text in requested:
         prefix = text.lower()
         if not _ID_PREFIX.fullmatch(prefix):
             raise UsageError(
-                f"recording id {text!r}: give the SHA-256, or at least 12 of its hex digits"
+                _("recording id {text!r}: give the SHA-256, or at least 12 of its hex digits").format(
+                    text=text)
             )
         # Hex digits sort below 'g': this range is exactly the ids starting with the prefix.
         matches = database.query(
@@ -66,9 +68,10 @@ def resolve_recordings(database: Database, requested: Sequence[str]) -> list[Any
             (prefix, prefix + "g"),
         )
         if not matches:
-            raise NotFoundError(f"no recording {text}")
+            raise NotFoundError(_("no recording {text}").format(text=text))
         if len(matches) > 1:
-            raise ConflictError(f"recording id {text} is ambiguous: give more digits")
+            raise ConflictError(_("recording id {text} is ambiguous: give more digits").format(
+                text=text))
         if matches[0]["sha256"] not in seen:
             seen.add(matches[0]["sha256"])
             rows.append(matches[0])
@@ -86,21 +89,24 @@ def plan_recording(row: Mapping[str, Any], *, include_proxies: bool) -> PlannedR
         sha256 = keys.check_sha256(str(row["sha256"]))
         original_key = keys.original_key(sha256, str(row["extension"]))
     except ValueError as exc:
-        raise IntegrityError(f"catalog row of recording {shown}: {exc}") from None
+        raise IntegrityError(_("catalog row of recording {shown}: {exc}").format(
+            shown=shown, exc=exc)) from None
 
     def require_key(column: str, expected: Collection[str]) -> str:
         value = row[column]
         if value not in expected:
             raise IntegrityError(
-                f"catalog row of recording {shown}: {column} {value!r} is not a key of the "
-                "storage contract; reindex the catalog"
+                _("catalog row of recording {shown}: {column} {value!r} is not a key of the "
+                  "storage contract; reindex the catalog").format(
+                      shown=shown, column=column, value=value)
             )
         return str(value)
 
     def require_sha256(column: str) -> str:
         value = row[column]
         if not is_sha256_hex(value):
-            raise IntegrityError(f"catalog row of recording {shown}: {column} is not a SHA-256")
+            raise IntegrityError(_("catalog row of recording {shown}: {column} is not a SHA-256").format(
+                shown=shown, column=column))
         return str(value)
 
     require_key("original_key", {original_key})

@@ -23,6 +23,7 @@ from ...custody.proofs import checkpoint_entry_details, inclusion_proofs, proof_
 from ...errors import IntegrityError, ObjectMissingError
 from ...state.db import Database
 from .format import is_relevant
+from ...i18n import _
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def checkpoint_own_chain(ledger: LedgerWriter,
     own ``checkpoint`` signs it: its tail check runs first, as for every checkpoint."""
     entry = ledger.checkpoint(actor=f"{ledger.role}:{ledger.writer}")
     if entry is None:  # the chain ends with a checkpoint already: the exported entry is missing
-        raise IntegrityError(f"ledger {ledger.writer}: no entry after its last checkpoint, though "
-                             "the export was just recorded")
+        raise IntegrityError(_("ledger {writer}: no entry after its last checkpoint, though the "
+                               "export was just recorded").format(writer=ledger.writer))
     index_own(int(entry["seq"]))
     return entry, ledger.entry_hashes()[:int(entry["details"]["tree_size"])]
 
@@ -68,8 +69,9 @@ def _indexed_hashes(database: Database, writer: str, tree_size: int) -> list[str
     rows = database.query("SELECT seq, entry_hash FROM events WHERE writer = ? AND seq <= ? "
                           "ORDER BY seq", (writer, tree_size))
     if [int(row["seq"]) for row in rows] != list(range(1, tree_size + 1)):
-        raise IntegrityError(f"the catalog does not hold entries 1..{tree_size} of writer "
-                             f"{writer!r} that its checkpoint signs; run reindex, then verify")
+        raise IntegrityError(_("the catalog does not hold entries 1..{tree_size} of writer "
+                               "{writer!r} that its checkpoint signs; run reindex, then verify").format(
+                                   tree_size=tree_size, writer=writer))
     return [str(row["entry_hash"]) for row in rows]
 
 
@@ -91,12 +93,13 @@ def prove_writer(store: ArchiveStore, database: Database, writer: str,
         try:
             data = store.get_bytes(key)
         except ObjectMissingError as exc:
-            raise IntegrityError(f"{key}: ledger entry missing from the archive") from exc
+            raise IntegrityError(_("{key}: ledger entry missing from the archive").format(
+                key=key)) from exc
         read = chain.read_entry(writer, seq, data, public_key)
         if not read.signed or read.problems or read.entry is None:
             why = "; ".join(problem.message for problem in read.problems)
-            raise IntegrityError(f"{key}: ledger entry does not verify ({why}); run verify on "
-                                 "the archive")
+            raise IntegrityError(_("{key}: ledger entry does not verify ({why}); run verify on "
+                                   "the archive").format(key=key, why=why))
         return data, read
 
     entries: dict[int, bytes] = {}
@@ -116,14 +119,16 @@ def prove_writer(store: ArchiveStore, database: Database, writer: str,
         try:
             head = tree_head_of(read.entry)
         except ValueError as exc:
-            raise IntegrityError(f"{key}: {exc}; run verify on the archive") from None
+            raise IntegrityError(_("{key}: {exc}; run verify on the archive").format(
+                key=key, exc=exc)) from None
         entry_hashes = own[1] if own is not None else _indexed_hashes(database, writer,
                                                                       head.tree_size)
         if (len(entry_hashes) != head.tree_size or checkpoint_entry_details(entry_hashes)[
                 "root_hash"] != head.root.hex()):
-            raise IntegrityError(f"{key}: entries 1..{head.tree_size} of writer {writer!r} do "
-                                 "not hash to the tree head this checkpoint signs: the chain "
-                                 "differs from what its writer signed; run verify")
+            raise IntegrityError(_("{key}: entries 1..{tree_size} of writer {writer!r} do not "
+                                   "hash to the tree head this checkpoint signs: the chain "
+                                   "differs from what its writer signed; run verify").format(
+                                       key=key, tree_size=head.tree_size, writer=writer))
         entries[checkpoint_seq] = data
         try:
             timestamp = store.get_bytes(keys.timestamp_key(writer, checkpoint_seq))
@@ -134,12 +139,13 @@ def prove_writer(store: ArchiveStore, database: Database, writer: str,
         assert read.entry is not None
         if (read.entry["event"] != Event.KEY_REGISTERED
                 and not is_relevant(read.entry, recordings, exported)):
-            raise IntegrityError(f"{keys.ledger_key(writer, seq)}: the catalog says this entry "
-                                 "concerns the package, the archived entry does not; run "
-                                 "reindex")
+            raise IntegrityError(_("{ledger_key}: the catalog says this entry concerns the "
+                                   "package, the archived entry does not; run reindex").format(
+                                       ledger_key=keys.ledger_key(writer, seq)))
         if seq <= len(entry_hashes) and entry_hashes[seq - 1] != read.entry_hash:
-            raise IntegrityError(f"{keys.ledger_key(writer, seq)}: differs from the entry the "
-                                 "catalog indexed; run reindex, then verify")
+            raise IntegrityError(_("{ledger_key}: differs from the entry the catalog indexed; run "
+                                   "reindex, then verify").format(
+                                       ledger_key=keys.ledger_key(writer, seq)))
         entries[seq] = data
     covered = [seq for seq in sorted(seqs) if seq <= len(entry_hashes)]
     proofs = ({seq: proof_bytes(proof) for seq, proof in inclusion_proofs(

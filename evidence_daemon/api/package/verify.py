@@ -39,6 +39,7 @@ from .format import (
 from .members import display, read_members
 from .report import PackageReport
 from .verify_ledger import LedgerCheck
+from ...i18n import _
 
 
 def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = (),
@@ -65,9 +66,10 @@ def verify_package(path: Path, *, trusted_fingerprints: Collection[str] = (),
     try:
         archive = zipfile.ZipFile(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        raise UsageError(_("cannot read {path}: {strerror}").format(
+            path=path, strerror=exc.strerror)) from exc
     except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-        report.problem(path.name, f"not a readable zip file ({exc})")
+        report.problem(path.name, _("not a readable zip file ({exc})").format(exc=exc))
         return report
     with archive:
         members, reported = read_members(archive, report)
@@ -97,16 +99,16 @@ class PackageCheck(LedgerCheck):
         member = self.members.get(PACKAGE_JSON)
         if member is None:
             if PACKAGE_JSON not in self.reported:
-                self.problem(PACKAGE_JSON, "missing: nothing says what the package should hold")
+                self.problem(PACKAGE_JSON, _("missing: nothing says what the package should hold"))
             return None
         assert member.data is not None
         try:
             document = load_json(member.data)
         except ValueError as exc:
-            self.problem(PACKAGE_JSON, f"not valid JSON ({exc}): altered?")
+            self.problem(PACKAGE_JSON, _("not valid JSON ({exc}): altered?").format(exc=exc))
             return None
         if not isinstance(document, dict):
-            self.problem(PACKAGE_JSON, "not a JSON object: altered?")
+            self.problem(PACKAGE_JSON, _("not a JSON object: altered?"))
             return None
         package: dict[str, Any] = document
         expected_types: dict[str, type | tuple[type, ...]] = {
@@ -117,12 +119,13 @@ class PackageCheck(LedgerCheck):
         wrong = [name for name, kind in expected_types.items()
                  if not isinstance(package.get(name), kind)]
         if wrong:
-            self.problem(PACKAGE_JSON, f"missing or malformed fields: {', '.join(wrong)}")
+            self.problem(PACKAGE_JSON, _("missing or malformed fields: {join}").format(
+                join=', '.join(wrong)))
             return None
         if (package["format"] != FORMAT
                 or package["format_version"] not in SUPPORTED_FORMAT_VERSIONS):
-            self.problem(PACKAGE_JSON, f"unknown format {package['format']!r} version "
-                         f"{package['format_version']!r}")
+            self.problem(PACKAGE_JSON, _("unknown format {format!r} version {format_version!r}").format(
+                format=package['format'], format_version=package['format_version']))
             return None
         report = self.report
         report.format_version = package["format_version"]
@@ -135,7 +138,8 @@ class PackageCheck(LedgerCheck):
         for item in package["recordings"]:
             recording = item.get("id") if isinstance(item, dict) else None
             if not is_sha256_hex(recording):
-                self.problem(PACKAGE_JSON, f"recording entry {item!r} has no valid id")
+                self.problem(PACKAGE_JSON, _("recording entry {item!r} has no valid id").format(
+                    item=item))
                 continue
             report.recordings.append(recording)
         return package
@@ -145,28 +149,29 @@ class PackageCheck(LedgerCheck):
         for item in package["files"] if package is not None else ():
             name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(name, str):
-                self.problem(PACKAGE_JSON, f"file entry {item!r} has no name")
+                self.problem(PACKAGE_JSON, _("file entry {item!r} has no name").format(item=item))
                 continue
             shown = display(name)
             if name in listed or name in (PACKAGE_JSON, PACKAGE_SIG):
-                self.problem(shown, "listed twice in package.json" if name in listed
-                             else "must not be listed in package.json")
+                self.problem(shown, _("listed twice in package.json") if name in listed
+                             else _("must not be listed in package.json"))
                 continue
             listed.add(name)
             member = self.members.get(name)
             if member is None:
                 if name not in self.reported:
-                    self.problem(shown, "listed in package.json but missing from the zip")
+                    self.problem(shown, _("listed in package.json but missing from the zip"))
                 continue
             if (member.size_bytes, member.sha256) != (item.get("size_bytes"), item.get("sha256")):
-                self.problem(shown, f"differs from package.json ({member.size_bytes} bytes, "
-                             f"SHA-256 {member.sha256[:12]}…): changed after export")
+                self.problem(shown, _("differs from package.json ({size_bytes} bytes, SHA-256 "
+                                      "{sha256}…): changed after export").format(
+                                          size_bytes=member.size_bytes, sha256=member.sha256[:12]))
         if package is None:
             return
         self.listed = listed
         for name in self.members:
             if name not in listed and name not in (PACKAGE_JSON, PACKAGE_SIG):
-                self.problem(name, "not listed in package.json: added after export")
+                self.problem(name, _("not listed in package.json: added after export"))
 
     # keys and signature ------------------------------------------------------------------
 
@@ -191,15 +196,16 @@ class PackageCheck(LedgerCheck):
             self.public_keys[writer] = public
             self.report.writers[writer] = fingerprint(public)
             if self.trusted and fingerprint(public) not in self.trusted:
-                self.problem(name, f"key not trusted: fingerprint {fingerprint(public)} of writer "
-                             f"{writer!r} is not one of the trusted fingerprints")
+                self.problem(name, _("key not trusted: fingerprint {fingerprint} of writer "
+                                     "{writer!r} is not one of the trusted fingerprints").format(
+                                         fingerprint=fingerprint(public), writer=writer))
 
     def check_signature(self, package: dict[str, Any] | None) -> None:
         signature_member = self.members.get(PACKAGE_SIG)
         package_member = self.members.get(PACKAGE_JSON)
         if signature_member is None:
             if PACKAGE_SIG not in self.reported:
-                self.problem(PACKAGE_SIG, "missing: package.json is not signed")
+                self.problem(PACKAGE_SIG, _("missing: package.json is not signed"))
             return
         if package is None or package_member is None:
             return
@@ -208,21 +214,23 @@ class PackageCheck(LedgerCheck):
         key_name = f"{keys.KEYS_PREFIX}{exporter}.pub"
         public = self.public_keys.get(exporter or "")
         if public is None:
-            self.problem(PACKAGE_SIG, f"cannot be checked: no valid public key {key_name} of "
-                         "the exporting node")
+            self.problem(PACKAGE_SIG, _("cannot be checked: no valid public key {key_name} of the "
+                                        "exporting node").format(key_name=key_name))
             return
         claimed = package["exporter"].get("fingerprint")
         if claimed != fingerprint(public):
-            self.problem(PACKAGE_JSON, f"names the exporter's key fingerprint {claimed!r}, but "
-                         f"{key_name} has {fingerprint(public)}")
+            self.problem(PACKAGE_JSON, _("names the exporter's key fingerprint {claimed!r}, but "
+                                         "{key_name} has {fingerprint}").format(
+                                             claimed=claimed, key_name=key_name, fingerprint=fingerprint(public)))
         try:
             signature = base64.b64decode(signature_member.data.strip(), validate=True)
         except (binascii.Error, ValueError):
-            self.problem(PACKAGE_SIG, "not a base64 signature: altered")
+            self.problem(PACKAGE_SIG, _("not a base64 signature: altered"))
             return
         if not signature_valid(public, signature, package_member.data):
-            self.problem(PACKAGE_SIG, f"does not verify over package.json with {key_name}: "
-                         "package.json or package.sig was changed after export")
+            self.problem(PACKAGE_SIG, _("does not verify over package.json with {key_name}: "
+                                        "package.json or package.sig was changed after export").format(
+                                            key_name=key_name))
 
     # recordings --------------------------------------------------------------------------
 
@@ -255,38 +263,38 @@ class PackageCheck(LedgerCheck):
             unreadable = any(name.startswith(prefix) and keys.is_original_name(name[len(prefix):])
                              for name in self.reported)
             if not unreadable:  # else that member's problem says it already
-                problem(prefix, "no original in the package" if not originals
-                        else f"several originals: {originals}")
+                problem(prefix, _("no original in the package") if not originals
+                        else _("several originals: {originals}").format(originals=originals))
             return
         original_key = prefix + originals[0]
         original = self.members[original_key]
         if original.sha256 != recording:
-            problem(original_key, f"SHA-256 is {original.sha256[:12]}…, not the recording id: "
-                    "the original was changed")
+            problem(original_key, _("SHA-256 is {sha256}…, not the recording id: the original was "
+                                    "changed").format(sha256=original.sha256[:12]))
 
         manifest_key = keys.manifest_key(recording)
         manifest_member = self.members.get(manifest_key)
         if manifest_member is None:
             if manifest_key not in self.reported:
-                problem(manifest_key, "missing from the package")
+                problem(manifest_key, _("missing from the package"))
         else:
             assert manifest_member.data is not None
             archived = self.verified_events(Event.ARCHIVED, recording)
             if not archived:
-                problem(prefix, "no verified 'archived' event for this recording in ledger/")
+                problem(prefix, _("no verified 'archived' event for this recording in ledger/"))
             elif all(entry["details"].get("manifest_sha256") != manifest_member.sha256
                      for entry in archived):
-                problem(manifest_key, "its SHA-256 is not the manifest_sha256 of the verified "
-                        "'archived' event: the manifest was changed")
+                problem(manifest_key, _("its SHA-256 is not the manifest_sha256 of the verified "
+                                        "'archived' event: the manifest was changed"))
             try:
                 manifest = load_json(manifest_member.data)
                 facts = (manifest["sha256"], manifest["size_bytes"], manifest["original_key"])
             except (ValueError, KeyError, TypeError):
-                problem(manifest_key, "not valid JSON with sha256, size_bytes, original_key")
+                problem(manifest_key, _("not valid JSON with sha256, size_bytes, original_key"))
             else:
                 if facts != (recording, original.size_bytes, original_key):
-                    problem(manifest_key, "does not describe the original (sha256, size_bytes "
-                            "or original_key differ)")
+                    problem(manifest_key, _("does not describe the original (sha256, size_bytes "
+                                            "or original_key differ)"))
 
         derived = self.verified_events(Event.DERIVED, recording)
         for name in names:
@@ -303,10 +311,11 @@ class PackageCheck(LedgerCheck):
                 and described.get("key") == key
             }
             if not recorded:
-                problem(key, "no verified 'derived' event in ledger/ describes this viewing copy")
+                problem(key, _("no verified 'derived' event in ledger/ describes this viewing copy"))
             elif self.members[key].sha256 not in recorded:
-                problem(key, f"SHA-256 is {self.members[key].sha256[:12]}…, not the one its "
-                        "'derived' event recorded: the viewing copy was changed")
+                problem(key, _("SHA-256 is {sha256}…, not the one its 'derived' event recorded: "
+                               "the viewing copy was changed").format(
+                                   sha256=self.members[key].sha256[:12]))
 
     # the exported event ------------------------------------------------------------------
 
@@ -314,27 +323,29 @@ class PackageCheck(LedgerCheck):
         described = package["exported_event"]
         writer, seq = described.get("writer"), described.get("seq")
         if not isinstance(writer, str) or not isinstance(seq, int) or seq < 1:
-            self.problem(PACKAGE_JSON, "exported_event does not name a writer and seq")
+            self.problem(PACKAGE_JSON, _("exported_event does not name a writer and seq"))
             return
         try:
             name = keys.ledger_key(writer, seq)
         except ValueError:
-            self.problem(PACKAGE_JSON, f"exported_event names an invalid writer {writer!r}")
+            self.problem(PACKAGE_JSON, _("exported_event names an invalid writer {writer!r}").format(
+                writer=writer))
             return
         entry = self.entries.get((writer, seq))
         if entry is None or entry["event"] != Event.EXPORTED:
             if name not in self.reported:
-                self.problem(name, "the 'exported' event of this package is missing or does "
-                             "not verify")
+                self.problem(name, _("the 'exported' event of this package is missing or does not "
+                                     "verify"))
             return
         details = entry["details"]
         if writer != self.report.exporter:
-            self.problem(name, f"the 'exported' event was written by {writer!r}, not by the "
-                         f"exporting node {self.report.exporter!r}")
+            self.problem(name, _("the 'exported' event was written by {writer!r}, not by the "
+                                 "exporting node {exporter!r}").format(
+                                     writer=writer, exporter=self.report.exporter))
         if details.get("package_id") != self.report.package_id:
-            self.problem(name, "the 'exported' event names another package_id")
+            self.problem(name, _("the 'exported' event names another package_id"))
         listed = details.get("recordings")
         if not isinstance(listed, list) or sorted(map(str, listed)) != sorted(self.report.recordings):
-            self.problem(name, "the 'exported' event lists other recordings than the package")
+            self.problem(name, _("the 'exported' event lists other recordings than the package"))
         if details.get("reason") != package["reason"]:
-            self.problem(name, "the 'exported' event gives another reason than package.json")
+            self.problem(name, _("the 'exported' event gives another reason than package.json"))

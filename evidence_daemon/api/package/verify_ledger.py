@@ -37,6 +37,7 @@ from .format import (
     parse_stub,
 )
 from .members import CheckState
+from ...i18n import _
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class LedgerCheck(CheckState):
         for writer, items in sorted(by_writer.items()):
             self.check_run(writer, self.one_per_seq(writer, sorted(items)), relevant)
         for writer in sorted(set(self.public_keys) - set(by_writer)):
-            self.problem(keys.public_key_key(writer), "a key without any ledger entry")
+            self.problem(keys.public_key_key(writer), _("a key without any ledger entry"))
 
     def one_per_seq(self, writer: str, items: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """``items`` (sorted) with each seq once: a later file of the same seq (the stub
@@ -87,8 +88,9 @@ class LedgerCheck(CheckState):
         run: list[tuple[int, str]] = []
         for seq, name in items:
             if run and run[-1][0] == seq:
-                self.problem(name, f"entry {seq} of writer {writer!r} is also in {run[-1][1]}: "
-                             "an entry is either in full or redacted, never both")
+                self.problem(name, _("entry {seq} of writer {writer!r} is also in {run}: an entry "
+                                     "is either in full or redacted, never both").format(
+                                         seq=seq, writer=writer, run=run[-1][1]))
                 continue
             run.append((seq, name))
         return run
@@ -97,30 +99,35 @@ class LedgerCheck(CheckState):
                   relevant: Callable[[Mapping[str, Any]], bool | None]) -> None:
         public = self.public_keys.get(writer)
         if public is None:
-            self.problem(keys.public_key_key(writer), f"missing or invalid: the {len(run)} "
-                         f"ledger entries of writer {writer!r} cannot be checked")
+            self.problem(keys.public_key_key(writer), _("missing or invalid: the {count} ledger "
+                                                        "entries of writer {writer!r} cannot be "
+                                                        "checked").format(
+                                                            count=len(run), writer=writer))
         self.report.redacted[writer] = 0
         expected_seq = run[0][0]
         previous: _Link | None = _Link(canonical.GENESIS_PREV) if expected_seq == 1 else None
         for index, (seq, name) in enumerate(run):
             self.report.entries_checked += 1
             if seq != expected_seq:
-                self.problem(name, f"entries {expected_seq}..{seq - 1} of writer {writer!r} are "
-                             "missing: the run is not contiguous")
+                self.problem(name, _("entries {expected_seq}..{seq} of writer {writer!r} are "
+                                     "missing: the run is not contiguous").format(
+                                         expected_seq=expected_seq, seq=seq - 1, writer=writer))
                 previous = None
             expected_seq = seq + 1
             end = "begins" if index == 0 else "ends" if index == len(run) - 1 else None
             if name.endswith(REDACTED_SUFFIX):
                 self.report.redacted[writer] += 1
                 if end is not None:
-                    self.problem(name, f"the run of writer {writer!r} {end} with a redacted "
-                                 "entry: a run begins and ends with a signed entry in full")
+                    self.problem(name, _("the run of writer {writer!r} {end} with a redacted "
+                                         "entry: a run begins and ends with a signed entry in full").format(
+                                             writer=writer, end=end))
                 previous = self.check_stub(writer, seq, name, previous)
                 continue
             previous, entry = self.check_entry(writer, seq, name, public, previous)
             if end is not None and entry is not None and relevant(entry) is False:
-                self.problem(name, f"the run of writer {writer!r} {end} with an entry about no "
-                             "recording of this package: it should not be in the package")
+                self.problem(name, _("the run of writer {writer!r} {end} with an entry about no "
+                                     "recording of this package: it should not be in the package").format(
+                                         writer=writer, end=end))
 
     def check_stub(self, writer: str, seq: int, name: str, previous: _Link | None) -> _Link | None:
         """A redaction stub: well-formed, and linked to what comes before. Whether its
@@ -129,14 +136,14 @@ class LedgerCheck(CheckState):
         if stub is None:
             return None
         if stub["seq"] != seq or stub["writer"] != writer:
-            self.problem(name, "seq or writer inside does not match its file name")
+            self.problem(name, _("seq or writer inside does not match its file name"))
         elif previous is not None and stub["prev"] != previous.entry_hash:
             before = (f"the entry_hash of {previous.name}: one of the two stubs was altered"
                       if previous.redacted
                       else "the hash of the entry before: the stub was altered"
                       if previous.name is not None
                       else "64 zeros, as for a writer's first entry: the stub was altered")
-            self.problem(name, f"prev is not {before}")
+            self.problem(name, _("prev is not {before}").format(before=before))
         return _Link(stub["entry_hash"], name, redacted=True)
 
     def check_entry(self, writer: str, seq: int, name: str, public: Ed25519PublicKey | None,
@@ -157,8 +164,9 @@ class LedgerCheck(CheckState):
         if link:
             if previous is not None and previous.redacted and read.signed:
                 # The signed prev is right, so the stub before claims a wrong entry_hash.
-                self.problem(previous.name or name, f"entry_hash is not the prev of the signed "
-                             f"entry {name} after it: the stub was altered")
+                self.problem(previous.name or name, _("entry_hash is not the prev of the signed "
+                                                      "entry {name} after it: the stub was altered").format(
+                                                          name=name))
             else:
                 for problem in link:
                     self.problem(name, problem.message, read.recording)
@@ -187,8 +195,8 @@ class LedgerCheck(CheckState):
             uncovered = item.get("uncovered") if isinstance(item, dict) else None
             if not isinstance(writer, str) or not isinstance(uncovered, list) or not all(
                     type(seq) is int for seq in uncovered):
-                self.problem(PACKAGE_JSON, f"ledger item {str(item)[:80]!r} does not name a "
-                             "writer and its uncovered entries")
+                self.problem(PACKAGE_JSON, _("ledger item {item!r} does not name a writer and its "
+                                             "uncovered entries").format(item=str(item)[:80]))
                 continue
             declared[writer] = frozenset(uncovered)
         return declared
@@ -213,7 +221,7 @@ class LedgerCheck(CheckState):
             self.check_writer_proofs(writer, entries[writer], proofs[writer], stamps[writer],
                                      declared.get(writer, frozenset()))
         for writer in sorted(set(self.public_keys) - set(entries)):
-            self.problem(keys.public_key_key(writer), "a key without any ledger entry")
+            self.problem(keys.public_key_key(writer), _("a key without any ledger entry"))
 
     def check_writer_proofs(self, writer: str, entry_names: Mapping[int, str],
                             proof_names: Mapping[int, str], stamp_names: Mapping[int, str],
@@ -221,8 +229,9 @@ class LedgerCheck(CheckState):
         public = self.public_keys.get(writer)
         key_name = keys.public_key_key(writer)
         if public is None:
-            self.problem(key_name, f"missing or invalid: the {len(entry_names)} ledger entries "
-                         f"of writer {writer!r} cannot be checked")
+            self.problem(key_name, _("missing or invalid: the {count} ledger entries of writer "
+                                     "{writer!r} cannot be checked").format(
+                                         count=len(entry_names), writer=writer))
         read: dict[int, chain.ReadEntry] = {}
         for seq, name in sorted(entry_names.items()):
             self.report.entries_checked += 1
@@ -243,13 +252,15 @@ class LedgerCheck(CheckState):
             try:
                 heads[seq] = tree_head_of(entry)
             except ValueError as exc:
-                self.problem(entry_names[seq], f"not a valid checkpoint: {exc}")
+                self.problem(entry_names[seq], _("not a valid checkpoint: {exc}").format(exc=exc))
                 continue
             head = heads[seq]
             named = read.get(head.tree_size)
             if named is not None and named.entry_hash != head.head_hash:
-                self.problem(entry_names[head.tree_size], f"is not the entry {head.tree_size} "
-                             f"that checkpoint {entry_names[seq]} signs (head_hash)")
+                self.problem(entry_names[head.tree_size], _("is not the entry {tree_size} that "
+                                                            "checkpoint {entry_names} signs "
+                                                            "(head_hash)").format(
+                                                                tree_size=head.tree_size, entry_names=entry_names[seq]))
 
         proven: set[int] = set()
         for seq, name in sorted(proof_names.items()):
@@ -257,22 +268,25 @@ class LedgerCheck(CheckState):
             if proof is None:
                 continue
             if (proof.writer, proof.seq) != (writer, seq):
-                self.problem(name, "writer or seq inside does not match its file name")
+                self.problem(name, _("writer or seq inside does not match its file name"))
                 continue
             if seq not in read:
                 if keys.ledger_key(writer, seq) not in self.reported:
-                    self.problem(name, f"proves entry {seq} of writer {writer!r}, which is not "
-                                 f"in the package ({keys.ledger_key(writer, seq)} is missing)")
+                    self.problem(name, _("proves entry {seq} of writer {writer!r}, which is not "
+                                         "in the package ({ledger_key} is missing)").format(
+                                             seq=seq, writer=writer, ledger_key=keys.ledger_key(writer, seq)))
                 continue
             against = heads.get(proof.checkpoint_seq)
             if against is None:
-                self.problem(name, f"is against checkpoint {proof.checkpoint_seq} of writer "
-                             f"{writer!r}, which is not a verified checkpoint entry in the "
-                             f"package ({entry_names[seq]} is not proven)")
+                self.problem(name, _("is against checkpoint {checkpoint_seq} of writer "
+                                     "{writer!r}, which is not a verified checkpoint entry in the "
+                                     "package ({entry_names} is not proven)").format(
+                                         checkpoint_seq=proof.checkpoint_seq, writer=writer, entry_names=entry_names[seq]))
                 continue
             why = inclusion_problem(read[seq].entry_hash, proof, against)
             if why is not None:
-                self.problem(name, f"{why} ({entry_names[seq]})", read[seq].recording)
+                self.problem(name, _("{why} ({entry_names})").format(
+                    why=why, entry_names=entry_names[seq]), read[seq].recording)
                 continue
             proven.add(seq)
 
@@ -286,17 +300,17 @@ class LedgerCheck(CheckState):
             elif seq in proof_names:
                 continue  # its proof's problem was reported
             elif seq not in uncovered:
-                self.problem(name, "no inclusion proof in proofs/, and package.json does not "
-                             "say it is after its writer's newest checkpoint", read[seq].recording)
+                self.problem(name, _("no inclusion proof in proofs/, and package.json does not "
+                                     "say it is after its writer's newest checkpoint"), read[seq].recording)
                 continue
             elif covering:
-                self.problem(name, f"package.json says no checkpoint covers it, but checkpoint "
-                             f"{covering[-1]} in the package does: its inclusion proof was "
-                             "removed", read[seq].recording)
+                self.problem(name, _("package.json says no checkpoint covers it, but checkpoint "
+                                     "{covering} in the package does: its inclusion proof was "
+                                     "removed").format(covering=covering[-1]), read[seq].recording)
                 continue
             elif exporter:
-                self.problem(name, "an entry of the exporting node without a proof: the "
-                             "exporter checkpoints its own chain when it exports",
+                self.problem(name, _("an entry of the exporting node without a proof: the "
+                                     "exporter checkpoints its own chain when it exports"),
                              read[seq].recording)
                 continue
             elif entry is not None:
@@ -304,8 +318,9 @@ class LedgerCheck(CheckState):
             if entry is not None:
                 counted.append(entry)
         for seq in sorted(uncovered - set(entry_names)):
-            self.problem(PACKAGE_JSON, f"says entry {seq} of writer {writer!r} is in the "
-                         "package without a proof, but it is not")
+            self.problem(PACKAGE_JSON, _("says entry {seq} of writer {writer!r} is in the package "
+                                         "without a proof, but it is not").format(
+                                             seq=seq, writer=writer))
 
         self.check_timestamps(writer, read, heads, stamp_names)
         self.report.proven[writer] = len(proven)
@@ -322,8 +337,9 @@ class LedgerCheck(CheckState):
         for seq, name in sorted(stamp_names.items()):
             entry = read[seq].entry if seq in heads else None
             if entry is None:
-                self.problem(name, f"a timestamp of entry {seq} of writer {writer!r}, which is "
-                             "not a verified checkpoint in the package")
+                self.problem(name, _("a timestamp of entry {seq} of writer {writer!r}, which is "
+                                     "not a verified checkpoint in the package").format(
+                                         seq=seq, writer=writer))
                 continue
             if self.tsa_trust is None:
                 self.report.timestamps_unchecked.append(name)
@@ -331,7 +347,8 @@ class LedgerCheck(CheckState):
             try:
                 stamped = verify_timestamp(self.data(name), canonical.canonical_bytes(entry), self.tsa_trust)
             except IntegrityError as exc:
-                self.problem(name, f"{exc.message} (over {keys.ledger_key(writer, seq)})")
+                self.problem(name, _("{message} (over {ledger_key})").format(
+                    message=exc.message, ledger_key=keys.ledger_key(writer, seq)))
                 continue
             self.report.timestamps[name] = (f"{keys.ledger_key(writer, seq)} existed at "
                                             f"{stamped.time.isoformat()} (TSA {stamped.tsa})")

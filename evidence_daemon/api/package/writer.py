@@ -21,6 +21,7 @@ from typing import Any
 
 from ... import durable
 from ...errors import ConflictError, IntegrityError, StorageError
+from ...i18n import _
 
 # What link(2) fails with where the filesystem has no hard links (FAT/exFAT: a USB stick for
 # the court), so create-only publishing falls back to a checked rename.
@@ -61,8 +62,9 @@ class PackageWriter:
             for chunk in chunks:
                 size_bytes += len(chunk)
                 if size_bytes > expected_size:
-                    raise IntegrityError(f"{name}: the archive holds more than the "
-                                         f"{expected_size} bytes recorded for it")
+                    raise IntegrityError(_("{name}: the archive holds more than the "
+                                           "{expected_size} bytes recorded for it").format(
+                                               name=name, expected_size=expected_size))
                 digest.update(chunk)
                 member.write(chunk)
         sha256 = digest.hexdigest()
@@ -86,7 +88,8 @@ def package_file(out: Path, moment: datetime) -> Iterator[PackageWriter]:
             os.fsync(handle.fileno())
         publish(temp, out)
     except OSError as exc:
-        raise StorageError(f"cannot write the evidence package {out}: {exc.strerror}") from exc
+        raise StorageError(_("cannot write the evidence package {out}: {strerror}").format(
+            out=out, strerror=exc.strerror)) from exc
     finally:
         temp.unlink(missing_ok=True)
 
@@ -103,7 +106,8 @@ def is_placeholder(path: Path) -> bool:
 def refuse_existing(out: Path) -> None:
     """ConflictError when ``out`` is a file (or link) that a package must not replace."""
     if (out.exists() or out.is_symlink()) and not is_placeholder(out):
-        raise ConflictError(f"{out} already exists; an evidence package is never overwritten")
+        raise ConflictError(_("{out} already exists; an evidence package is never overwritten").format(
+            out=out))
 
 
 def publish(temp: Path, out: Path) -> None:
@@ -116,8 +120,8 @@ def publish(temp: Path, out: Path) -> None:
     try:
         durable.publish_new(temp, out)
     except FileExistsError:
-        raise ConflictError(f"{out} already exists; an evidence package is never "
-                            "overwritten") from None
+        raise ConflictError(_("{out} already exists; an evidence package is never overwritten").format(
+            out=out)) from None
     except OSError as exc:
         if exc.errno not in NO_HARD_LINK_ERRNOS:
             raise

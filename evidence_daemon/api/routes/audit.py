@@ -18,6 +18,7 @@ from ..gate import Node, require
 from ..service import ApiNode
 from . import API
 from .recordings import optional_instant, page_limit
+from ...i18n import _
 
 router = APIRouter(prefix=API)
 From = Annotated[str | None, Query(alias="from", max_length=64)]
@@ -33,7 +34,7 @@ def audited_recording(node: ApiNode, user: User, recording: str) -> str:
         return sha256
     lowered = recording.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", lowered):
-        raise UsageError("recording: give the full 64-digit id")
+        raise UsageError(_("recording: give the full 64-digit id"))
     return lowered
 
 
@@ -49,7 +50,7 @@ def accesses(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> dict[str, Any]:
     if recording is None and of_user is None:
-        raise UsageError("give recording=ID or user=NAME (or both)")
+        raise UsageError(_("give recording=ID or user=NAME (or both)"))
     limit = page_limit(node, limit)
     items, next_cursor = node.catalog.accesses(
         recording=None if recording is None else audited_recording(node, user, recording),

@@ -26,6 +26,7 @@ from ..ranges import RangeNotSatisfiable, parse_range
 from ..reasons import REASON_MAX_CHARS, REASON_MIN_CHARS, checked_reason
 from ..service import ApiNode
 from . import API
+from ...i18n import _
 
 # Each chunk costs a thread hop and a pass through the middleware: 2 MiB streamed 5-25 %
 # faster than 1 MiB, for ~4 MB more memory a stream (benchmarks/api_range.py).
@@ -83,8 +84,8 @@ def content(
     range_header: RangeHeader = None,
 ) -> Response:
     if reason is None and x_evidence_reason is None:
-        raise UsageError("reason: say why you access this recording (query parameter "
-                         "reason or header X-Evidence-Reason); it is recorded")
+        raise UsageError(_("reason: say why you access this recording (query parameter reason or "
+                           "header X-Evidence-Reason); it is recorded"))
     why = checked_reason(reason if reason is not None else str(x_evidence_reason))
     row = node.catalog.visible(user, recording_id)
     target = content_target(row, kind)

@@ -19,6 +19,7 @@ from ..auth import Action, User
 from ..bodies import ExportBody
 from ..gate import Node, Remote, require
 from . import API
+from ...i18n import _
 
 router = APIRouter(prefix=API, tags=["exports"])
 
@@ -29,8 +30,8 @@ def export(node: Node, user: Annotated[User, Depends(require(Action.EXPORT))], r
     from ..package import export_recordings
 
     if len(body.recordings) > node.config.api.max_export_recordings:
-        raise UsageError(f"recordings: at most {node.config.api.max_export_recordings} "
-                         "per package")
+        raise UsageError(_("recordings: at most {max_export_recordings} per package").format(
+            max_export_recordings=node.config.api.max_export_recordings))
     ids = [node.catalog.visible(user, recording_id)["sha256"]
            for recording_id in body.recordings]
     node.exports_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -28,6 +28,7 @@ from ..gate import Node, require
 from ..incidents import import_dispatch
 from . import API
 from .annotations import ReasonQuery
+from ...i18n import _
 
 router = APIRouter(prefix=API, tags=["incidents"])
 Importer = Annotated[User, Depends(require(Action.INCIDENTS))]
@@ -42,8 +43,8 @@ async def import_incidents(node: Node, user: Importer, request: Request,
                            name: Annotated[str, Query(max_length=200)] = "api") -> dict[str, Any]:
     data = await request.body()
     if len(data) > MAX_IMPORT_BYTES:
-        raise UsageError(f"a dispatch export may be at most {MAX_IMPORT_BYTES // 2**20} MiB; "
-                         "split it")
+        raise UsageError(_("a dispatch export may be at most {MAX_IMPORT_BYTES} MiB; split it").format(
+            MAX_IMPORT_BYTES=MAX_IMPORT_BYTES // 2 ** 20))
     result = import_dispatch(node.incidents, node.store, node.record, data, name=name,
                              actor=user.actor, zone=ZoneInfo(node.config.station.timezone),
                              now=node.clock())
@@ -61,9 +62,9 @@ def list_incidents(
         limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     after = None
     if cursor:
-        end, _, incident_id = cursor.partition("|")
+        end, _bar, incident_id = cursor.partition("|")
         if not incident_id:
-            raise UsageError("cursor: give the next_cursor of the previous page")
+            raise UsageError(_("cursor: give the next_cursor of the previous page"))
         after = (end, incident_id)
     rows = node.incidents.page(
         state=coverage, officer=officer,
@@ -87,7 +88,7 @@ def coverage_report(node: Node, user: Reader, by: str = "officer",
     try:
         rows = coverage_rows(node.incidents.ended_between(start, end), by=by)
     except ValueError as exc:
-        raise UsageError(f"by: {exc}") from None
+        raise UsageError(_("by: {exc}").format(exc=exc)) from None
     return {"by": by, "from": start.isoformat(), "to": end.isoformat(), "groups": rows}
 
 
@@ -107,8 +108,9 @@ def confirm_link(node: Node, user: Annotator, incident_id: str, body: LinkBody) 
     incident = node.incidents.page_one(incident_id)
     row = node.catalog.visible(user, body.recording)
     if row["sha256"] not in incident.recordings:
-        raise UsageError(f"recording {row['sha256'][:12]} is not suggested for incident "
-                         f"{incident_id}; link it as a case from the recording instead")
+        raise UsageError(_("recording {sha256} is not suggested for incident {incident_id}; link "
+                           "it as a case from the recording instead").format(
+                               sha256=row['sha256'][:12], incident_id=incident_id))
     return node.annotations.link_case(user, row["sha256"], incident_id, reason=body.reason)
 
 

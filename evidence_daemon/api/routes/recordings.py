@@ -19,6 +19,7 @@ from ..bodies import AuditRef, Custody, ReasonBody, SearchPage, VerifyResult
 from ..catalog import SearchFilters, parse_instant
 from ..gate import Node, Remote, require
 from . import API
+from ...i18n import _
 
 router = APIRouter(prefix=f"{API}/recordings", tags=["recordings"])
 Reader = Annotated[User, Depends(require(Action.READ))]
@@ -26,7 +27,8 @@ Reader = Annotated[User, Depends(require(Action.READ))]
 
 def page_limit(node: Node, limit: int) -> int:
     if limit > node.config.api.page_size_max:
-        raise UsageError(f"limit: at most {node.config.api.page_size_max}")
+        raise UsageError(_("limit: at most {page_size_max}").format(
+            page_size_max=node.config.api.page_size_max))
     return limit
 
 

@@ -59,6 +59,7 @@ from .upload import (
     parallel_parts,
     user_metadata,
 )
+from ...i18n import _
 
 if TYPE_CHECKING:
     from minio.helpers import ObjectWriteResult
@@ -89,13 +90,15 @@ class S3Archive:
         throttle: Throttle | None = None,
     ) -> None:
         if not MIN_PART_SIZE_BYTES <= part_size_bytes <= MAX_PART_SIZE_BYTES:
-            raise ValueError(f"part size must be 5 MiB to 5 GiB, got {part_size_bytes} bytes")
+            raise ValueError(_("part size must be 5 MiB to 5 GiB, got {part_size_bytes} bytes").format(
+                part_size_bytes=part_size_bytes))
         if sse not in ("", "s3"):
-            raise ValueError(f"sse must be '' or 's3', got {sse!r}")
+            raise ValueError(_("sse must be '' or 's3', got {sse!r}").format(sse=sse))
         if verify not in ("stream", "readback"):
-            raise ValueError(f"verify must be 'stream' or 'readback', got {verify!r}")
+            raise ValueError(_("verify must be 'stream' or 'readback', got {verify!r}").format(
+                verify=verify))
         if retention_days < 1:
-            raise ValueError("retention_days must be at least 1")
+            raise ValueError(_("retention_days must be at least 1"))
         self.client = client
         self.bucket = bucket
         self.part_size_bytes = part_size_bytes
@@ -152,8 +155,9 @@ class S3Archive:
         exists = self._call("check the bucket", lambda: self.client.bucket_exists(self.bucket))
         if not exists:
             raise StorageError(
-                f"archive {self.location}: bucket {self.bucket!r} does not exist (create it "
-                "with Object Lock enabled, e.g. `mc mb --with-lock`)"
+                _("archive {location}: bucket {bucket!r} does not exist (create it with Object "
+                  "Lock enabled, e.g. `mc mb --with-lock`)").format(
+                      location=self.location, bucket=self.bucket)
             )
         self._lock.forget()  # check() re-reads the configuration
         self._lock.policy()
@@ -225,15 +229,17 @@ class S3Archive:
                 result, digests = self._call(f"store {key}", upload, key=key)
         except SourceMismatch as exc:
             raise IntegrityError(
-                f"{source} does not hash to {sha256[:12]} any more ({exc}); nothing was "
-                f"stored under {key}"
+                _("{source} does not hash to {sha256} any more ({exc}); nothing was stored under "
+                  "{key}").format(source=source, sha256=sha256[:12], exc=exc, key=key)
             ) from exc
         except OSError as exc:
-            raise StorageError(f"cannot read {source} to store {key}: {exc.strerror}") from exc
+            raise StorageError(_("cannot read {source} to store {key}: {strerror}").format(
+                source=source, key=key, strerror=exc.strerror)) from exc
 
         stored = self._head(key, result.version_id)
         if stored is None:
-            raise StorageError(f"archive {self.location}: {key} vanished right after upload")
+            raise StorageError(_("archive {location}: {key} vanished right after upload").format(
+                location=self.location, key=key))
         require_size(key, size_bytes, stored.size)
         # Ceph RGW 16 answers a completed multipart upload with an empty <ETag>; the HEAD of
         # the same version carries the ETag the server computed, which proves as much.
@@ -243,7 +249,7 @@ class S3Archive:
         else:
             if self._etag_proves:
                 logger.warning(
-                    "archive %s: %s: ETag %s is not the expected %s; reading it back",
+                    _("archive %s: %s: ETag %s is not the expected %s; reading it back"),
                     self.location, key, etag, digests.etag(),
                 )
             self._read_back(key, result.version_id, sha256, size_bytes)
@@ -273,7 +279,8 @@ class S3Archive:
     def set_aside(self, key: str, *, tag: str) -> SetAside:
         existing = self._head(key)
         if existing is None:
-            raise ObjectMissingError(f"{key} is not in the archive {self.location}")
+            raise ObjectMissingError(_("{key} is not in the archive {location}").format(
+                key=key, location=self.location))
         if self._bucket.versioning_status() == "Enabled":
             # The version stays (Object Lock may forbid its deletion anyway); the next upload
             # makes a new current version and the ledger names this one.
@@ -293,14 +300,16 @@ class S3Archive:
         stored_sha256 = header(existing, "x-amz-meta-sha256")
         if stored_sha256 is not None and stored_sha256 != sha256:
             raise ObjectExistsError(
-                f"{key} already holds a different object in {self.location} (SHA-256 "
-                f"{stored_sha256[:12]}, not {sha256[:12]})"
+                _("{key} already holds a different object in {location} (SHA-256 {stored_sha256}, "
+                  "not {sha256})").format(
+                      key=key, location=self.location, stored_sha256=stored_sha256[:12], sha256=sha256[:12])
             )
         if existing.size != size_bytes:
             if stored_sha256 is None:
                 raise ObjectExistsError(
-                    f"{key} already holds a different object in {self.location} "
-                    f"({existing.size} bytes, not {size_bytes})"
+                    _("{key} already holds a different object in {location} ({size} bytes, not "
+                      "{size_bytes})").format(
+                          key=key, location=self.location, size=existing.size, size_bytes=size_bytes)
                 )
             require_size(key, size_bytes, existing.size)
         etag = (existing.etag or "").strip('"').lower()
@@ -309,9 +318,11 @@ class S3Archive:
             try:
                 local = local_digests(source, size_bytes, self.part_size_bytes)
             except OSError as exc:
-                raise StorageError(f"cannot read {source} to verify {key}: {exc.strerror}") from exc
+                raise StorageError(_("cannot read {source} to verify {key}: {strerror}").format(
+                    source=source, key=key, strerror=exc.strerror)) from exc
             if local.sha256() != sha256:
-                raise IntegrityError(f"{source} does not hash to {sha256[:12]} any more")
+                raise IntegrityError(_("{source} does not hash to {sha256} any more").format(
+                    source=source, sha256=sha256[:12]))
             if etag == local.etag():
                 proof = Proof.SHA256_ETAG
         if proof == Proof.READBACK:
@@ -321,7 +332,8 @@ class S3Archive:
             except IntegrityError:
                 if stored_sha256 is None:
                     raise ObjectExistsError(
-                        f"{key} already holds a different object in {self.location}"
+                        _("{key} already holds a different object in {location}").format(
+                            key=key, location=self.location)
                     ) from None
                 raise
         return self._proven(key, existing, existing.version_id, sha256, size_bytes, etag, proof)
@@ -335,7 +347,8 @@ class S3Archive:
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> None:
         if self._head(key) is not None:
-            raise ObjectExistsError(f"{key} already exists in {self.location}")
+            raise ObjectExistsError(_("{key} already exists in {location}").format(
+                key=key, location=self.location))
         sha256 = hashlib.sha256(data).digest()
         headers: dict[str, str | list[str] | tuple[str]] = {
             "Content-Type": content_type,
@@ -366,11 +379,13 @@ class S3Archive:
             # An earlier attempt may have landed with its answer lost: that is our object.
             if attempts > 1 and self.get_bytes(key) == data:
                 return
-            raise ObjectExistsError(f"{key} already exists in {self.location}") from None
+            raise ObjectExistsError(_("{key} already exists in {location}").format(
+                key=key, location=self.location)) from None
         etag = (result.etag or "").strip('"').lower()
         if self.sse or etag != md5_of(data):
             if self.get_bytes(key) != data:
-                raise IntegrityError(f"{key}: the archive stored other bytes than were sent")
+                raise IntegrityError(_("{key}: the archive stored other bytes than were sent").format(
+                    key=key))
 
     def get_bytes(self, key: str) -> bytes:
         def read() -> bytes:
@@ -430,13 +445,15 @@ class S3Archive:
 
     def set_legal_hold(self, key: str, on: bool) -> bool:
         if self._head(key) is None:
-            raise ObjectMissingError(f"{key} is not in {self.location}")
+            raise ObjectMissingError(_("{key} is not in {location}").format(
+                key=key, location=self.location))
         return self._lock.set_legal_hold(key, on)
 
     def extend_retention(self, key: str, until: datetime) -> str | None:
         info = self._head(key)
         if info is None:
-            raise ObjectMissingError(f"{key} is not in {self.location}")
+            raise ObjectMissingError(_("{key} is not in {location}").format(
+                key=key, location=self.location))
         return self._lock.extend(key, info, until)
 
     def remove_leftovers(self, older_than: datetime) -> list[Leftover]:

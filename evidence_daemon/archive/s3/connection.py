@@ -31,6 +31,7 @@ from tenacity import (
 
 from ...errors import ConfigError, ObjectMissingError, StorageError
 from ...http_errors import describe
+from ...i18n import _
 
 if TYPE_CHECKING:
     from ...config import ArchiveConfig
@@ -116,7 +117,8 @@ def make_client(
             http_client=http_client,
         )
     except ValueError as exc:
-        raise ConfigError(f"archive.endpoint: {config.endpoint!r} is not usable: {exc}") from exc
+        raise ConfigError(_("archive.endpoint: {endpoint!r} is not usable: {exc}").format(
+            endpoint=config.endpoint, exc=exc)) from exc
     return client, endpoint
 
 
@@ -166,7 +168,7 @@ class Bucket:
             exc = state.outcome.exception() if state.outcome is not None else None
             delay = state.next_action.sleep if state.next_action is not None else 0.0
             logger.warning(
-                "archive %s: %s failed (attempt %d of %d: %s); retrying in %.1f s",
+                _("archive %s: %s failed (attempt %d of %d: %s); retrying in %.1f s"),
                 self.location, what, state.attempt_number, self.attempts,
                 describe_s3(exc) if exc is not None else "?", delay,
             )

@@ -25,6 +25,7 @@ from minio.retention import Retention as SdkRetention
 from ...clock import Clock, format_seconds, parse_optional
 from ...errors import StorageError
 from .connection import Bucket
+from ...i18n import _
 
 logger = logging.getLogger(__package__)
 
@@ -117,22 +118,24 @@ class ObjectLock:
             # Each new object would replace the unversioned "null" version of its key in place,
             # and set_aside could keep nothing: the old bytes would be gone for good.
             raise StorageError(
-                f"archive {bucket.location}: versioning is suspended on bucket {bucket.name!r}; "
-                "an upload could replace a stored object for good (enable versioning again, "
-                "or better, use a bucket with Object Lock)"
+                _("archive {location}: versioning is suspended on bucket {name!r}; an upload "
+                  "could replace a stored object for good (enable versioning again, or better, "
+                  "use a bucket with Object Lock)").format(
+                      location=bucket.location, name=bucket.name)
             )
         if policy == LockPolicy.OFF:
             if self.require_object_lock:
                 raise StorageError(
-                    f"archive {bucket.location}: bucket {bucket.name!r} has no Object Lock, but "
-                    "archive.require_object_lock is set; originals could be deleted or "
-                    "overwritten (recreate the bucket with Object Lock enabled)"
+                    _("archive {location}: bucket {name!r} has no Object Lock, but "
+                      "archive.require_object_lock is set; originals could be deleted or "
+                      "overwritten (recreate the bucket with Object Lock enabled)").format(
+                          location=bucket.location, name=bucket.name)
                 )
             if not self._warned_no_lock:
                 self._warned_no_lock = True
                 logger.warning(
-                    "archive %s: bucket %r has no Object Lock; originals are not protected "
-                    "from deletion or overwrite by the storage itself",
+                    _("archive %s: bucket %r has no Object Lock; originals are not protected from "
+                      "deletion or overwrite by the storage itself"),
                     bucket.location, bucket.name,
                 )
         return policy

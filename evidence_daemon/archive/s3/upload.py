@@ -22,6 +22,7 @@ from urllib.parse import quote, unquote
 from ...failpoints import failpoint
 from ..base import READ_CHUNK_BYTES
 from ..link import Throttle
+from ...i18n import _
 
 MIB = 1024 * 1024
 MIN_PART_SIZE_BYTES = 5 * MIB  # S3 limits for every part but the last
@@ -183,8 +184,9 @@ def user_metadata(metadata: Mapping[str, str], sha256: str) -> dict[str, str]:
     for name, value in metadata.items():
         key = name.lower().removeprefix("x-amz-meta-")
         if not _METADATA_KEY.match(key):
-            raise ValueError(f"unsuitable metadata key {name!r}")
+            raise ValueError(_("unsuitable metadata key {name!r}").format(name=name))
         result[key] = encode_metadata_value(str(value))
     if result.setdefault("sha256", sha256) != sha256:
-        raise ValueError(f"metadata sha256 {result['sha256'][:12]} is not the recording's")
+        raise ValueError(_("metadata sha256 {sha256} is not the recording's").format(
+            sha256=result['sha256'][:12]))
     return result
