@@ -13,8 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The top-level English sections the Chinese README covers, with every heading inside them.
-COVERED = ("Quick start", "The dock station", "Auditors", "Incidents without footage",
-           "Monitoring")
+COVERED = ("Quick start", "Installing on a station", "The dock station", "Auditors",
+           "Incidents without footage", "Monitoring")
 _HEADING = re.compile(r"^(#{2,3}) (.+?)\s*$", re.M)
 _BLOCK = re.compile(r"^```[^\n]*\n.*?^```$", re.S | re.M)
 _ANCHOR = re.compile(r"^<!-- en: (.+?) -->\n(#{2,3}) .+$", re.M)
