@@ -31,6 +31,7 @@ from ..ingest.pipeline import Origin
 from ..ingest.scanner import display_path
 from ..sources.watch import DONE_DIR, is_candidate
 from ..state.db import Database
+from ..state.queue import WorkQueue
 from .release import (
     Decision,
     Outcome,
@@ -66,14 +67,9 @@ def inbox_records(watch: WatchConfig, relative: bytes, database: Database) -> li
         b64: str | None = None
     except UnicodeDecodeError:
         b64 = base64.b64encode(relative).decode("ascii")
-    rows = database.query(
-        "SELECT s.state, s.size_bytes, s.mtime_ns, s.sha256, r.archived_at FROM sources s"
-        " LEFT JOIN recordings r ON r.sha256 = s.sha256"
-        " WHERE s.root = ? AND s.rel_path = ? AND s.rel_path_b64 IS ? ORDER BY s.id DESC",
-        (str(watch.path), display_path(relative), b64),
-    )
-    return [SourceRecord(row["state"], row["size_bytes"], row["mtime_ns"], row["sha256"],
-                         row["archived_at"]) for row in rows]
+    rows = WorkQueue(database).at_path_with_archival(str(watch.path), display_path(relative), b64)
+    return [SourceRecord(row.source.state, row.source.size_bytes, row.source.mtime_ns,
+                         row.source.sha256, row.archived_at) for row in rows]
 
 
 def release_inbox_file(

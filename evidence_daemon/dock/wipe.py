@@ -20,11 +20,11 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..custody.chain import Event
 from ..custody.ledger import LedgerWriter
 from ..state.db import Database
+from ..state.queue import Source, WorkQueue
 from .release import (
     Decision,
     Outcome,
@@ -54,25 +54,20 @@ def wipe_device(
     A ledger event that cannot be written raises (``EvidenceError``): that file and every one
     after it stay on the device."""
     report = WipeReport()
-    rows = database.query(
-        "SELECT s.rel_path, s.rel_path_b64, s.size_bytes, s.mtime_ns, s.sha256, s.state,"
-        " s.source_key, r.archived_at FROM sources s"
-        " LEFT JOIN recordings r ON r.sha256 = s.sha256"
-        " WHERE s.origin = ? AND s.sha256 IS NOT NULL ORDER BY s.id",
-        (device_id,),
-    )
+    rows = WorkQueue(database).of_origin_with_archival(device_id)
     root = os.fsencode(mountpoint)
     for row in rows:
-        path = os.path.join(root, _raw_path(row))
+        source = row.source
+        path = os.path.join(root, _raw_path(source))
         try:
             info = os.lstat(path)
         except FileNotFoundError:
             continue  # deleted earlier, or by someone else
         except OSError as exc:
-            report.kept.append((row["rel_path"], f"cannot stat: {exc.strerror}"))
+            report.kept.append((source.rel_path, f"cannot stat: {exc.strerror}"))
             continue
-        record = SourceRecord(row["state"], row["size_bytes"], row["mtime_ns"], row["sha256"],
-                              row["archived_at"])
+        record = SourceRecord(source.state, source.size_bytes, source.mtime_ns, source.sha256,
+                              row.archived_at)
         current = (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
         decision = release_decision(record, current)
         if decision.verdict is Verdict.VERIFY:  # hash only when everything cheaper agrees
@@ -86,17 +81,17 @@ def wipe_device(
         released = release(
             decision,
             record_event=lambda: ledger.append(
-                Event.WIPED, recording=row["sha256"], actor=actor, once=True,
-                details={"source_key": row["source_key"], "path": row["rel_path"],
-                         "device_id": device_id, "size_bytes": row["size_bytes"],
+                Event.WIPED, recording=source.sha256, actor=actor, once=True,
+                details={"source_key": source.source_key, "path": source.rel_path,
+                         "device_id": device_id, "size_bytes": source.size_bytes,
                          "verified": VERIFIED}),
             irreversible=lambda: os.unlink(path),
             outcome=Outcome.WIPED, verb="delete",
         )
         if released.outcome is Outcome.WIPED:
-            report.deleted.append(row["rel_path"])
+            report.deleted.append(source.rel_path)
         else:
-            report.kept.append((row["rel_path"], released.reason))
+            report.kept.append((source.rel_path, released.reason))
     if report.deleted or report.kept:
         log.info("%s: wiped %d verified file(s), kept %d", device_id, len(report.deleted),
                  len(report.kept))
@@ -105,7 +100,7 @@ def wipe_device(
     return report
 
 
-def _raw_path(row: Any) -> bytes:
-    if row["rel_path_b64"]:
-        return base64.b64decode(row["rel_path_b64"])
-    return str(row["rel_path"]).encode("utf-8")
+def _raw_path(source: Source) -> bytes:
+    if source.rel_path_b64:
+        return base64.b64decode(source.rel_path_b64)
+    return source.rel_path.encode("utf-8")

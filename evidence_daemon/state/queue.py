@@ -88,6 +88,21 @@ class QueuedSource:
     archive_deadline: str | None  # NULL until the recording is catalogued
 
 
+@dataclass(frozen=True)
+class SourceArchival:
+    """A source with the time its recording was verified in the archive (None: not yet)."""
+
+    source: Source
+    archived_at: str | None
+
+
+# Spooled, or failed/skipped without their ``quarantined`` event: what a later run must finish.
+_UNFINISHED = "s.state = ? OR (s.state IN (?, ?) AND s.reported = 0)"
+_UNFINISHED_STATES = (SPOOLED, FAILED, SKIPPED)
+# On its way to the archive: proxies wait while such a source was touched lately.
+_IN_FLIGHT_STATES = (SourceState.DISCOVERED, SPOOLED)
+
+
 class WorkQueue:
     """Owner of the ``sources`` table."""
 
@@ -109,6 +124,29 @@ class WorkQueue:
         return [Source.from_row(row) for row in self.db.query(
             "SELECT * FROM sources WHERE origin = ? AND sha256 IS NOT NULL ORDER BY id", (origin,))]
 
+    def with_content(self) -> list[Source]:
+        """Every source that reached the spool (it names a recording), oldest first."""
+        return [Source.from_row(row) for row in self.db.query(
+            "SELECT * FROM sources WHERE sha256 IS NOT NULL ORDER BY id")]
+
+    def _with_archival(self, where: str, params: Sequence[Any]) -> list[SourceArchival]:
+        # Reads ``recordings`` (owned by ``state.catalog``) for the archival time only.
+        return [SourceArchival(Source.from_row(row), row["archived_at"]) for row in self.db.query(
+            "SELECT s.*, r.archived_at FROM sources AS s"
+            " LEFT JOIN recordings AS r ON r.sha256 = s.sha256 WHERE " + where, params)]
+
+    def of_origin_with_archival(self, origin: str) -> list[SourceArchival]:
+        """``of_origin`` with each recording's archival time, read together (device wipe)."""
+        return self._with_archival("s.origin = ? AND s.sha256 IS NOT NULL ORDER BY s.id", (origin,))
+
+    def at_path_with_archival(self, root: str, rel_path: str,
+                              rel_path_b64: str | None) -> list[SourceArchival]:
+        """The sources of one path under ``root``, newest first, with their recording's
+        archival time (inbox release)."""
+        return self._with_archival(
+            "s.root = ? AND s.rel_path = ? AND s.rel_path_b64 IS ? ORDER BY s.id DESC",
+            (root, rel_path, rel_path_b64))
+
     def _queued(self, where: str, params: Sequence[Any]) -> list[QueuedSource]:
         # Reads ``recordings`` (owned by ``state.catalog``) for the deadline only.
         return [QueuedSource(int(row["id"]), row["sha256"], row["size_bytes"], row["rel_path"],
@@ -120,8 +158,12 @@ class WorkQueue:
 
     def left_by_earlier_runs(self) -> list[QueuedSource]:
         """Sources still spooled, or failed/skipped without their ``quarantined`` event."""
-        return self._queued("s.state = ? OR (s.state IN (?, ?) AND s.reported = 0)",
-                            (SPOOLED, FAILED, SKIPPED))
+        return self._queued(_UNFINISHED, _UNFINISHED_STATES)
+
+    def count_left_by_earlier_runs(self) -> int:
+        """How many sources ``left_by_earlier_runs`` would return."""
+        return int(self.db.scalar(
+            "SELECT COUNT(*) FROM sources AS s WHERE " + _UNFINISHED, _UNFINISHED_STATES))
 
     def waiting_for_upload(self) -> list[QueuedSource]:
         """Sources whose copy waits in the spool for the archive."""
@@ -142,6 +184,13 @@ class WorkQueue:
         """Sources of this content still waiting in the spool (it is released at 0)."""
         return int(self.db.scalar(
             "SELECT COUNT(*) FROM sources WHERE sha256 = ? AND state = ?", (sha256, SPOOLED)))
+
+    def in_flight_since(self, since: str) -> bool:
+        """A source on its way to the archive (discovered or spooled) was touched at or after
+        ``since``."""
+        return self.db.scalar(
+            "SELECT 1 FROM sources WHERE state IN (?, ?) AND updated_at >= ? LIMIT 1",
+            (*_IN_FLIGHT_STATES, since)) is not None
 
     def counts_by_state(self) -> dict[str, int]:
         """How many sources are in each state (states without a source are left out)."""
