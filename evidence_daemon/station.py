@@ -10,7 +10,6 @@ built, so the other commands do not load them.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -38,7 +37,9 @@ from .ingest.backlog import read_backlog
 from .ingest.outcomes import ProgressCallback
 from .ingest.pipeline import IngestMetrics, Ingestor
 from .ingest.priority import OrderRules
+from .state.catalog import Catalog
 from .state.db import Database
+from .state.queue import WorkQueue
 from .i18n import _
 
 if TYPE_CHECKING:
@@ -84,43 +85,37 @@ class Station:
         """The local catalog in the CLI's JSON contract (see README)."""
         now = self.clock()
         sources: dict[str, list[dict[str, Any]]] = {}
-        for row in self.database.query(
-            "SELECT sha256, rel_path, rel_path_b64, root, device_id, officer_id, state, acquired_at"
-            " FROM sources WHERE sha256 IS NOT NULL ORDER BY id"
-        ):
-            entry = {"path": row["rel_path"], "root": row["root"], "device_id": row["device_id"],
-                     "officer_id": row["officer_id"], "state": row["state"],
-                     "acquired_at": row["acquired_at"]}
-            if row["rel_path_b64"]:
-                entry["path_b64"] = row["rel_path_b64"]
-            sources.setdefault(row["sha256"], []).append(entry)
-        result = []
-        for row in self.database.query("SELECT * FROM recordings ORDER BY first_seen_at, sha256"):
-            deadline = parse_optional(row["archive_deadline"])
-            result.append({
-                "id": row["sha256"],
-                "sha256": row["sha256"],
-                "sm3": row["sm3"],
-                "size_bytes": row["size_bytes"],
-                "sources": sources.get(row["sha256"], []),
-                "device_id": row["device_id"],
-                "officer_id": row["officer_id"],
-                "recorded_start": row["recorded_start"],
-                "recorded_end": row["recorded_end"],
-                "time_source": row["time_source"],
-                "archived_at": row["archived_at"],
-                "archive_deadline": row["archive_deadline"],
-                "compliance": compliance_state(
-                    deadline=deadline, archived_at=parse_optional(row["archived_at"]), now=now,
-                    at_risk_margin_hours=self.config.compliance.at_risk_margin_hours,
-                ),
-                "flags": json.loads(row["flags"]),
-                "flag_reasons": json.loads(row["flag_reasons"]),
-                "media": json.loads(row["media"]) if row["media"] else None,
-                "object_key": row["object_key"],
-                "verified_by": row["verified_by"],
-            })
-        return result
+        for source in WorkQueue(self.database).with_content():
+            entry = {"path": source.rel_path, "root": source.root, "device_id": source.device_id,
+                     "officer_id": source.officer_id, "state": source.state.value,
+                     "acquired_at": source.acquired_at}
+            if source.rel_path_b64:
+                entry["path_b64"] = source.rel_path_b64
+            sources.setdefault(str(source.sha256), []).append(entry)
+        return [{
+            "id": recording.sha256,
+            "sha256": recording.sha256,
+            "sm3": recording.sm3,
+            "size_bytes": recording.size_bytes,
+            "sources": sources.get(recording.sha256, []),
+            "device_id": recording.device_id,
+            "officer_id": recording.officer_id,
+            "recorded_start": recording.recorded_start,
+            "recorded_end": recording.recorded_end,
+            "time_source": recording.time_source,
+            "archived_at": recording.archived_at,
+            "archive_deadline": recording.archive_deadline,
+            "compliance": compliance_state(
+                deadline=parse_optional(recording.archive_deadline),
+                archived_at=parse_optional(recording.archived_at), now=now,
+                at_risk_margin_hours=self.config.compliance.at_risk_margin_hours,
+            ),
+            "flags": list(recording.flags),
+            "flag_reasons": recording.flag_reasons,
+            "media": recording.media,
+            "object_key": recording.object_key,
+            "verified_by": recording.verified_by,
+        } for recording in Catalog(self.database).recordings()]
 
     def checkpointer(self, metrics: CheckpointMetrics | None = None) -> Checkpointer:
         """Signs, stamps and witnesses this station's checkpoints (``[timestamp]``)."""

@@ -72,8 +72,9 @@ class Catalog:
         return self.db.query_one("SELECT 1 FROM recordings WHERE sha256 = ?", (sha256,)) is not None
 
     def recordings(self) -> list[Recording]:
-        """Every recording, pending and archived."""
-        return [Recording.from_row(row) for row in self.db.query("SELECT * FROM recordings")]
+        """Every recording, pending and archived, in the order the station first saw them."""
+        return [Recording.from_row(row) for row in self.db.query(
+            "SELECT * FROM recordings ORDER BY first_seen_at, sha256")]
 
     def first_seen(self) -> dict[str, str]:
         """When the station first saw each recording, by SHA-256."""
