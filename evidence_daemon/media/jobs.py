@@ -2,7 +2,9 @@
 
 One job per archived recording says whether its viewing copy is still to be made, being made,
 made, or why not. Every read and write of ``proxy_jobs`` is here; ``proxy.py`` runs ffmpeg and
-calls this queue for each step. The pure decisions (a new job's state, the retry backoff) sit
+calls this queue for each step. What it needs of a recording it asks ``state.catalog.Catalog``
+(which also flags an unplayable one, inside this queue's transaction), and whether ingest is
+busy ``state.queue.WorkQueue``. The pure decisions (a new job's state, the retry backoff) sit
 beside the SQL.
 
 Job states (``ProxyState``; the values are stored, never rename them)::
@@ -19,7 +21,6 @@ a failure retried forever (after ``retries`` attempts the job is ``failed`` unti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,7 +29,9 @@ from typing import Any
 
 from ..clock import Clock, format_time, utc_now
 from ..i18n import untranslated
+from ..state.catalog import Catalog
 from ..state.db import Database
+from ..state.queue import WorkQueue
 
 
 class ProxyState(StrEnum):
@@ -127,29 +130,28 @@ def after_failure(attempts: int, retries: int) -> ProxyState:
 class ProxyQueue:
     database: Database
     clock: Clock = utc_now
+    catalog: Catalog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.catalog = Catalog(self.database)
 
     def enqueue_archived(self) -> int:
         """A job for every archived recording that has none yet; returns how many."""
-        rows = self.database.query(
-            "SELECT r.sha256, r.media, r.flag_reasons FROM recordings r"
-            " LEFT JOIN proxy_jobs j ON j.sha256 = r.sha256"
-            " WHERE r.archived_at IS NOT NULL AND j.sha256 IS NULL")
+        recordings = self.catalog.archived_without_proxy_job()
         now = format_time(self.clock())
-        for row in rows:
-            state, kind, reason = initial_job(
-                json.loads(row["media"]) if row["media"] else None, json.loads(row["flag_reasons"]))
+        for recording in recordings:
+            state, kind, reason = initial_job(recording.media, recording.flag_reasons)
             self.database.execute(
                 "INSERT OR IGNORE INTO proxy_jobs (sha256, state, kind, last_error, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)", (row["sha256"], state, kind, reason, now, now))
-        return len(rows)
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (recording.sha256, state, kind, reason, now, now))
+        return len(recordings)
 
     def ingest_active(self, window_s: float = INGEST_ACTIVE_WINDOW_S) -> bool:
         """Files are being copied or archived right now (a source still on its way to the
         archive, touched within ``window_s``): proxies wait, so ingest never shares the CPU."""
         since = format_time(self.clock() - timedelta(seconds=window_s))
-        return self.database.scalar(
-            "SELECT 1 FROM sources WHERE state IN ('discovered', 'spooled') AND updated_at >= ?"
-            " LIMIT 1", (since,)) is not None
+        return WorkQueue(self.database).in_flight_since(since)
 
     def recover(self) -> int:
         """Jobs left ``running`` by a crash go back to ``pending``."""
@@ -167,18 +169,20 @@ class ProxyQueue:
             return None
         with self.database.transaction() as conn:
             row = conn.execute(
-                "SELECT j.sha256, j.kind, j.attempts, r.extension, r.size_bytes, r.media"
-                " FROM proxy_jobs j JOIN recordings r ON r.sha256 = j.sha256"
-                " WHERE j.state = ? AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= ?)"
-                " ORDER BY j.created_at, j.sha256 LIMIT 1", (ProxyState.PENDING, now)).fetchone()
+                "SELECT sha256, kind, attempts FROM proxy_jobs"
+                " WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+                " ORDER BY created_at, sha256 LIMIT 1", (ProxyState.PENDING, now)).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE proxy_jobs SET state = ?, attempts = attempts + 1, updated_at = ?"
                          " WHERE sha256 = ?", (ProxyState.RUNNING, now, row["sha256"]))
-        return ProxyJob(sha256=row["sha256"], kind=ProxyKind(row["kind"]),
-                        attempts=int(row["attempts"]) + 1, extension=row["extension"],
-                        size_bytes=int(row["size_bytes"]),
-                        media=json.loads(row["media"]) if row["media"] else None)
+        # Read after the claim: a recording's extension, size and media facts never change, and
+        # a job cannot exist without its recording (a foreign key).
+        recording = self.catalog.get(row["sha256"])
+        assert recording is not None, "kept by the foreign key"
+        return ProxyJob(sha256=recording.sha256, kind=ProxyKind(row["kind"]),
+                        attempts=int(row["attempts"]) + 1, extension=recording.extension,
+                        size_bytes=recording.size_bytes, media=recording.media)
 
     def done(self, sha256: str, made: Made) -> None:
         self.database.execute(
@@ -193,12 +197,7 @@ class ProxyQueue:
         reason = untranslated(reason)  # stored reasons are English (i18n)
         now = format_time(self.clock())
         with self.database.transaction() as conn:
-            row = conn.execute("SELECT flag_reasons FROM recordings WHERE sha256 = ?",
-                               (sha256,)).fetchone()
-            reasons = json.loads(row["flag_reasons"]) if row else {}
-            reasons.setdefault("unplayable", reason)
-            conn.execute("UPDATE recordings SET flags = ?, flag_reasons = ? WHERE sha256 = ?",
-                         (json.dumps(sorted(reasons)), json.dumps(reasons, ensure_ascii=False), sha256))
+            Catalog.flag_in(conn, sha256, "unplayable", reason)
             conn.execute("UPDATE proxy_jobs SET state = ?, last_error = ?, next_attempt_at = NULL,"
                          " updated_at = ? WHERE sha256 = ?",
                          (ProxyState.UNPLAYABLE, reason, now, sha256))
@@ -233,9 +232,7 @@ class ProxyQueue:
         counts = {str(state): 0 for state in ProxyState}
         for row in self.database.query("SELECT state, COUNT(*) AS n FROM proxy_jobs GROUP BY state"):
             counts[row["state"]] = int(row["n"])
-        waiting = int(self.database.scalar(
-            "SELECT COUNT(*) FROM recordings r LEFT JOIN proxy_jobs j ON j.sha256 = r.sha256"
-            " WHERE r.archived_at IS NOT NULL AND j.sha256 IS NULL"))
+        waiting = self.catalog.count_archived_without_proxy_job()
         counts[ProxyState.PENDING] += waiting  # archived, job not created yet: as good as pending
         problems = [dict(row) for row in self.database.query(
             "SELECT sha256, state, attempts, last_error AS reason, next_attempt_at, updated_at"

@@ -1,11 +1,16 @@
 """The station's catalog: the ``recordings`` table, one row per distinct content (SHA-256).
 
-This module is the only one that writes ``recordings`` for the ingest pipeline. A row is
-entered once, as pending (``archived_at`` NULL) with its deadline, as soon as its content is
-spooled; it is marked archived only in the same transaction that marks its source archived,
-and only after the original verified and its manifest and ledger events were stored. A row is
-never deleted and never entered twice: identical content from two cards is one recording.
-(``media.proxy`` still adds the flags of an unplayable file itself; see its module.)
+This module is the only one that reads or writes ``recordings`` (``tests/test_table_owners.py``
+holds every other module to that). A row is entered once, as pending (``archived_at`` NULL)
+with its deadline, as soon as its content is spooled; it is marked archived only in the same
+transaction that marks its source archived, and only after the original verified and its
+manifest and ledger events were stored. Afterwards only its flags grow (``flag_in``: the proxy
+maker found it unplayable). A row is never deleted and never entered twice: identical content
+from two cards is one recording.
+
+Tables keyed by a recording belong to their own modules (``proxy_jobs`` to ``media.jobs``,
+``fixity`` to ``upkeep.jobs``); the questions that join them to ``recordings`` are asked here,
+reading only the other table's key and the column they order by.
 """
 
 from __future__ import annotations
@@ -76,6 +81,28 @@ class Catalog:
         return [Recording.from_row(row) for row in self.db.query(
             "SELECT * FROM recordings ORDER BY first_seen_at, sha256")]
 
+    def count_archived(self) -> int:
+        return int(self.db.scalar("SELECT COUNT(*) FROM recordings WHERE archived_at IS NOT NULL"))
+
+    def archived_without_proxy_job(self) -> list[Recording]:
+        """Archived recordings that have no ``proxy_jobs`` row yet."""
+        return [Recording.from_row(row) for row in self.db.query(
+            "SELECT r.* FROM recordings AS r LEFT JOIN proxy_jobs AS j ON j.sha256 = r.sha256"
+            " WHERE r.archived_at IS NOT NULL AND j.sha256 IS NULL")]
+
+    def count_archived_without_proxy_job(self) -> int:
+        return int(self.db.scalar(
+            "SELECT COUNT(*) FROM recordings AS r LEFT JOIN proxy_jobs AS j ON j.sha256 = r.sha256"
+            " WHERE r.archived_at IS NOT NULL AND j.sha256 IS NULL"))
+
+    def archived_by_fixity_age(self, limit: int) -> list[Recording]:
+        """Up to ``limit`` archived recordings whose original was checked longest ago (by
+        ``fixity.checked_at``), the never-checked first."""
+        return [Recording.from_row(row) for row in self.db.query(
+            "SELECT r.* FROM recordings AS r LEFT JOIN fixity AS f ON f.sha256 = r.sha256"
+            " WHERE r.archived_at IS NOT NULL"
+            " ORDER BY f.checked_at IS NOT NULL, f.checked_at, r.sha256 LIMIT ?", (limit,))]
+
     def first_seen(self) -> dict[str, str]:
         """When the station first saw each recording, by SHA-256."""
         return {row["sha256"]: row["first_seen_at"]
@@ -107,3 +134,14 @@ class Catalog:
                 "UPDATE recordings SET archived_at = ?, manifest_sha256 = ?, verified_by = ?"
                 " WHERE sha256 = ?", (archived_at, manifest_sha256, verified_by, sha256))
             WorkQueue.archived_in(conn, source_id, at=at)
+
+    @staticmethod
+    def flag_in(conn: sqlite3.Connection, sha256: str, flag: str, reason: str) -> None:
+        """Within the caller's transaction: flag the recording, keeping the reason of a flag it
+        already has. Nothing happens to a recording that is not in the catalog."""
+        row = conn.execute("SELECT flag_reasons FROM recordings WHERE sha256 = ?",
+                           (sha256,)).fetchone()
+        reasons = json.loads(row["flag_reasons"]) if row else {}
+        reasons.setdefault(flag, reason)
+        conn.execute("UPDATE recordings SET flags = ?, flag_reasons = ? WHERE sha256 = ?",
+                     (json.dumps(sorted(reasons)), json.dumps(reasons, ensure_ascii=False), sha256))

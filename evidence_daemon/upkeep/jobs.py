@@ -39,7 +39,8 @@ from ..clock import Clock, format_time, parse_time, utc_now
 from ..errors import EvidenceError, IntegrityError, ObjectMissingError, StorageError
 from ..ingest.pipeline import Ingestor
 from ..metrics.station import ArchiveHealth, PipelineMetrics
-from ..state import transitions as st
+from ..state.catalog import Catalog
+from ..state.queue import WorkQueue
 from ..i18n import _
 
 if TYPE_CHECKING:  # upkeep is given a station by station.py; it never builds one
@@ -205,9 +206,7 @@ class Upkeep:
         self.known_undocked = undocked
 
     def _waiting(self) -> int:
-        return int(self.station.database.scalar(
-            "SELECT COUNT(*) FROM sources WHERE state = ? OR (state IN (?, ?) AND reported = 0)",
-            (st.SPOOLED, st.FAILED, st.SKIPPED)))
+        return WorkQueue(self.station.database).count_left_by_earlier_runs()
 
     def retry_uploads(self) -> None:
         """Archive what waits in the spool; back off exponentially while the archive is down."""
@@ -248,12 +247,13 @@ class Upkeep:
         removed = 0
         if not spool.objects.is_dir():
             return 0
+        catalog, queue = Catalog(self.station.database), WorkQueue(self.station.database)
         for path in spool.objects.iterdir():
             sha256 = path.name
-            row = self.station.database.query_one(
-                "SELECT archived_at, (SELECT COUNT(*) FROM sources WHERE sha256 = ? AND state = ?)"
-                " AS waiting FROM recordings WHERE sha256 = ?", (sha256, st.SPOOLED, sha256))
-            if row is None or row["archived_at"] is None or row["waiting"]:
+            # Archived first, then no source waiting: an archived recording stays archived, so
+            # the answer is the one a single read at the second question would give.
+            recording = catalog.get(sha256)
+            if recording is None or recording.archived_at is None or queue.spooled_copies_of(sha256):
                 continue
             spool.release(sha256)
             removed += 1
@@ -277,22 +277,19 @@ class Upkeep:
     def fixity_audit(self) -> tuple[int, int]:
         """Re-hash the least recently checked share of archived originals: (checked, failed)."""
         database = self.station.database
-        total = int(database.scalar("SELECT COUNT(*) FROM recordings WHERE archived_at IS NOT NULL"))
-        batch = fixity_batch_size(total, interval_s=self.config.upkeep.fixity_interval_s,
+        catalog = Catalog(database)
+        batch = fixity_batch_size(catalog.count_archived(),
+                                  interval_s=self.config.upkeep.fixity_interval_s,
                                   period_days=self.config.upkeep.fixity_period_days)
-        rows = database.query(
-            "SELECT r.sha256, r.object_key, r.size_bytes FROM recordings r"
-            " LEFT JOIN fixity f ON f.sha256 = r.sha256 WHERE r.archived_at IS NOT NULL"
-            " ORDER BY f.checked_at IS NOT NULL, f.checked_at, r.sha256 LIMIT ?", (batch,))
         checked = failed = 0
-        for row in rows:
-            sha256, key = row["sha256"], row["object_key"]
+        for recording in catalog.archived_by_fixity_age(batch):
+            sha256, key = recording.sha256, recording.object_key
             try:
                 found_sha256, found_size = hash_stored(self.station.store, key)
                 problem = None
-                if found_sha256 != sha256 or found_size != row["size_bytes"]:
+                if found_sha256 != sha256 or found_size != recording.size_bytes:
                     problem = (f"stored copy hashes to {found_sha256[:12]} ({found_size} bytes), "
-                               f"expected {sha256[:12]} ({row['size_bytes']} bytes)")
+                               f"expected {sha256[:12]} ({recording.size_bytes} bytes)")
             except ObjectMissingError:
                 problem = "the archived original is missing"
             except StorageError as exc:
