@@ -79,3 +79,72 @@ def test_archiving_moves_the_recording_and_its_source_together(database: Databas
     assert queue.spooled_copies_of(SHA) == 1 and queue.count_spooled([first, second]) == 1
     source = queue.get(first)
     assert source is not None and source.state is SourceState.ARCHIVED
+
+
+def pending(sha256: str = SHA) -> Recording:
+    return Recording(sha256=sha256, sm3=None, size_bytes=10, extension="mp4",
+                     object_key=f"recordings/{sha256}/original.mp4", device_id="DSJ001",
+                     officer_id=None, recorded_start=None, recorded_end=None,
+                     time_source="mtime", archive_deadline=AT, first_seen_at=AT)
+
+
+def test_sources_are_read_with_their_recordings_archival_time(database: Database) -> None:
+    """What the device wipe and the inbox release decide from: one read of both tables."""
+    queue, catalog = WorkQueue(database), Catalog(database)
+    first, second, unread = add(queue, "k1"), add(queue, "k2"), add(queue, "k3")
+    queue.mark_spooled(first, sha256=SHA, sm3=None, spool_path="/spool/x", at=AT)
+    queue.mark_spooled(second, sha256="ef" * 32, sm3=None, spool_path="/spool/y", at=AT)
+    catalog.add_pending(pending())
+    catalog.mark_archived(SHA, archived_at=AT, manifest_sha256="e" * 64, verified_by="etag",
+                          source_id=first, at=AT)
+    on_device = queue.of_origin_with_archival("DSJ001")  # the unread one never reached the spool
+    assert [(row.source.id, row.archived_at) for row in on_device] == [(first, AT), (second, None)]
+    at_path = queue.at_path_with_archival("/media/cam", "DCIM/a.mp4", None)
+    assert [row.source.id for row in at_path] == [unread, second, first]  # newest first
+    assert queue.at_path_with_archival("/media/cam", "DCIM/a.mp4", "RENDQ0lN") == []
+    assert [source.id for source in queue.with_content()] == [first, second]
+
+
+def test_the_queue_counts_what_is_left_and_what_is_in_flight(database: Database) -> None:
+    queue = WorkQueue(database)
+    spooled, failed, reported = add(queue, "k1"), add(queue, "k2"), add(queue, "k3")
+    queue.mark_spooled(spooled, sha256=SHA, sm3=None, spool_path="/spool/x", at=AT)
+    queue.move(failed, SourceState.FAILED, "unreadable", at=AT)
+    queue.move(reported, SourceState.FAILED, "unreadable", at=AT)
+    queue.mark_reported(reported)
+    assert queue.count_left_by_earlier_runs() == len(queue.left_by_earlier_runs()) == 2
+    assert queue.in_flight_since(AT)  # the spooled one, touched at AT
+    assert not queue.in_flight_since("2026-11-25T01:00:00.000001+00:00")
+
+
+def test_the_catalog_answers_for_proxies_and_fixity(database: Database) -> None:
+    queue, catalog = WorkQueue(database), Catalog(database)
+    shas = ["a1" * 32, "b2" * 32, "c3" * 32]
+    for n, sha256 in enumerate(shas):
+        source_id = add(queue, f"k{n}")
+        queue.mark_spooled(source_id, sha256=sha256, sm3=None, spool_path="/spool/x", at=AT)
+        catalog.add_pending(pending(sha256))
+        if n < 2:
+            catalog.mark_archived(sha256, archived_at=AT, manifest_sha256="e" * 64,
+                                  verified_by="etag", source_id=source_id, at=AT)
+    assert catalog.count_archived() == 2
+    assert [r.sha256 for r in catalog.archived_without_proxy_job()] == shas[:2]
+    database.execute("INSERT INTO proxy_jobs (sha256, state, created_at, updated_at)"
+                     " VALUES (?, 'pending', ?, ?)", (shas[0], AT, AT))
+    assert [r.sha256 for r in catalog.archived_without_proxy_job()] == shas[1:2]
+    assert catalog.count_archived_without_proxy_job() == 1
+    database.execute("INSERT INTO fixity (sha256, checked_at, ok) VALUES (?, ?, 1)", (shas[0], AT))
+    assert [r.sha256 for r in catalog.archived_by_fixity_age(5)] == [shas[1], shas[0]]
+    assert [r.sha256 for r in catalog.archived_by_fixity_age(1)] == [shas[1]]
+
+
+def test_a_flag_is_added_inside_the_callers_transaction(database: Database) -> None:
+    catalog = Catalog(database)
+    catalog.add_pending(pending())
+    with database.transaction() as conn:
+        Catalog.flag_in(conn, SHA, "unplayable", "ffmpeg: invalid data")
+        Catalog.flag_in(conn, SHA, "unplayable", "a second reason is not kept")
+        Catalog.flag_in(conn, "00" * 32, "unplayable", "no such recording: nothing happens")
+    recording = catalog.get(SHA)
+    assert recording is not None and recording.flags == ("unplayable",)
+    assert recording.flag_reasons == {"unplayable": "ffmpeg: invalid data"}
