@@ -1,7 +1,7 @@
 """The work queue: the ``sources`` table, one row per file seen on a device or in an inbox.
 
-This module is the only one that writes ``sources``; the moves it makes are the ones
-``state.transitions`` allows. A row is changed only after the side effect it records is
+This module is the only one that reads or writes ``sources`` (``tests/test_table_owners.py``
+holds every other module to that); the moves it makes are the ones ``state.transitions`` allows. A row is changed only after the side effect it records is
 durable (the spool copy fsync'd and renamed before ``spooled``; the original verified, its
 manifest stored and its ledger events written before ``archived``, which ``Catalog.mark_archived``
 commits together with the recording). A row is never deleted: a source's history is evidence
