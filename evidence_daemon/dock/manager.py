@@ -6,6 +6,9 @@ runs one job per docked device or ready inbox batch, every docked device at once
 
     settle -> mount read-only -> survey -> register the dock -> ingest -> [opt-in wipe] -> unmount
 
+Settling is waiting until the device can be read (``sources/readiness.py``: its node opens and
+reads), for at most ``dock.settle_s``: a ready card is mounted at once.
+
 An inbox batch is ingested, then each file is kept, moved to ``done/`` or removed by the
 release policy (``dock/inbox.py`` over ``dock/release.py``); the wipe uses the same policy.
 
@@ -41,6 +44,7 @@ from ..errors import EvidenceError
 from ..ingest.outcomes import Progress
 from ..ingest.pipeline import Ingestor, Origin, Summary
 from ..ingest.scanner import FILE, display_path, scan_tree
+from ..sources.readiness import Readiness, wait_until_ready
 from ..sources.rules import DeviceInfo, DockMatch, device_identity, match_device
 from ..state.db import Database
 from .inbox import inbox_origin, release_inbox_file
@@ -60,6 +64,10 @@ class MounterLike(Protocol):
     def unmount(self, mountpoint: Path) -> None: ...
 
     def remount_writable(self, mountpoint: Path, info: DeviceInfo) -> None: ...
+
+
+# (device, the most to wait in seconds, stop) -> whether and when it became ready
+ReadinessWait = Callable[[DeviceInfo, float, threading.Event], Readiness]
 
 
 class RegistryLike(Protocol):
@@ -172,8 +180,10 @@ class DockManager:
         ledger: LedgerWriter,
         *,
         stop: threading.Event | None = None,
+        wait_ready: ReadinessWait = wait_until_ready,
     ) -> None:
         self.config = config
+        self.wait_ready = wait_ready
         self.ingestor = ingestor
         self.registry = registry
         self.mounter = mounter
@@ -255,9 +265,13 @@ class DockManager:
         mountpoint: Path | None = None
         try:
             job.state = JobState.SETTLING
-            if self.stop.wait(self.config.dock.settle_s) or job.removed:
+            readiness = self.wait_ready(info, self.config.dock.settle_s, self.stop)
+            if self.stop.is_set() or job.removed:
                 job.state = JobState.INCOMPLETE
                 return
+            if not readiness.ready:  # the mount says what is wrong, if anything is
+                log.warning("%s: not ready after %.1f s (%s); mounting anyway", job.name,
+                            readiness.waited_s, readiness.reason)
             job.state = JobState.MOUNTING
             mountpoint = self.mounter.mount(info, job.name, match)
             job.mountpoint = str(mountpoint)
