@@ -78,5 +78,5 @@ def test_the_dock_mounts_a_ready_device_without_waiting_settle_s(tmp_path: Path)
     [job] = manager.snapshot()
     manager.shutdown()
     station.close()
-    assert job["state"] == "done" and job["result"] == {"archived": 3}, job
+    assert job["state"] == "done" and job["result"] == {"spooled, uploading": 3}, job
     assert elapsed_s < 5.0, elapsed_s

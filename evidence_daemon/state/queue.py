@@ -122,6 +122,11 @@ class WorkQueue:
         return self._queued("s.state = ? OR (s.state IN (?, ?) AND s.reported = 0)",
                             (SPOOLED, FAILED, SKIPPED))
 
+    def queued(self, source_id: int) -> QueuedSource | None:
+        """One source as the upload order sees it."""
+        found = self._queued("s.id = ?", (source_id,))
+        return found[0] if found else None
+
     def waiting_for_upload(self) -> list[QueuedSource]:
         """Sources whose copy waits in the spool for the archive."""
         return self._queued("s.state = ? AND s.sha256 IS NOT NULL", (SPOOLED,))
