@@ -213,3 +213,33 @@ def test_a_crash_after_the_release_and_before_the_uploads_loses_nothing(
     assert before.get("spooled", 0) >= 2, before  # the release came before (most) uploads
     assert summary.ok and after == {"archived": 3}, (summary, after)
     assert lost == 0 and verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_shutdown_finishes_the_upload_in_flight_and_leaves_the_rest_spooled_for_the_next_start(
+    tmp_path: Path
+) -> None:
+    config_path = write_config(tmp_path, extra="[ingest]\nprobe = false\n[media]\nproxy = false\n"
+                               "[dock]\nsettle_s = 0\n")
+    config = load_config(config_path, environ={}, overrides={"archive.upload_workers": "1"})
+    station = open_station(config)
+    gated = GatedArchive(station.store)
+    station.store = gated
+    make_card(tmp_path / "cards", "generic-label-SNA",
+              ["DSJ001_1001_20261125090000_0001.MP4", "DSJ001_1001_20261125100000_0002.MP4"])
+    ingestor = station.ingestor()
+    manager = DockManager(config, ingestor, FakeRegistry(), TreeMounter(tmp_path / "cards"),
+                          station.database, station.ledger)
+    manager.device_added(info(role="recorder", serial="SNA", devnode="/dev/sda1"))
+    wait_for(lambda: job_state(manager, "generic-label-SNA") == "done")
+    stopping = threading.Thread(target=manager.shutdown)
+    stopping.start()
+    time.sleep(0.3)  # shutdown has begun: the stage takes nothing new
+    gated.gate.set()  # the upload in flight completes
+    stopping.join(30)
+    assert not stopping.is_alive()
+    assert ingestor.queue.counts_by_state() == {"archived": 1, "spooled": 1}
+    assert ingestor.uploading == 0
+    summary = station.ingestor().resume()  # the next start
+    counts = station.ingestor().queue.counts_by_state()
+    station.close()
+    assert summary.ok and counts == {"archived": 2}

@@ -394,10 +394,10 @@ class Ingestor:
         to the upload stage (noting its id there)."""
         try:
             self.archiver.catalog(source_id)
-            if handed_over is not None and not archive_down.is_set() and self._spooled(source_id):
+            if (handed_over is not None and not archive_down.is_set() and self._spooled(source_id)
+                    and self._hand_over(source_id, archive_down)):
                 handed_over.add(source_id)  # set.add: atomic under the GIL
                 summary.counts[UPLOADING] += 1
-                self._hand_over(source_id, archive_down)
                 return
             if archive_down.is_set():
                 return  # stays spooled; the next run (or the daemon's retry) takes it
@@ -442,13 +442,16 @@ class Ingestor:
         source = self.queue.get(source_id)
         return source is not None and source.state == st.SPOOLED
 
-    def _hand_over(self, source_id: int, archive_down: threading.Event) -> None:
+    def _hand_over(self, source_id: int, archive_down: threading.Event) -> bool:
         """Queue a durable, catalogued source for the upload stage, in upload order (its
-        catalogued deadline); it stays held until the stage is done with it."""
+        catalogued deadline); it stays held until the stage is done with it. False once the
+        stage has stopped (the run then archives it itself)."""
         queued = self.queue.queued(source_id)
         key = self._upload_key(queued) if queued is not None else (1, math.inf, source_id)
         with self._stage_lock:
-            if not self._stage_workers and not self._stage_stop.is_set():
+            if self._stage_stop.is_set():
+                return False
+            if not self._stage_workers:
                 self._stage_workers = [
                     threading.Thread(target=self._stage_worker, daemon=True, name=f"uploads-{index}")
                     for index in range(self.config.archive.upload_workers)
@@ -456,6 +459,7 @@ class Ingestor:
                 for worker in self._stage_workers:
                     worker.start()
             self._stage.put(key, (source_id, archive_down))
+        return True
 
     def _stage_worker(self) -> None:
         while (entry := self._stage.get()) is not None:
