@@ -41,8 +41,9 @@ Cases, for each N in ``--cards`` and each filesystem in ``--fs`` (and S3 for N i
 Printed side by side: raw seconds, dock seconds, the ratio (target ≤ 1.15× at N = 8), the
 aggregate MB/s of each, the daemon's peak RSS (VmHWM) and CPU (its own and its reaped mount
 helpers'), the bytes the group read from the devices, and -- as the profile -- per-device
-phases from the daemon's log: attach → docked (udev), docked → mounted (``dock.settle_s`` and
-the mount), mounted → last file archived (reading, hashing, writing). The load average is
+phases from the daemon's log: attach → docked (udev), docked → mounted (waiting until the
+device is readable, at most ``dock.settle_s``, and the mount), mounted → released (every file
+read, hashed and durable in the spool; the uploads go on after). The load average is
 noted before and after each case: the machine is shared.
 
 Its section of ``--out``, raw figures in ``--results`` (JSON), data in a temporary directory
@@ -316,7 +317,7 @@ class Result:
     phases: dict[str, float] = field(default_factory=dict)
     note: str = ""
 
-    settle_s: float = 0.0  # the daemon's dock.settle_s: a fixed wait before each mount
+    settle_s: float = 0.0  # measured: docked -> mounted (median): readiness wait + the mount
 
     @property
     def ratio(self) -> float | None:
@@ -324,7 +325,7 @@ class Result:
 
     @property
     def ratio_after_settle(self) -> float | None:
-        """(dock - settle_s) / raw: what the daemon adds beyond its fixed wait."""
+        """(dock - docked->mounted) / raw: what the daemon adds beyond waiting to mount."""
         return (self.dock_s - self.settle_s) / self.raw_s if self.raw_s and self.dock_s else None
 
 
@@ -507,8 +508,7 @@ def dock_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fi
 def run_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, files: int,
              archive_kind: str, args: argparse.Namespace, profile: Path | None = None) -> Result:
     result = Result(fs=fs, archive=archive_kind, cards=len(cards),
-                    footage_bytes=sum(card.footage_bytes for card in cards),
-                    settle_s=DockConfig().settle_s if args.settle_s is None else args.settle_s)
+                    footage_bytes=sum(card.footage_bytes for card in cards))
     load_before = load_average()
     result.raw_s, result.raw_read_bytes = raw_read(work, throttle, cards, fs)
     with contextlib.ExitStack() as stack:
@@ -520,6 +520,7 @@ def run_case(work: Path, throttle: Throttle, cards: Sequence[Card], fs: str, fil
         if profile is not None:
             stack.enter_context(profiled(profile))
         dock_case(work, throttle, cards, fs, files, archive, args, result)
+    result.settle_s = result.phases.get("docked → mounted median", 0.0)
     result.load = f"{load_before} → {load_average()}"
     print(f"  {FS_NAMES[fs]:6} {archive_kind:10} N={len(cards):2}{' (profiled)' if profile else ''}: raw {result.raw_s:6.2f} s, "
           f"dock {result.dock_s:6.2f} s, ratio {result.ratio or 0:5.2f}×, "
@@ -544,7 +545,8 @@ def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at:
         "device-mapper and no cgroup-v2 `io` controller on this kernel); the daemon (and so its "
         "FUSE mount helpers) and every `dd` in that group. Images in the page cache.",
         "- Daemon: `evidence-daemon run`, shipped defaults (`dock.max_concurrent_devices = 0`, "
-        f"`dock.settle_s` {'= ' + str(args.settle_s) if args.settle_s is not None else 'default 2.0'}, "
+        f"`dock.settle_s` {'= ' + str(args.settle_s) if args.settle_s is not None else f'default {DockConfig().settle_s}'} "
+        "(the most to wait: a device is mounted once readable), "
         f"viewing copies {'off' if args.no_proxy else 'on (default)'}), fresh state per case; "
         "filesystem archive on the work directory's disk, or S3 on the tests' moto server "
         "(its own process; moto is bound by its own CPU)."
@@ -552,15 +554,15 @@ def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at:
            if disk_mb_s else ""),
         "- raw: `dd iflag=direct` of each card's footage bytes, all N at once. dock: from the "
         "last `losetup` until the last recording's `archived_at`. ratio = dock / raw; "
-        "(dock − settle) / raw leaves out the daemon's fixed `dock.settle_s` wait before each "
-        "mount (context: with small cards that wait dominates). "
+        "(dock − mount wait) / raw leaves out the measured docked → mounted median (the wait "
+        "for readiness and the mount; context: with small cards a fixed wait dominated). "
         f"Target ≤ {TARGET_RATIO}× at N = {TARGET_CARDS}. MB = 10^6 bytes. Peak RSS: the "
         "daemon's VmHWM. CPU: the daemon's own (of which in the kernel) + its helpers' "
         "(ffprobe, viewing-copy ffmpeg, the FUSE mount helpers). Read: bytes the "
         "group read from the devices (dock / raw). Load: 1-min load average before → after "
         "(2 CPUs, shared by 8 engineers).",
         "",
-        "| cards | archive | N | raw s | dock s | ratio | (dock − settle) / raw | raw MB/s "
+        "| cards | archive | N | raw s | dock s | ratio | (dock − mount wait) / raw | raw MB/s "
         "| dock MB/s | peak RSS MB | CPU s | read MB | archived | load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -575,7 +577,7 @@ def markdown(results: Sequence[Result], *, args: argparse.Namespace, started_at:
             f"{row.group_read_bytes / MB:.0f} / {row.raw_read_bytes / MB:.0f} | "
             f"{row.recordings}/{row.expected}{' ' + row.note if row.note else ''} | {row.load} |")
     lines += ["", "Per-device phases from the daemon's log (median / max seconds):", "",
-              "| cards | archive | N | attach → docked | docked → mounted | mounted → done |",
+              "| cards | archive | N | attach → docked | docked → mounted | mounted → released (spooled) |",
               "|---|---|---:|---:|---:|---:|"]
     for row in results:
         cells = [f"{row.phases.get(name + ' median', 0):.2f} / {row.phases.get(name + ' max', 0):.2f}"

@@ -22,6 +22,7 @@ POINTS = (
     "archive.after_manifest",  # manifest written, ledger event not yet appended
     "ledger.after_write",  # ledger object written, local index not yet updated
     "ingest.before_commit",  # everything durable in the archive, SQLite not yet updated
+    "dock.released",  # a device's job ended (unmounted); its uploads may still be under way
 )
 
 

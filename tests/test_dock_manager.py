@@ -97,7 +97,9 @@ def test_a_tagged_device_is_mounted_ingested_registered_and_unmounted(tmp_path: 
     manager.device_added(info(role="recorder"))  # udev repeats itself: served once
     finish(manager)
     [job] = manager.snapshot()
-    assert job["state"] == "done" and job["result"] == {"archived": 3}, job
+    # released once spooled: the upload stage archived them after (finish waits for it)
+    assert job["state"] == "done" and job["result"] == {"spooled, uploading": 3}, job
+    assert manager.ingestor.queue.counts_by_state() == {"archived": 3}
     assert mounter.mounted == ["generic-label-SN0042"] and len(mounter.unmounted) == 1
     assert [d.device_id for d in registry.docked_devices] == ["generic-label-SN0042"]
     assert mounter.writable == []  # no rule asked for a wipe

@@ -86,6 +86,7 @@ def test_the_default_dock_serves_every_docked_device_at_once(
               wrongly_archived=0, duplicates=len(archived_events) - len(archived),
               message=f"{sum(job['state'] == 'done' for job in jobs)} of {DEVICES} jobs done")
     assert len(jobs) == DEVICES
-    # every device done, each job's result its own two files (not another dock's, whose
-    # spooled files its run must leave to the run that copied them)
-    assert [(job["state"], job["result"]) for job in jobs] == [("done", {"archived": 2})] * DEVICES
+    # every device done (released once its files were spooled; the uploads went on), each
+    # job's result its own two files (not another dock's, whose spooled files its run must
+    # leave to the run that copied them)
+    assert [(job["state"], job["result"]) for job in jobs] == [("done", {"spooled, uploading": 2})] * DEVICES

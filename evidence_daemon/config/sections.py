@@ -255,7 +255,8 @@ class DockConfig(Section):
     ignore_unknown: bool = Field(
         default=True, description="log and leave alone removable devices no rule matches")
     settle_s: float = Field(
-        default=2.0, ge=0, description="wait after a device appears before mounting it")
+        default=2.0, ge=0, description="the most to wait after a device appears for it to be "
+        "readable before mounting it")
     mount_commands: MountCommands = Field(
         default=DEFAULT_MOUNT_COMMANDS,
         description="filesystem type -> command mounting {device} read-only at {mountpoint}")

@@ -4,7 +4,15 @@ Subscribes to the sources' events (``device_added``, ``device_removed``, ``inbox
 runs one job per docked device or ready inbox batch, every docked device at once unless the operator limits it
 (``dock.max_concurrent_devices``; each device holds a few MB, see README "Memory")::
 
-    settle -> mount read-only -> survey -> register the dock -> ingest -> [opt-in wipe] -> unmount
+    settle -> mount read-only -> survey -> register the dock -> spool -> [opt-in wipe] -> unmount
+
+The device is released (unmounted, its job done) once every file it gave is durable in the
+spool (copied, hashed, fsync'd); the uploads go on in the ingest pipeline's upload stage,
+beside every other device's, earliest deadline first. Only a device whose rule asks for the
+wipe waits until every file is archived.
+
+Settling is waiting until the device can be read (``sources/readiness.py``: its node opens and
+reads), for at most ``dock.settle_s``: a ready card is mounted at once.
 
 An inbox batch is ingested, then each file is kept, moved to ``done/`` or removed by the
 release policy (``dock/inbox.py`` over ``dock/release.py``); the wipe uses the same policy.
@@ -38,9 +46,11 @@ from ..config import After, Config, WatchConfig
 from ..custody.ledger import LedgerWriter
 from ..devices.registry import DeviceIdentity
 from ..errors import EvidenceError
+from ..failpoints import failpoint
 from ..ingest.outcomes import Progress
 from ..ingest.pipeline import Ingestor, Origin, Summary
 from ..ingest.scanner import FILE, display_path, scan_tree
+from ..sources.readiness import Readiness, wait_until_ready
 from ..sources.rules import DeviceInfo, DockMatch, device_identity, match_device
 from ..state.db import Database
 from .inbox import inbox_origin, release_inbox_file
@@ -61,6 +71,10 @@ class MounterLike(Protocol):
     def unmount(self, mountpoint: Path) -> None: ...
 
     def remount_writable(self, mountpoint: Path, info: DeviceInfo) -> None: ...
+
+
+# (device, the most to wait in seconds, stop) -> whether and when it became ready
+ReadinessWait = Callable[[DeviceInfo, float, threading.Event], Readiness]
 
 
 class RegistryLike(Protocol):
@@ -173,8 +187,10 @@ class DockManager:
         ledger: LedgerWriter,
         *,
         stop: threading.Event | None = None,
+        wait_ready: ReadinessWait = wait_until_ready,
     ) -> None:
         self.config = config
+        self.wait_ready = wait_ready
         self.ingestor = ingestor
         self.registry = registry
         self.mounter = mounter
@@ -256,9 +272,13 @@ class DockManager:
         mountpoint: Path | None = None
         try:
             job.state = JobState.SETTLING
-            if self.stop.wait(self.config.dock.settle_s) or job.removed:
+            readiness = self.wait_ready(info, self.config.dock.settle_s, self.stop)
+            if self.stop.is_set() or job.removed:
                 job.state = JobState.INCOMPLETE
                 return
+            if not readiness.ready:  # the mount says what is wrong, if anything is
+                log.warning("%s: not ready after %.1f s (%s); mounting anyway", job.name,
+                            readiness.waited_s, readiness.reason)
             job.state = JobState.MOUNTING
             mountpoint = self.mounter.mount(info, job.name, match)
             job.mountpoint = str(mountpoint)
@@ -270,13 +290,16 @@ class DockManager:
                 fs_uuid=info.fs_uuid, fs_label=info.fs_label,
             ), newest_file_time=survey.newest_mtime)
             job.state = JobState.INGESTING
+            wipe = match.rule is not None and match.rule.wipe
+            # Released once every file is durable in the spool; the uploads go on in the
+            # station's upload stage. A wipe needs every file archived first: that job waits.
             summary = self.ingestor.ingest(
                 Origin(mountpoint, device_id=job.name), progress=job.on_progress, stop=self.stop,
-                skip=skip,
+                skip=skip, release_spooled=not wipe,
             )
             job.result = dict(summary.counts)
             complete = summary.ok and not job.removed and not self.stop.is_set() and not _unread(summary)
-            if complete and match.rule is not None and match.rule.wipe:
+            if complete and wipe:
                 job.state = JobState.WIPING
                 self.mounter.remount_writable(mountpoint, info)
                 report = wipe_device(mountpoint, job.name, self.database, self.ledger, actor=self.actor)
@@ -301,6 +324,7 @@ class DockManager:
             with self._lock:
                 if self._active.get(job.key) is job:
                     del self._active[job.key]
+            failpoint("dock.released")
 
     def _serve_inbox(self, watch: WatchConfig, paths: list[bytes], job: DockJob) -> None:
         try:
@@ -336,13 +360,18 @@ class DockManager:
 
     @property
     def busy(self) -> bool:
+        """A job runs, or uploads of released devices are still under way."""
         with self._lock:
-            return any(not future.done() for future in self._futures)
+            if any(not future.done() for future in self._futures):
+                return True
+        return self.ingestor.uploading > 0
 
     def shutdown(self) -> None:
-        """Stop starting files; wait for in-flight ones to be made durable and archived."""
+        """Stop starting files; wait for in-flight ones to be made durable, and for the
+        uploads in flight; what else waits for the archive stays spooled for the next start."""
         self.stop.set()
         self._pool.shutdown(wait=True)
+        self.ingestor.stop_uploads()
 
 
 def fuse_artifacts(mountpoint: Path, info: DeviceInfo) -> tuple[str, ...]:

@@ -72,6 +72,8 @@ class Outcome(StrEnum):
     RETRY_LATER = "retry later"  # the archive is up but this copy did not verify
     SPOOL_FULL = "spool full"  # not copied: no space in the spool; still on the device
     NOT_STARTED = "not started (stopping)"
+    # durable in the spool and handed to the station's upload stage; the device is released
+    UPLOADING = "spooled, uploading"
 
 
 ALREADY_ARCHIVED = Outcome.ALREADY_ARCHIVED
@@ -79,6 +81,7 @@ ALREADY_IN_ARCHIVE = Outcome.ALREADY_IN_ARCHIVE
 RETRY_LATER = Outcome.RETRY_LATER
 SPOOL_FULL = Outcome.SPOOL_FULL
 NOT_STARTED = Outcome.NOT_STARTED
+UPLOADING = Outcome.UPLOADING
 # Outcomes that leave a file's bytes outside the archive and outside the spool (still on the
 # source). A file whose stored copy did not verify (RETRY_LATER) stays spooled: ``pending``.
 UNREAD_OUTCOMES: tuple[str, ...] = (st.FAILED, SPOOL_FULL, NOT_STARTED)

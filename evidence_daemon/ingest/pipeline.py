@@ -7,6 +7,12 @@ n overlap the copy of file n+1. A bounded queue between them keeps copying from 
 ahead of the workers. Files are copied, and taken from the queue, earliest deadline first, with
 files the recorder marked important before all others (``priority``).
 
+A docked device need not wait for its uploads (``ingest(release_spooled=True)``): the run's
+workers then only make each copy durable and catalogue it, and hand it to the station's one
+upload stage — long-lived workers taking what every device spooled in one order, important
+first, then earliest deadline — and the run ends once every file it read is durable in the
+spool. Until uploaded a handed-over source stays ``spooled`` (what a crash leaves is resumed).
+
 What one source's row says is kept by ``state.queue`` (the ``sources`` table) and
 ``state.catalog`` (``recordings``); the steps that carry a spooled copy into the archive, and
 their order, are ``archiving.Archiver``'s. This module only orchestrates: the copy thread, the
@@ -18,6 +24,7 @@ deletes or changes anything on the source.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -52,6 +59,7 @@ from .outcomes import (
     RETRY_LATER,
     SPOOL_FULL,
     UNREAD_OUTCOMES,
+    UPLOADING,
     IngestMetrics,
     NoMetrics,
     Origin,
@@ -74,6 +82,8 @@ log = logging.getLogger(__name__)
 
 # (source id, its fresh copy still to be made durable — or None when it is already spooled)
 WorkItem = tuple[int, Copied | None]
+# (source id, its run's "archive unreachable" flag): what the upload stage takes
+HandedOver = tuple[int, threading.Event]
 
 
 class Ingestor:
@@ -118,6 +128,11 @@ class Ingestor:
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
         self.order_rules = OrderRules.from_config(config)
+        # The station's upload stage (started at the first hand-over): ids only, unbounded.
+        self._stage: UploadQueue[HandedOver] = UploadQueue(maxsize=0)
+        self._stage_workers: list[threading.Thread] = []
+        self._stage_lock = threading.Lock()
+        self._stage_stop = threading.Event()
 
     @property
     def metrics(self) -> IngestMetrics:
@@ -139,6 +154,7 @@ class Ingestor:
         progress: ProgressCallback | None = None,
         stop: threading.Event | None = None,
         skip: Sequence[str] = (),
+        release_spooled: bool = False,
     ) -> Summary:
         """Ingest every file under ``origin.root``, and finish work left by earlier runs.
 
@@ -148,7 +164,9 @@ class Ingestor:
         ``progress`` overrides the constructor's callback for this run (one per docked
         device); when ``stop`` is set no further file is started — what was copied is still
         made durable and archived, the rest waits for the next dock. ``skip`` adds names to
-        the configured skip list for this run.
+        the configured skip list for this run. With ``release_spooled`` the run ends once
+        every file it read is durable in the spool; their uploads go on in the upload stage
+        (counted ``UPLOADING``).
         """
         progress = progress or self.progress
         root = Path(origin.root)
@@ -165,10 +183,12 @@ class Ingestor:
         archive_down = threading.Event()
         if archive_error is not None:
             archive_down.set()
+        handed_over: set[int] = set()
         workers = [
             threading.Thread(
-                target=self._upload_worker, args=(work, summary, archive_down), daemon=True,
-                name=f"upload-{index}",
+                target=self._upload_worker,
+                args=(work, summary, archive_down, handed_over if release_spooled else None),
+                daemon=True, name=f"upload-{index}",
             )
             for index in range(self.config.archive.upload_workers)
         ]
@@ -210,9 +230,9 @@ class Ingestor:
             work.close(len(workers))
             for worker in workers:
                 worker.join()
-            with self._held_lock:
-                self._held.difference_update(taken)
-        summary.pending = self.queue.count_spooled(taken)
+            with self._held_lock:  # the upload stage lets go of what it was handed
+                self._held.difference_update(set(taken) - handed_over)
+        summary.pending = self.queue.count_spooled([i for i in taken if i not in handed_over])
         progress(Progress.DONE, {"summary": summary})
         return summary
 
@@ -332,7 +352,7 @@ class Ingestor:
         summary.bytes_copied += copied.size_bytes
         return source_id, copied
 
-    def _make_durable(self, source_id: int, copied: Copied, summary: Summary) -> None:
+    def _make_durable(self, source_id: int, copied: Copied, summary: Summary) -> bool:
         """fsync a fresh copy and mark its source spooled. On a worker, so the disk's
         write-back of file n overlaps the copy of file n+1."""
         try:
@@ -342,9 +362,10 @@ class Ingestor:
             summary.counts[st.FAILED] += 1
             summary.problems.append((self._describe_source(source_id), exc.message))
             log.error(_("source %s: %s"), source_id, exc.message)
-            return
+            return False
         self.queue.mark_spooled(source_id, sha256=copied.sha256, sm3=copied.sm3,
                                 spool_path=str(spool_path), at=format_time(self.clock()))
+        return True
 
     def _set_state(self, source_id: int, state: st.SourceState, reason: str | None, *,
                    count_attempt: bool = False) -> None:
@@ -354,21 +375,31 @@ class Ingestor:
     # -- upload stage (worker threads) ------------------------------------------------------
 
     def _upload_worker(
-        self, work: UploadQueue[WorkItem], summary: Summary, archive_down: threading.Event
+        self, work: UploadQueue[WorkItem], summary: Summary, archive_down: threading.Event,
+        handed_over: set[int] | None,
     ) -> None:
+        """A run's worker: makes its copies durable and catalogues them, then archives each
+        itself — or, with ``handed_over``, hands each to the upload stage and notes its id."""
         while (item := work.get()) is not None:
             try:
-                self._work_on(item, summary, archive_down)
+                source_id, copied = item
+                if copied is None or self._make_durable(source_id, copied, summary):
+                    self._archive(source_id, summary, archive_down, handed_over=handed_over)
             finally:
                 work.task_done()  # the copy thread may wait for the queue to drain (spool full)
         work.task_done()
 
-    def _work_on(self, item: WorkItem, summary: Summary, archive_down: threading.Event) -> None:
-        source_id, copied = item
+    def _archive(self, source_id: int, summary: Summary, archive_down: threading.Event, *,
+                 handed_over: set[int] | None = None) -> None:
+        """Catalogue a spooled source, then archive it — or, with ``handed_over``, hand it
+        to the upload stage (noting its id there)."""
         try:
-            if copied is not None:
-                self._make_durable(source_id, copied, summary)
             self.archiver.catalog(source_id)
+            if (handed_over is not None and not archive_down.is_set() and self._spooled(source_id)
+                    and self._hand_over(source_id, archive_down)):
+                handed_over.add(source_id)  # set.add: atomic under the GIL
+                summary.counts[UPLOADING] += 1
+                return
             if archive_down.is_set():
                 return  # stays spooled; the next run (or the daemon's retry) takes it
             outcome = self.archiver.process(source_id)
@@ -403,6 +434,62 @@ class Ingestor:
             finished = self.queue.get(source_id)
             self.metrics.file_finished(st.ARCHIVED if outcome == ALREADY_IN_ARCHIVE else outcome,
                                        int(finished.size_bytes or 0) if finished else 0)
+
+    # -- the upload stage (station-wide worker threads) --------------------------------------
+
+    def _spooled(self, source_id: int) -> bool:
+        """Waits in the spool for the archive (a failed or skipped source is reported by its
+        run, not handed over)."""
+        source = self.queue.get(source_id)
+        return source is not None and source.state == st.SPOOLED
+
+    def _hand_over(self, source_id: int, archive_down: threading.Event) -> bool:
+        """Queue a durable, catalogued source for the upload stage, in upload order (its
+        catalogued deadline); it stays held until the stage is done with it. False once the
+        stage has stopped (the run then archives it itself)."""
+        queued = self.queue.queued(source_id)
+        key = self._upload_key(queued) if queued is not None else (1, math.inf, source_id)
+        with self._stage_lock:
+            if self._stage_stop.is_set():
+                return False
+            if not self._stage_workers:
+                self._stage_workers = [
+                    threading.Thread(target=self._stage_worker, daemon=True, name=f"uploads-{index}")
+                    for index in range(self.config.archive.upload_workers)
+                ]
+                for worker in self._stage_workers:
+                    worker.start()
+            self._stage.put(key, (source_id, archive_down))
+        return True
+
+    def _stage_worker(self) -> None:
+        while (entry := self._stage.get()) is not None:
+            source_id, archive_down = entry
+            try:
+                if not self._stage_stop.is_set():  # stopping: it stays spooled, resumed later
+                    self._archive(source_id, Summary(), archive_down)  # its run has ended
+            except Exception:  # a worker must not die with the station's uploads
+                log.exception("source %s: unexpected error in the upload stage", source_id)
+            finally:
+                with self._held_lock:
+                    self._held.discard(source_id)
+                self._stage.task_done()
+        self._stage.task_done()
+
+    @property
+    def uploading(self) -> int:
+        """Sources handed to the upload stage and not yet done with."""
+        return self._stage.unfinished_tasks
+
+    def stop_uploads(self) -> None:
+        """Finish the uploads in flight; what else was handed over stays spooled (durable,
+        taken by the next run or start). Once only, at the station's shutdown."""
+        with self._stage_lock:
+            self._stage_stop.set()
+            workers, self._stage_workers = self._stage_workers, []
+            self._stage.close(len(workers))
+        for worker in workers:
+            worker.join()
 
     def _describe_source(self, source_id: int) -> str:
         """The source's path as on the device, for a problem line (its id if unreadable)."""

@@ -43,8 +43,19 @@ class Copied:
 
 
 class Spool:
-    def __init__(self, root: Path, *, chunk_bytes: int = 4 * 1024 * 1024, hash_sm3: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        chunk_bytes: int = 4 * 1024 * 1024,
+        hash_sm3: bool = False,
+        read: Callable[[int, list[bytearray]], int] = os.readv,
+        write: Callable[[int, memoryview], None] = write_all,
+    ) -> None:
+        """``read`` and ``write`` are the device read and the spool write (tests slow them)."""
         self.root = root
+        self._read = read
+        self._write = write
         self.chunk_bytes = chunk_bytes
         self.hash_sm3 = hash_sm3
         self.incoming = root / "incoming"
@@ -97,49 +108,61 @@ class Spool:
                 if sm3 is not None:
                     sm3.update(chunk)
 
-            # Hashing runs on a second thread while this one writes the chunk and reads the
-            # next: hashlib and os.readv/os.write release the GIL, so the copy uses both cores.
-            # Chunks are hashed strictly in order, each after the one before. Two buffers,
-            # reused, so no chunk costs a fresh allocation (and its page faults); no larger
-            # than the file, and the chunk that reaches the file's end is hashed right here:
-            # a small file costs neither 8 MiB of zeroed pages nor a thread.
+            # Read-ahead: this thread only reads from the device; the chunk it read last is
+            # written to the spool and hashed on two helper threads meanwhile (os.readv,
+            # os.write and hashlib release the GIL), so the device is never idle while the
+            # spool's disk takes a write. Two buffers, reused: the one being read into and the
+            # one being written and hashed; chunk n+1 is handed over only once chunk n is
+            # written and hashed, so chunks are hashed and written strictly in order and memory
+            # stays two buffers a device. No buffer is larger than the file, and the chunk
+            # that reaches the file's end is stored right here: a small file costs neither
+            # 8 MiB of zeroed pages nor a thread.
             buffer_bytes = max(64 * 1024, min(self.chunk_bytes, expected_size + 1))
             buffers = (bytearray(buffer_bytes), bytearray(buffer_bytes))
-            hasher: ThreadPoolExecutor | None = None
-            try:
-                with part.open("wb", buffering=0) as writer:
-                    hashing: Future[None] | None = None
+            with part.open("wb", buffering=0) as writer:
+                target = writer.fileno()
+
+                def store(chunk: memoryview) -> None:
+                    hash_chunk(chunk)
+                    self._write(target, chunk)
+
+                helpers: ThreadPoolExecutor | None = None
+                try:
+                    storing: tuple[Future[None], ...] = ()  # chunk n, while n+1 is read
+                    stored_bytes = 0
                     turn = 0
                     while True:
                         buffer = buffers[turn]
                         turn ^= 1
                         try:
-                            count = os.readv(fd, [buffer])
+                            count = self._read(fd, [buffer])
                         except OSError as exc:
                             raise IngestError(
                                 _("read failed after {size_bytes} bytes: {strerror}").format(
                                     size_bytes=size_bytes, strerror=exc.strerror)
                             ) from exc
-                        if hashing is not None:
-                            hashing.result()
+                        for step in storing:
+                            step.result()  # a failed write raises here (OSError, as inline)
+                        if storing:
+                            storing = ()
+                            self._stored(stored_bytes, on_bytes)
                         if not count:
                             break
                         chunk = memoryview(buffer)[:count]
-                        if size_bytes + count >= expected_size:
-                            hash_chunk(chunk)
-                            hashing = None
-                        else:
-                            if hasher is None:
-                                hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
-                            hashing = hasher.submit(hash_chunk, chunk)
-                        write_all(writer.fileno(), chunk)
                         size_bytes += count
-                        if on_bytes is not None:
-                            on_bytes(count)
-                        failpoint("ingest.mid_copy")
-            finally:
-                if hasher is not None:
-                    hasher.shutdown(wait=True)
+                        if size_bytes >= expected_size:
+                            store(chunk)
+                            self._stored(count, on_bytes)
+                        else:
+                            if helpers is None:
+                                helpers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
+                            storing = (helpers.submit(hash_chunk, chunk),
+                                       helpers.submit(self._write, target, chunk))
+                            stored_bytes = count
+                finally:
+                    # Before the spool file closes: no write may outlive its descriptor.
+                    if helpers is not None:
+                        helpers.shutdown(wait=True)
             after = os.fstat(fd)
             if (
                 size_bytes != after.st_size
@@ -168,6 +191,13 @@ class Spool:
             raise
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _stored(count: int, on_bytes: Callable[[int], None] | None) -> None:
+        """A chunk is written and hashed: progress, and the crash tests' mid-copy point."""
+        if on_bytes is not None:
+            on_bytes(count)
+        failpoint("ingest.mid_copy")
 
     def make_durable(self, copied: Copied) -> Path:
         """fsync the copy and move it to ``objects/<sha256>``; returns that path.

@@ -165,6 +165,11 @@ class WorkQueue:
         return int(self.db.scalar(
             "SELECT COUNT(*) FROM sources AS s WHERE " + _UNFINISHED, _UNFINISHED_STATES))
 
+    def queued(self, source_id: int) -> QueuedSource | None:
+        """One source as the upload order sees it."""
+        found = self._queued("s.id = ?", (source_id,))
+        return found[0] if found else None
+
     def waiting_for_upload(self) -> list[QueuedSource]:
         """Sources whose copy waits in the spool for the archive."""
         return self._queued("s.state = ? AND s.sha256 IS NOT NULL", (SPOOLED,))
