@@ -20,7 +20,6 @@ from .reasons import (
     REASON_MIN_CHARS,
     text_problem,
 )
-from ..i18n import _
 
 ContentKind = Literal["original", "proxy", "poster"]
 

@@ -277,7 +277,7 @@ class DockManager:
                 job.state = JobState.INCOMPLETE
                 return
             if not readiness.ready:  # the mount says what is wrong, if anything is
-                log.warning("%s: not ready after %.1f s (%s); mounting anyway", job.name,
+                log.warning(_("%s: not ready after %.1f s (%s); mounting anyway"), job.name,
                             readiness.waited_s, readiness.reason)
             job.state = JobState.MOUNTING
             mountpoint = self.mounter.mount(info, job.name, match)

@@ -469,7 +469,7 @@ class Ingestor:
                 if not self._stage_stop.is_set():  # stopping: it stays spooled, resumed later
                     self._archive(source_id, Summary(), archive_down)  # its run has ended
             except Exception:  # a worker must not die with the station's uploads
-                log.exception("source %s: unexpected error in the upload stage", source_id)
+                log.exception(_("source %s: unexpected error in the upload stage"), source_id)
             finally:
                 with self._held_lock:
                     self._held.discard(source_id)
