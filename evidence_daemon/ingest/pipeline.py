@@ -381,10 +381,17 @@ class Ingestor:
         """A run's worker: makes its copies durable and catalogues them, then archives each
         itself — or, with ``handed_over``, hands each to the upload stage and notes its id."""
         while (item := work.get()) is not None:
+            source_id, copied = item
             try:
-                source_id, copied = item
                 if copied is None or self._make_durable(source_id, copied, summary):
                     self._archive(source_id, summary, archive_down, handed_over=handed_over)
+            except EvidenceError as exc:
+                # The state database refused (full disk, ...): this file stays where it is
+                # (spooled or on the source) for the next run; the worker goes on, or the
+                # run would wait for it forever.
+                summary.counts[RETRY_LATER] += 1
+                summary.problems.append((self._describe_source(source_id), exc.message))
+                log.error(_("source %s: %s"), source_id, exc.message)
             finally:
                 work.task_done()  # the copy thread may wait for the queue to drain (spool full)
         work.task_done()
