@@ -59,6 +59,7 @@ INCIDENT_SCHEMA = """
         incident_id  TEXT NOT NULL,
         PRIMARY KEY (officer_id, incident_id)
     );
+    CREATE INDEX incident_officers_incident ON incident_officers (incident_id);
     CREATE TABLE incident_coverage (
         incident_id  TEXT PRIMARY KEY,
         state        TEXT NOT NULL,    -- covered | partial | missing | pending
@@ -269,15 +270,15 @@ class IncidentBook:
         footage: list[Footage] = []
         for chunk in _chunks(officers):
             marks = ",".join("?" * len(chunk))
-            for row in self.database.query(
-                    "SELECT sha256, officer_id, device_id, recorded_start, recorded_end, flags"
-                    f" FROM recordings WHERE officer_id IN ({marks})", chunk):
-                if "time_implausible" in json.loads(row["flags"] or "[]"):
-                    continue  # its recorded time is known to be wrong: it cannot be placed
-                start = parse_optional(row["recorded_start"])
-                offset = _offset_for(offsets.get(row["device_id"], ()), start)
-                footage.append(Footage(row["sha256"], row["officer_id"], start,
-                                       parse_optional(row["recorded_end"]), offset))
+            # A recording whose recorded time is known to be wrong (flag time_implausible)
+            # cannot be placed on the incident's timeline.
+            for sha256, officer, device, started, ended in self.database.query(
+                    "SELECT sha256, officer_id, device_id, recorded_start, recorded_end"
+                    f" FROM recordings WHERE officer_id IN ({marks})"
+                    " AND flags NOT LIKE '%\"time_implausible\"%'", chunk):
+                start = _moment(started)
+                footage.append(Footage(sha256, officer, start, _moment(ended),
+                                       _offset_for(offsets.get(device, ()), start)))
         return footage
 
     def _dock_offsets(self) -> dict[str, list[tuple[datetime, timedelta]]]:
@@ -378,6 +379,18 @@ def _stored(row: sqlite3.Row) -> StoredCoverage:
         tuple(json.loads(row["recordings"])),
         {officer: float(share) for officer, (share, _) in officers.items()},
         {officer: Coverage(state) for officer, (_, state) in officers.items()})
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A stored time; the catalog's ISO text parses directly (the general parser is the
+    fallback), which matters for the hundreds of thousands read in one refresh."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return parse_optional(text)
+    return moment if moment.tzinfo is not None else parse_optional(text)
 
 
 def _offset_for(docks: Sequence[tuple[datetime, timedelta]], start: datetime | None) -> timedelta:

@@ -99,13 +99,13 @@ class FootageIndex:
                 continue
             grouped.setdefault(item.officer_id, []).append((*interval, item.recording_id))
         self._by_officer: dict[str, list[tuple[datetime, datetime, str]]] = {}
-        self._starts: dict[str, list[datetime]] = {}
-        self._longest: dict[str, timedelta] = {}
+        self._starts: dict[str, list[float]] = {}  # POSIX seconds: bisecting floats is fast
+        self._longest: dict[str, float] = {}
         for officer, items in grouped.items():
             items.sort()
             self._by_officer[officer] = items
-            self._starts[officer] = [start for start, _, _ in items]
-            self._longest[officer] = max(end - start for start, end, _ in items)
+            self._starts[officer] = [start.timestamp() for start, _, _ in items]
+            self._longest[officer] = max((end - start).total_seconds() for start, end, _ in items)
 
     def overlapping(self, officer: str, start: datetime,
                     end: datetime) -> list[tuple[datetime, datetime, str]]:
@@ -114,8 +114,8 @@ class FootageIndex:
         if not items:
             return []
         starts = self._starts[officer]
-        low = bisect.bisect_left(starts, start - self._longest[officer])
-        high = bisect.bisect_right(starts, end)
+        low = bisect.bisect_left(starts, start.timestamp() - self._longest[officer])
+        high = bisect.bisect_right(starts, end.timestamp())
         return [item for item in items[low:high] if item[1] >= start]
 
 
